@@ -1,0 +1,130 @@
+//! `ivcsd peer …`: identity, publish, seed, download and relay.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::GlobalArgs;
+
+#[derive(Debug, Args)]
+pub struct PeerArgs {
+    #[command(flatten)]
+    pub common: PeerCommon,
+    #[command(subcommand)]
+    pub command: PeerCommand,
+}
+
+/// How to reach and log in to the tracker; shared by `peer` and `admin`.
+#[derive(Debug, Args, Clone)]
+pub struct Credentials {
+    /// The user name at the tracker.
+    #[arg(long, global = true, env = "IVCSD_USER", value_name = "NAME")]
+    pub user: Option<String>,
+    /// Read the password from this file (first line); otherwise IVCSD_PASSWORD, or a prompt.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Trust this CA certificate (PEM) for an https tracker.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+}
+
+/// Options of every peer command, accepted before or after the subcommand.
+#[derive(Debug, Args, Clone)]
+pub struct PeerCommon {
+    #[command(flatten)]
+    pub credentials: Credentials,
+    /// The RSA identity (PKCS#8 PEM) [default: the user's config directory, ivcsd/identity.pem].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Address for incoming peer connections; port 0 picks a free one [default: 0.0.0.0:6881].
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeerCommand {
+    /// Create an RSA identity (3072 bits by default) and write it with mode 0600.
+    Keygen(KeygenArgs),
+    /// Get a new content key, build the encrypted torrent, publish it, then seed it.
+    Publish(PublishArgs),
+    /// Seed a torrent from its plaintext, encrypting every block on the way out.
+    Seed(SeedArgs),
+    /// Download a torrent: get its key, verify each ciphertext piece, decrypt, write plaintext.
+    Download(DownloadArgs),
+    /// Carry the ciphertext of every torrent the tracker assigns to this user, without a key.
+    Relay(RelayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Key size in bits (at least 2048).
+    #[arg(long, default_value_t = 3072, value_name = "BITS")]
+    pub bits: usize,
+    /// Replace an existing identity file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The file or directory to publish.
+    pub path: PathBuf,
+    /// The tracker's announce URL, e.g. http://tracker.example:6969/announce.
+    #[arg(long, value_name = "URL")]
+    pub tracker: String,
+    /// Where to write the torrent [default: PATH's name + .torrent].
+    #[arg(long, short, value_name = "FILE.torrent")]
+    pub output: Option<PathBuf>,
+    /// Piece length in bytes, a power of two of at least 16 KiB [default: from the size].
+    #[arg(long, value_name = "BYTES")]
+    pub piece_length: Option<u64>,
+    /// Publish and exit instead of seeding.
+    #[arg(long)]
+    pub no_seed: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    pub torrent: PathBuf,
+    /// The plaintext: the file, or the directory that holds the torrent's files.
+    #[arg(long, value_name = "PATH")]
+    pub data: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    pub torrent: PathBuf,
+    /// The directory to write into [default: the current directory].
+    #[arg(long, short, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Keep seeding once complete, until interrupted.
+    #[arg(long)]
+    pub seed: bool,
+    /// Verify every piece already on disk instead of trusting the resume record.
+    #[arg(long)]
+    pub recheck: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// The tracker's announce URL.
+    #[arg(long, value_name = "URL")]
+    pub tracker: String,
+    /// Where ciphertext and resume records are kept [default: ./ivcsd-relay].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Refuse assignments that would make the store larger than this many bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub max_store: Option<u64>,
+}
+
+pub fn run(args: PeerArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
+    match args.command {
+        PeerCommand::Keygen(_) => super::not_implemented("peer keygen"),
+        PeerCommand::Publish(_) => super::not_implemented("peer publish"),
+        PeerCommand::Seed(_) => super::not_implemented("peer seed"),
+        PeerCommand::Download(_) => super::not_implemented("peer download"),
+        PeerCommand::Relay(_) => super::not_implemented("peer relay"),
+    }
+}

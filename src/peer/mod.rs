@@ -1,0 +1,1 @@
+//! The peer: a BitTorrent engine whose blocks travel encrypted (docs/protocol.md sections 5 to 8).

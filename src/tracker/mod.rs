@@ -1,0 +1,1 @@
+//! The tracker daemon (docs/protocol.md sections 1 to 4 and 8).
