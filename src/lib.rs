@@ -17,6 +17,7 @@
 pub mod bencode;
 pub mod crypto;
 pub mod fsutil;
+pub mod http_client;
 pub mod metainfo;
 pub mod peer;
 pub mod tracker;
