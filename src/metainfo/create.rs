@@ -51,12 +51,9 @@ pub struct CreatedTorrent {
 /// Why a torrent could not be created. Each names the path involved.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
-    #[error("error reading {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// Messages include their cause, which is therefore not also a `source`.
+    #[error("error reading {}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
     #[error("{} is a symbolic link; links are not followed inside a torrent's directory", path.display())]
     Symlink { path: PathBuf },
     #[error("{} is not a regular file or a directory", path.display())]
@@ -82,7 +79,7 @@ pub enum CreateError {
     #[error("the announce URL must not carry credentials ({what}); peers add their own")]
     AnnounceCredentials { what: &'static str },
     #[error("bug: the torrent just created does not validate: {0}")]
-    Invalid(#[from] MetainfoError),
+    Invalid(MetainfoError),
 }
 
 /// Builds a plain BitTorrent torrent (no encryption, no `info.ivcsd`, not private) of the file
@@ -138,7 +135,7 @@ pub(super) fn create(
         &pieces,
         encryption.as_ref().map(|e| &e.ivcsd),
     );
-    let metainfo = Metainfo::from_bytes(&bytes)?;
+    let metainfo = Metainfo::from_bytes(&bytes).map_err(CreateError::Invalid)?;
     Ok(CreatedTorrent { bytes, metainfo })
 }
 
@@ -185,9 +182,9 @@ struct Source {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CreateError + '_ {
-    move |source| CreateError::Io {
+    move |error| CreateError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 

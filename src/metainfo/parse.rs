@@ -32,8 +32,9 @@ use crate::types::{InfoHash, KeyId};
 /// (`info.files[3].path[1]`), and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetainfoError {
+    /// The message includes the decoder's, so it is not also a `source` (no repeat in chains).
     #[error("not bencode: {0}")]
-    Bencode(#[from] DecodeError),
+    Bencode(DecodeError),
     #[error("{at}: expected {expected}, found {found}")]
     WrongType {
         at: String,
@@ -198,6 +199,12 @@ pub fn check_name(name: &str) -> Result<(), NameProblem> {
         return Err(NameProblem::Reserved);
     }
     Ok(())
+}
+
+impl From<DecodeError> for MetainfoError {
+    fn from(e: DecodeError) -> Self {
+        MetainfoError::Bencode(e)
+    }
 }
 
 impl Metainfo {
