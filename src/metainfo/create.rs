@@ -31,6 +31,8 @@ use super::geometry::{Geometry, GeometryError, default_piece_length};
 use super::parse::{MetainfoError, NameProblem, check_name};
 use super::{Cipher, IvcsdInfo, Metainfo};
 use crate::bencode::{Dict, Value};
+use crate::crypto::content::{ContentKey, apply_keystream};
+use crate::types::KeyId;
 
 /// Bytes read, encrypted and hashed together: 2 of these are in memory at a time.
 const BATCH_BYTES: u64 = 32 * 1024 * 1024;
@@ -98,17 +100,47 @@ pub fn create_plain(
     create(path, announce, piece_length, None)
 }
 
-/// Encrypts content in place: `buf` holds content bytes from absolute offset `offset`.
-pub(super) type Transform<'a> = &'a (dyn Fn(u64, &mut [u8]) + Sync);
-
-/// What an encrypted torrent adds to a plain one.
-pub(super) struct Encryption<'a> {
-    pub transform: Transform<'a>,
-    pub ivcsd: IvcsdInfo,
+/// Builds an encrypted ivcsd torrent (SPEC 5) of the file or directory at `path`: `pieces` are
+/// SHA-1 of the ciphertext under `key`, `info.private = 1`, and `info.ivcsd` carries `key_id`
+/// and `key.key_check()`. The plaintext is read in batches and never held whole; nothing is
+/// written to disk.
+///
+/// `announce` is the tracker's /announce URL without credentials (an empty string leaves it
+/// out); `piece_length` defaults to [`default_piece_length`].
+///
+/// # Errors
+/// See [`CreateError`]; an announce URL with credentials is refused.
+pub fn create_encrypted(
+    path: &Path,
+    key: &ContentKey,
+    key_id: KeyId,
+    announce: &str,
+    piece_length: Option<u64>,
+) -> Result<CreatedTorrent, CreateError> {
+    let transform = |offset: u64, buf: &mut [u8]| apply_keystream(key, offset, buf);
+    let encryption = Encryption {
+        transform: &transform,
+        ivcsd: IvcsdInfo {
+            version: 1,
+            cipher: Cipher::Rc4Plus,
+            key_id,
+            check: key.key_check(),
+        },
+    };
+    create(path, announce, piece_length, Some(encryption))
 }
 
-/// The one builder behind [`create_plain`] and `create_encrypted`.
-pub(super) fn create(
+/// Encrypts content in place: `buf` holds content bytes from absolute offset `offset`.
+type Transform<'a> = &'a (dyn Fn(u64, &mut [u8]) + Sync);
+
+/// What an encrypted torrent adds to a plain one.
+struct Encryption<'a> {
+    transform: Transform<'a>,
+    ivcsd: IvcsdInfo,
+}
+
+/// The one builder behind [`create_plain`] and [`create_encrypted`].
+fn create(
     path: &Path,
     announce: &str,
     piece_length: Option<u64>,
@@ -469,15 +501,4 @@ fn encode(
         top = top.with("creation date", now.as_secs() as i64);
     }
     Value::from(top).encode()
-}
-
-/// The `info.ivcsd` of an encrypted torrent (used by `create_encrypted`).
-#[allow(dead_code)]
-pub(super) fn ivcsd_info(key_id: crate::types::KeyId, check: [u8; 8]) -> IvcsdInfo {
-    IvcsdInfo {
-        version: 1,
-        cipher: Cipher::Rc4Plus,
-        key_id,
-        check,
-    }
 }

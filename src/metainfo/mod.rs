@@ -8,7 +8,7 @@
 //! - [`geometry`]: [`Geometry`], the only maker of [`PieceIndex`], and [`FileSegments`], the
 //!   map from a content range to the file runs it covers.
 //! - [`create`]: builds a torrent from a file or directory, hashing ciphertext (or plaintext
-//!   for [`create_plain`]) on all cores with bounded memory. The only part that does I/O.
+//!   for [`create_plain`]) on all cores with bounded memory: [`create_encrypted`]. The only part that does I/O.
 //!
 //! What a validated torrent guarantees (the rest of ivcsd relies on it):
 //! - every file path is a list of safe components (see [`NameProblem`]) that cannot leave the
@@ -25,7 +25,7 @@ mod parse;
 
 use std::fmt;
 
-pub use create::{CreateError, CreatedTorrent, create_plain};
+pub use create::{CreateError, CreatedTorrent, create_encrypted, create_plain};
 pub use geometry::{
     FileSegment, FileSegments, Geometry, GeometryError, MAX_PIECE_COUNT, MAX_PIECE_LENGTH,
     MIN_PIECE_LENGTH, PieceIndex, check_piece_length, default_piece_length,
