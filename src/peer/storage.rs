@@ -142,7 +142,7 @@ impl ContentFiles {
     }
 
     fn check_range(&self, offset: u64, len: usize) -> Result<(), StorageError> {
-        let end = offset.checked_add(len as u64).unwrap_or(u64::MAX);
+        let end = offset.saturating_add(len as u64);
         if end > self.total_length {
             return Err(StorageError::OutOfRange {
                 start: offset,
