@@ -1,1 +1,3 @@
 //! The peer: a BitTorrent engine whose blocks travel encrypted (docs/protocol.md sections 5 to 8).
+
+pub mod wire;
