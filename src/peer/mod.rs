@@ -1,3 +1,6 @@
 //! The peer: a BitTorrent engine whose blocks travel encrypted (docs/protocol.md sections 5 to 8).
 
+pub mod bitfield;
+pub mod picker;
 pub mod storage;
+pub mod wire;
