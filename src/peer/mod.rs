@@ -1,6 +1,8 @@
 //! The peer: a BitTorrent engine whose blocks travel encrypted (docs/protocol.md sections 5 to 8).
 
 pub mod bitfield;
+pub mod block_cache;
 pub mod picker;
+pub mod resume;
 pub mod storage;
 pub mod wire;
