@@ -2,7 +2,10 @@
 
 pub mod bitfield;
 pub mod block_cache;
+pub mod choker;
+pub mod connection;
 pub mod picker;
 pub mod resume;
 pub mod storage;
+pub mod tracker_client;
 pub mod wire;
