@@ -47,7 +47,7 @@ use crate::types::{InfoHash, PeerId};
 /// Most bytes queued for sending before the connection stops reading and taking commands.
 pub const SEND_HIGH_WATER: usize = 256 * 1024;
 /// Smallest read buffer: room for two full piece messages, so one read can take several.
-const READ_BUF_MIN: usize = 32 * 1024;
+const READ_BUF_MIN: usize = 2 * (wire::MAX_BLOCK_LEN as usize + wire::PIECE_HEADER_LEN);
 /// Most slices handed to one vectored write.
 const MAX_WRITE_SLICES: usize = 16;
 

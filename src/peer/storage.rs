@@ -253,6 +253,9 @@ pub trait PieceStore: Send + Sync {
 
     /// The torrent this store holds.
     fn info(&self) -> &Info;
+
+    /// The files on disk, in the torrent's order (for resume records).
+    fn file_paths(&self) -> Vec<PathBuf>;
 }
 
 /// Plaintext on disk; blocks are encrypted on the way out and decrypted on the way in.
@@ -289,6 +292,10 @@ impl PieceStore for PlaintextStore {
     fn info(&self) -> &Info {
         &self.info
     }
+
+    fn file_paths(&self) -> Vec<PathBuf> {
+        self.files.paths().map(Path::to_path_buf).collect()
+    }
 }
 
 /// Ciphertext on disk, exactly as received: what relays keep. It never has a key.
@@ -320,6 +327,10 @@ impl PieceStore for CiphertextStore {
 
     fn info(&self) -> &Info {
         &self.info
+    }
+
+    fn file_paths(&self) -> Vec<PathBuf> {
+        self.files.paths().map(Path::to_path_buf).collect()
     }
 }
 
