@@ -49,9 +49,12 @@ pub enum QueryError {
 
 /// A decoded query: `(name, value)` pairs in the order received. Values borrow from the raw
 /// query when they contained no `%`.
+/// A decoded `(name, value)` pair.
+type Pair<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
+
 #[derive(Debug, Default)]
 pub struct Query<'a> {
-    pairs: Vec<(Cow<'a, [u8]>, Cow<'a, [u8]>)>,
+    pairs: Vec<Pair<'a>>,
 }
 
 /// Decodes `%XX` escapes (either hex case) to bytes. `base` is the offset of `s` in the whole
