@@ -417,7 +417,7 @@ mod tests {
     malformed!(
         too_many_scrape_hashes,
         (0..=MAX_SCRAPE_HASHES)
-            .map(|i| format!("info_hash={}", format!("{i:020}")))
+            .map(|i| format!("info_hash={i:020}"))
             .collect::<Vec<_>>()
             .join("&"),
         |q| q.info_hashes().map(drop),
