@@ -5,7 +5,11 @@
 //!   [`decide`] (the authority rules), [`refusal`] (public and audit reasons).
 
 pub mod authority;
+pub mod clock;
+pub mod config;
+pub mod credentials;
 pub mod decide;
 pub mod query;
 pub mod refusal;
+pub mod store;
 pub mod swarm;
