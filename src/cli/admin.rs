@@ -124,6 +124,6 @@ pub fn run(args: AdminArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
         AdminCommand::Torrent(_) => super::not_implemented("admin torrent"),
         AdminCommand::Relay(_) => super::not_implemented("admin relay"),
         AdminCommand::Audit(_) => super::not_implemented("admin audit"),
-        AdminCommand::User(command) => super::users::run(command),
+        AdminCommand::User(command) => super::users::run(command, &args.credentials),
     }
 }

@@ -22,6 +22,8 @@ pub enum RefusalKind {
     Identity,
     /// 404: an unknown torrent, or one the requester may not see.
     NotFound,
+    /// 500: the tracker failed (database, shutdown); the client may retry.
+    Internal,
 }
 
 /// A refused request.
@@ -74,12 +76,22 @@ impl Refusal {
         }
     }
 
+    /// A failure of the tracker itself; the details go to the audit log only.
+    pub fn internal(audit: impl Into<Cow<'static, str>>) -> Self {
+        Refusal {
+            kind: RefusalKind::Internal,
+            public: Cow::Borrowed("internal tracker error; try again later"),
+            audit: audit.into(),
+        }
+    }
+
     /// The HTTP status for endpoints other than /announce and /scrape.
     pub fn status(&self) -> u16 {
         match self.kind {
             RefusalKind::Malformed => 400,
             RefusalKind::Identity => 401,
             RefusalKind::NotFound => 404,
+            RefusalKind::Internal => 500,
         }
     }
 }

@@ -254,7 +254,8 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// A unit of work for the store thread; it answers whether the thread should go on.
+type Job = Box<dyn FnOnce(&mut Connection) -> bool + Send>;
 
 /// A handle to the store thread. Cheap to clone; the thread ends when the last handle is
 /// dropped and [`Store::close`] waits for it.
@@ -267,6 +268,11 @@ pub struct Store {
 pub struct StoreThread(std::thread::JoinHandle<()>);
 
 impl StoreThread {
+    /// Whether the thread ended (it only should after [`Store::close`]).
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+
     /// Waits for the thread to finish its queue and close the database (all handles must be
     /// dropped first).
     pub fn join(self) {
@@ -373,7 +379,9 @@ impl Store {
             .name("tracker-store".into())
             .spawn(move || {
                 while let Some(job) = rx.blocking_recv() {
-                    job(&mut conn);
+                    if !job(&mut conn) {
+                        break;
+                    }
                 }
                 // dropping `conn` checkpoints and closes the database
             })
@@ -394,10 +402,17 @@ impl Store {
         self.jobs
             .send(Box::new(move |conn| {
                 let _ = reply.send(f(conn));
+                true
             }))
             .await
             .map_err(|_| StoreError::Stopped)?;
         answer.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Asks the store thread to stop after the work queued before this call; later calls
+    /// fail with [`StoreError::Stopped`].
+    pub async fn close(&self) {
+        let _ = self.jobs.send(Box::new(|_| false)).await;
     }
 
     /// Every torrent, with its relays (not the .torrent bytes).

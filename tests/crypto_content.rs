@@ -1,0 +1,247 @@
+//! Block keying and content encryption against tests/data/vectors/blocks.json (CIPHER.md 6.2),
+//! and properties of `apply_keystream` over arbitrary ranges.
+
+use ivcsd::crypto::content::{BLOCK_LEN, ContentKey, apply_keystream, apply_keystream_parallel};
+use ivcsd::crypto::rc4plus::Rc4Plus;
+use proptest::prelude::*;
+use serde_json::Value;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+fn vectors() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/vectors/blocks.json"
+    );
+    let text = std::fs::read_to_string(path).expect("the vector file is in the repository");
+    serde_json::from_str(&text).expect("the vector file is valid json")
+}
+
+fn hex_field(v: &Value, name: &str) -> Vec<u8> {
+    let text = v[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("field {name} is a string"));
+    hex::decode(text).unwrap_or_else(|e| panic!("field {name}: {e}"))
+}
+
+fn vector_key(all: &Value) -> ContentKey {
+    let bytes: [u8; 32] = hex_field(all, "content_key")
+        .try_into()
+        .expect("32-byte key");
+    ContentKey::from_bytes(bytes)
+}
+
+fn usize_field(v: &Value, name: &str) -> usize {
+    usize::try_from(v[name].as_u64().unwrap_or_else(|| panic!("field {name}"))).expect("fits")
+}
+
+#[test]
+fn key_check_vector() {
+    let all = vectors();
+    let key = vector_key(&all);
+    assert_eq!(key.key_check()[..], hex_field(&all, "key_check")[..]);
+}
+
+#[test]
+fn every_block_vector() {
+    let all = vectors();
+    let key = vector_key(&all);
+    let blocks = all["blocks"].as_array().expect("blocks is a list");
+    assert_eq!(blocks.len(), 5, "the vector file changed; review this test");
+    for v in blocks {
+        let block = v["block"].as_u64().expect("block");
+        let len = usize_field(v, "len");
+        assert_eq!(
+            key.block_key(block)[..],
+            hex_field(v, "block_key")[..],
+            "block {block} key"
+        );
+
+        // The bare cipher under the block key...
+        let mut stream = vec![0u8; len];
+        Rc4Plus::with_key32(&key.block_key(block)).fill_keystream(&mut stream);
+        let digest: [u8; 32] = Sha256::digest(&stream).into();
+        assert_eq!(
+            digest[..],
+            hex_field(v, "sha256")[..],
+            "block {block} sha256"
+        );
+        assert_eq!(
+            stream[..64],
+            hex_field(v, "first64")[..],
+            "block {block} first64"
+        );
+        assert_eq!(
+            stream[len - 64..],
+            hex_field(v, "last64")[..],
+            "block {block} last64"
+        );
+
+        // ...is what the content functions apply at the block's absolute offset.
+        let offset = block * BLOCK_LEN as u64;
+        let mut zeros = vec![0u8; len];
+        apply_keystream(&key, offset, &mut zeros);
+        assert_eq!(zeros, stream, "block {block} through apply_keystream");
+        let mut zeros = vec![0u8; len];
+        apply_keystream_parallel(&key, offset, &mut zeros);
+        assert_eq!(
+            zeros, stream,
+            "block {block} through apply_keystream_parallel"
+        );
+    }
+}
+
+/// The plaintext of the `content` vector: SHA-256("ivcsd plaintext shared/0"),
+/// SHA-256("ivcsd plaintext shared/1"), ... concatenated and cut to `len`.
+fn vector_plaintext(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 32);
+    let mut n = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(&Sha256::digest(format!("ivcsd plaintext shared/{n}")));
+        n += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn content_vector() {
+    let all = vectors();
+    let key = vector_key(&all);
+    let content = &all["content"];
+    let len = usize_field(content, "length");
+    let piece_length = usize_field(content, "piece_length");
+    let mut data = vector_plaintext(len);
+    assert_eq!(
+        Sha256::digest(&data)[..],
+        hex_field(content, "plaintext_sha256")[..],
+        "plaintext rule"
+    );
+    let plaintext = data.clone();
+
+    apply_keystream(&key, 0, &mut data);
+    assert_eq!(
+        Sha256::digest(&data)[..],
+        hex_field(content, "ciphertext_sha256")[..]
+    );
+    assert_eq!(data[..64], hex_field(content, "ciphertext_first64")[..]);
+    let pieces = content["pieces_sha1"]
+        .as_array()
+        .expect("pieces_sha1 is a list");
+    assert_eq!(pieces.len(), len.div_ceil(piece_length));
+    for (index, (piece, expected)) in data.chunks(piece_length).zip(pieces).enumerate() {
+        let expected = hex::decode(expected.as_str().expect("hex")).expect("hex");
+        assert_eq!(Sha1::digest(piece)[..], expected[..], "piece {index}");
+    }
+
+    // Piece by piece, and in parallel, give the same ciphertext.
+    let mut by_piece = plaintext.clone();
+    for (index, piece) in by_piece.chunks_mut(piece_length).enumerate() {
+        apply_keystream(&key, (index * piece_length) as u64, piece);
+    }
+    assert_eq!(by_piece, data);
+    let mut parallel = plaintext.clone();
+    apply_keystream_parallel(&key, 0, &mut parallel);
+    assert_eq!(parallel, data);
+
+    // And decryption gives the plaintext back.
+    apply_keystream(&key, 0, &mut data);
+    assert_eq!(data, plaintext);
+}
+
+/// The keystream of content bytes `offset..offset + len`, block by block from each block's
+/// start with the bare cipher: the reference the optimised paths are held to.
+fn reference_keystream(key: &ContentKey, offset: u64, len: usize) -> Vec<u8> {
+    let block_len = BLOCK_LEN as u64;
+    let end = offset + len as u64;
+    let mut out = Vec::with_capacity(len);
+    let mut block = offset / block_len;
+    while block * block_len < end {
+        let mut stream = vec![0u8; BLOCK_LEN];
+        Rc4Plus::with_key32(&key.block_key(block)).fill_keystream(&mut stream);
+        let from = offset.max(block * block_len) - block * block_len;
+        let to = end.min((block + 1) * block_len) - block * block_len;
+        out.extend_from_slice(&stream[from as usize..to as usize]);
+        block += 1;
+    }
+    out
+}
+
+fn key_strategy() -> impl Strategy<Value = ContentKey> {
+    any::<[u8; 32]>().prop_map(ContentKey::from_bytes)
+}
+
+/// Offsets near block boundaries are the interesting ones; mix them with arbitrary ones.
+fn offset_strategy() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        (0u64..40, -3i64..4)
+            .prop_map(|(block, delta)| { (block * BLOCK_LEN as u64).saturating_add_signed(delta) }),
+        0u64..(1 << 40),
+        (u64::MAX >> 15)..(u64::MAX >> 14),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn decrypt_of_encrypt_is_identity(
+        key in key_strategy(),
+        offset in offset_strategy(),
+        data in proptest::collection::vec(any::<u8>(), 0..5 * BLOCK_LEN),
+    ) {
+        let mut buf = data.clone();
+        apply_keystream(&key, offset, &mut buf);
+        if data.len() >= 16 {
+            prop_assert_ne!(&buf, &data);
+        }
+        apply_keystream(&key, offset, &mut buf);
+        prop_assert_eq!(buf, data);
+    }
+
+    #[test]
+    fn any_range_matches_the_block_reference(
+        key in key_strategy(),
+        offset in offset_strategy(),
+        len in 0usize..6 * BLOCK_LEN,
+    ) {
+        let mut buf = vec![0u8; len];
+        apply_keystream(&key, offset, &mut buf);
+        prop_assert_eq!(&buf, &reference_keystream(&key, offset, len));
+    }
+
+    #[test]
+    fn random_splits_equal_the_whole_range(
+        key in key_strategy(),
+        offset in offset_strategy(),
+        len in 0usize..5 * BLOCK_LEN,
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+    ) {
+        let mut whole = vec![0u8; len];
+        apply_keystream(&key, offset, &mut whole);
+
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(len + 1)).collect();
+        points.push(0);
+        points.push(len);
+        points.sort_unstable();
+        let mut split = vec![0u8; len];
+        for pair in points.windows(2) {
+            let (from, to) = (pair[0], pair[1]);
+            apply_keystream(&key, offset + from as u64, &mut split[from..to]);
+        }
+        prop_assert_eq!(split, whole);
+    }
+
+    #[test]
+    fn parallel_equals_sequential(
+        key in key_strategy(),
+        offset in offset_strategy(),
+        len in 0usize..12 * BLOCK_LEN,
+    ) {
+        let mut sequential = vec![0x33u8; len];
+        apply_keystream(&key, offset, &mut sequential);
+        let mut parallel = vec![0x33u8; len];
+        apply_keystream_parallel(&key, offset, &mut parallel);
+        prop_assert_eq!(parallel, sequential);
+    }
+}
