@@ -3,7 +3,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
+
+use ivcsd::crypto::identity::Identity;
 
 use super::GlobalArgs;
 
@@ -121,10 +124,52 @@ pub struct RelayArgs {
 
 pub fn run(args: PeerArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     match args.command {
-        PeerCommand::Keygen(_) => super::not_implemented("peer keygen"),
+        PeerCommand::Keygen(keygen) => run_keygen(&args.common, &keygen),
         PeerCommand::Publish(_) => super::not_implemented("peer publish"),
         PeerCommand::Seed(_) => super::not_implemented("peer seed"),
         PeerCommand::Download(_) => super::not_implemented("peer download"),
         PeerCommand::Relay(_) => super::not_implemented("peer relay"),
     }
+}
+
+/// Where the identity lives unless `--identity` says otherwise: `ivcsd/identity.pem` in the
+/// user's config directory (SPEC 10), e.g. `~/.config/ivcsd/identity.pem` on Linux.
+pub fn default_identity_path() -> anyhow::Result<PathBuf> {
+    let config = dirs::config_dir()
+        .context("cannot find the user's config directory (is HOME set?); pass --identity FILE")?;
+    Ok(config.join("ivcsd").join("identity.pem"))
+}
+
+/// The identity file of this invocation: `--identity`, or [`default_identity_path`].
+pub fn identity_path(common: &PeerCommon) -> anyhow::Result<PathBuf> {
+    match &common.identity {
+        Some(path) => Ok(path.clone()),
+        None => default_identity_path(),
+    }
+}
+
+/// `ivcsd peer keygen`: generates a key and writes it with mode 0600; never replaces an
+/// existing identity without `--force`, since that would lose the key the tracker may know.
+fn run_keygen(common: &PeerCommon, args: &KeygenArgs) -> anyhow::Result<()> {
+    let path = identity_path(common)?;
+    let exists = path
+        .try_exists()
+        .with_context(|| format!("cannot check whether {} exists", path.display()))?;
+    if exists && !args.force {
+        anyhow::bail!(
+            "identity file {} already exists; pass --force to replace it",
+            path.display()
+        );
+    }
+    let identity = Identity::generate(args.bits)
+        .with_context(|| format!("cannot create a {}-bit identity", args.bits))?;
+    identity.save(&path)?;
+    let public = identity.public_ref();
+    println!(
+        "wrote a {}-bit RSA identity to {}",
+        public.bits(),
+        path.display()
+    );
+    println!("public key sha256: {}", hex::encode(public.spki_sha256()));
+    Ok(())
 }

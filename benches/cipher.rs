@@ -1,0 +1,73 @@
+//! Cipher speed (CIPHER.md 6.1, 6.2): the bare RC4+ keystream, one 16 KiB block with its key
+//! schedule, and whole buffers through `apply_keystream` and `apply_keystream_parallel`.
+//! Run with `cargo bench --bench cipher`; compare with `benches/rc4plus_c.sh` (plain C, -O3).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ivcsd::crypto::content::{BLOCK_LEN, ContentKey, apply_keystream, apply_keystream_parallel};
+use ivcsd::crypto::rc4plus::{Rc4Plus, Rc4Plus4};
+
+const MIB: usize = 1 << 20;
+
+fn keystream(c: &mut Criterion) {
+    let mut group = c.benchmark_group("rc4plus");
+    group.throughput(Throughput::Bytes(MIB as u64));
+    let mut buf = vec![0u8; MIB];
+    let mut cipher = Rc4Plus::with_key32(&[7; 32]);
+    group.bench_function("keystream 1 MiB, one stream", |b| {
+        b.iter(|| cipher.apply_keystream(black_box(&mut buf)))
+    });
+    let mut four = Rc4Plus4::new(std::array::from_fn(|n| Rc4Plus::with_key32(&[n as u8; 32])));
+    group.bench_function("keystream 1 MiB, four interleaved streams", |b| {
+        b.iter(|| {
+            let (x, rest) = buf.split_at_mut(MIB / 4);
+            let (y, rest) = rest.split_at_mut(MIB / 4);
+            let (z, w) = rest.split_at_mut(MIB / 4);
+            four.apply_keystream([x, y, z, w]);
+            black_box(&buf);
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("rc4plus key schedule");
+    group.bench_function("KSA+ of a 32-byte key", |b| {
+        b.iter(|| Rc4Plus::with_key32(black_box(&[9; 32])))
+    });
+    group.finish();
+}
+
+fn blocks(c: &mut Criterion) {
+    let key = ContentKey::from_bytes([3; 32]);
+    let mut group = c.benchmark_group("content");
+
+    group.throughput(Throughput::Bytes(BLOCK_LEN as u64));
+    let mut block = vec![0u8; BLOCK_LEN];
+    group.bench_function("one 16 KiB block incl. block key and KSA+", |b| {
+        b.iter(|| apply_keystream(&key, black_box(5 * BLOCK_LEN as u64), &mut block))
+    });
+
+    let len = 4 * MIB;
+    group.throughput(Throughput::Bytes(len as u64));
+    let mut buf = vec![0u8; len];
+    group.bench_function(BenchmarkId::new("apply_keystream one core", "4 MiB"), |b| {
+        b.iter(|| apply_keystream(&key, black_box(0), &mut buf))
+    });
+    group.finish();
+
+    let len = 256 * MIB;
+    let mut group = c.benchmark_group("content parallel");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(8));
+    group.throughput(Throughput::Bytes(len as u64));
+    let mut buf = vec![0u8; len];
+    group.bench_function(
+        BenchmarkId::new("apply_keystream_parallel all cores", "256 MiB"),
+        |b| b.iter(|| apply_keystream_parallel(&key, black_box(0), &mut buf)),
+    );
+    group.finish();
+}
+
+criterion_group!(benches, keystream, blocks);
+criterion_main!(benches);
