@@ -78,7 +78,9 @@ pub async fn handle(state: &State, req: &Request<'_>, path: &str) -> Response<Bo
         Ok(auth) => auth,
         Err(refusal) => {
             let user = super::claimed_user(&query);
-            state.audit(req, endpoint, user.as_deref(), None, Err(&refusal)).await;
+            state
+                .audit(req, endpoint, user.as_deref(), None, Err(&refusal))
+                .await;
             return response::refusal(&refusal, RefusalStatus::ByKind);
         }
     };
@@ -90,11 +92,15 @@ pub async fn handle(state: &State, req: &Request<'_>, path: &str) -> Response<Bo
     let info_hash = query.info_hash().ok();
     match dispatch(state, req, &query, &auth, path).await {
         Ok((response, reason)) => {
-            state.audit(req, endpoint, user, info_hash, Ok(&reason)).await;
+            state
+                .audit(req, endpoint, user, info_hash, Ok(&reason))
+                .await;
             response
         }
         Err(refusal) => {
-            state.audit(req, endpoint, user, info_hash, Err(&refusal)).await;
+            state
+                .audit(req, endpoint, user, info_hash, Err(&refusal))
+                .await;
             let mut r = response::refusal(&refusal, RefusalStatus::ByKind);
             if endpoint == "admin" {
                 *r.status_mut() = StatusCode::NOT_FOUND;
@@ -108,7 +114,9 @@ fn require_method(req: &Request<'_>, method: Method) -> Result<(), Refusal> {
     if *req.method == method {
         Ok(())
     } else {
-        Err(Refusal::malformed(format!("this admin call takes {method}")))
+        Err(Refusal::malformed(format!(
+            "this admin call takes {method}"
+        )))
     }
 }
 
@@ -140,9 +148,12 @@ async fn dispatch(
                 .values()
                 .cloned()
                 .collect();
-            all.sort_by(|a, b| (a.published_ms, a.info_hash).cmp(&(b.published_ms, b.info_hash)));
+            all.sort_by_key(|t| (t.published_ms, t.info_hash));
             let list = all.iter().map(|t| torrent_dict(state, t)).collect();
-            Ok((single("torrents", Value::List(list)), format!("listed {} torrents", all.len())))
+            Ok((
+                single("torrents", Value::List(list)),
+                format!("listed {} torrents", all.len()),
+            ))
         }
         "torrent" => {
             require_method(req, Method::GET)?;
@@ -191,7 +202,9 @@ async fn dispatch(
                 .to_owned();
             known(state, &hash)?;
             if assign && state.users.current().get(&relay).is_none() {
-                return Err(Refusal::malformed(format!("no user {relay:?} in authority.xml")));
+                return Err(Refusal::malformed(format!(
+                    "no user {relay:?} in authority.xml"
+                )));
             }
             let changed = state
                 .store
@@ -235,7 +248,10 @@ async fn dispatch(
             let mut d = Dict::new();
             d.insert(&b"entries"[..], Value::List(lines));
             d.insert(&b"last"[..], int(last));
-            Ok((response::bencoded(&Value::Dict(d)), format!("audit tail after {since}")))
+            Ok((
+                response::bencoded(&Value::Dict(d)),
+                format!("audit tail after {since}"),
+            ))
         }
         _ => Err(Refusal::malformed(format!("no admin call {path:?}"))),
     }

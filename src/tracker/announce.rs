@@ -132,7 +132,9 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
         Ok(q) => q,
         Err(e) => {
             let refusal = Refusal::from(e);
-            state.audit(req, "announce", None, None, Err(&refusal)).await;
+            state
+                .audit(req, "announce", None, None, Err(&refusal))
+                .await;
             return response::refusal(&refusal, RefusalStatus::Always200);
         }
     };
@@ -173,7 +175,9 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
             response::bencoded(&Value::Dict(d))
         }
         Err(refusal) => {
-            state.audit(req, "announce", user, info_hash, Err(&refusal)).await;
+            state
+                .audit(req, "announce", user, info_hash, Err(&refusal))
+                .await;
             response::refusal(&refusal, RefusalStatus::Always200)
         }
     }
@@ -236,13 +240,56 @@ mod tests {
         };
     }
     const ID: &str = "-IV0001-abcdefghijkl";
-    malformed!(no_peer_id, format!("info_hash={HASH}&port=1&left=0"), QueryError::Missing("peer_id"));
-    malformed!(short_peer_id, format!("info_hash={HASH}&peer_id=abc&port=1&left=0"), QueryError::Invalid { name: "peer_id", reason: "must be 20 bytes" });
-    malformed!(port_zero, format!("info_hash={HASH}&peer_id={ID}&port=0&left=0"), QueryError::Invalid { name: "port", reason: "must be 1 to 65535" });
-    malformed!(port_too_big, format!("info_hash={HASH}&peer_id={ID}&port=65536&left=0"), QueryError::Invalid { name: "port", reason: "must be 1 to 65535" });
-    malformed!(no_left, format!("info_hash={HASH}&peer_id={ID}&port=1"), QueryError::Missing("left"));
-    malformed!(bad_event, format!("info_hash={HASH}&peer_id={ID}&port=1&left=0&event=paused"), QueryError::Invalid { name: "event", reason: "not started, stopped, completed or empty" });
-    malformed!(bad_uploaded, format!("info_hash={HASH}&peer_id={ID}&port=1&left=0&uploaded=x"), QueryError::Invalid { name: "uploaded", reason: "not a non-negative decimal integer" });
+    malformed!(
+        no_peer_id,
+        format!("info_hash={HASH}&port=1&left=0"),
+        QueryError::Missing("peer_id")
+    );
+    malformed!(
+        short_peer_id,
+        format!("info_hash={HASH}&peer_id=abc&port=1&left=0"),
+        QueryError::Invalid {
+            name: "peer_id",
+            reason: "must be 20 bytes"
+        }
+    );
+    malformed!(
+        port_zero,
+        format!("info_hash={HASH}&peer_id={ID}&port=0&left=0"),
+        QueryError::Invalid {
+            name: "port",
+            reason: "must be 1 to 65535"
+        }
+    );
+    malformed!(
+        port_too_big,
+        format!("info_hash={HASH}&peer_id={ID}&port=65536&left=0"),
+        QueryError::Invalid {
+            name: "port",
+            reason: "must be 1 to 65535"
+        }
+    );
+    malformed!(
+        no_left,
+        format!("info_hash={HASH}&peer_id={ID}&port=1"),
+        QueryError::Missing("left")
+    );
+    malformed!(
+        bad_event,
+        format!("info_hash={HASH}&peer_id={ID}&port=1&left=0&event=paused"),
+        QueryError::Invalid {
+            name: "event",
+            reason: "not started, stopped, completed or empty"
+        }
+    );
+    malformed!(
+        bad_uploaded,
+        format!("info_hash={HASH}&peer_id={ID}&port=1&left=0&uploaded=x"),
+        QueryError::Invalid {
+            name: "uploaded",
+            reason: "not a non-negative decimal integer"
+        }
+    );
 
     #[test]
     fn compact_v4_and_v6_and_dictionary_forms() {
@@ -257,14 +304,24 @@ mod tests {
         let compact = Value::Dict(encode_answer(&out, true, 1800, 900)).encode();
         let decoded = bencode::decode(&compact).unwrap();
         let d = decoded.as_dict().unwrap();
-        assert_eq!(d.get(b"peers").unwrap().as_bytes().unwrap(), &[10, 0, 0, 1, 0x1a, 0xe1]);
+        assert_eq!(
+            d.get(b"peers").unwrap().as_bytes().unwrap(),
+            &[10, 0, 0, 1, 0x1a, 0xe1]
+        );
         let v6 = d.get(b"peers6").unwrap().as_bytes().unwrap();
         assert_eq!(v6.len(), 18);
         assert_eq!(&v6[16..], &51413u16.to_be_bytes());
         assert_eq!(d.get(b"min interval").unwrap().as_int(), Some(900));
         let list = Value::Dict(encode_answer(&out, false, 1800, 900)).encode();
         let decoded = bencode::decode(&list).unwrap();
-        let peers = decoded.as_dict().unwrap().get(b"peers").unwrap().as_list().unwrap().to_vec();
+        let peers = decoded
+            .as_dict()
+            .unwrap()
+            .get(b"peers")
+            .unwrap()
+            .as_list()
+            .unwrap()
+            .to_vec();
         assert_eq!(peers.len(), 2);
         let p = peers[1].as_dict().unwrap();
         assert_eq!(p.get(b"ip").unwrap().as_str(), Some("2001:db8::1"));

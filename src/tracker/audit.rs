@@ -225,7 +225,13 @@ fn write_loop(file: File, mut rx: mpsc::Receiver<AuditEntry>, mut prev: String) 
         }
         for entry in batch.drain(..) {
             line.clear();
-            if let Err(e) = serde_json::to_writer(&mut line, &Line { entry: &entry, prev: &prev }) {
+            if let Err(e) = serde_json::to_writer(
+                &mut line,
+                &Line {
+                    entry: &entry,
+                    prev: &prev,
+                },
+            ) {
                 tracing::error!("error encoding audit entry: {e}");
                 continue;
             }
@@ -302,19 +308,29 @@ mod tests {
             assert_eq!(log.recent(8, 100).len(), 2);
             assert_eq!(log.recent(0, 3)[0].seq, 8);
             log.close();
-            tokio::task::spawn_blocking(move || writer.finish()).await.unwrap();
+            tokio::task::spawn_blocking(move || writer.finish())
+                .await
+                .unwrap();
         }
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(verify_chain(&text), Ok(20));
         let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-        assert_eq!(first["info_hash"], "abababababababababababababababababababab");
+        assert_eq!(
+            first["info_hash"],
+            "abababababababababababababababababababab"
+        );
         assert_eq!(first["decision"], "refuse");
         assert_eq!(first["user"], "u1");
         // an edited line breaks the chain at the line after it
         let edited = text.replacen("r0-3", "r0-X", 1);
         assert_eq!(verify_chain(&edited), Err(5));
         // a removed line too
-        let removed: Vec<&str> = text.lines().enumerate().filter(|(i, _)| *i != 2).map(|(_, l)| l).collect();
+        let removed: Vec<&str> = text
+            .lines()
+            .enumerate()
+            .filter(|(i, _)| *i != 2)
+            .map(|(_, l)| l)
+            .collect();
         assert_eq!(verify_chain(&removed.join("\n")), Err(3));
     }
 }

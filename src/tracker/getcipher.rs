@@ -67,10 +67,11 @@ impl GetcipherParams {
             (false, true) => CipherTarget::New,
             (false, false) => return Err(QueryError::Missing("info_hash")),
         };
-        let key_der = decode_base64_lenient(q.require("key")?).map_err(|_| QueryError::Invalid {
-            name: "key",
-            reason: "not base64",
-        })?;
+        let key_der =
+            decode_base64_lenient(q.require("key")?).map_err(|_| QueryError::Invalid {
+                name: "key",
+                reason: "not base64",
+            })?;
         if key_der.len() > MAX_KEY_DER {
             return Err(QueryError::Invalid {
                 name: "key",
@@ -169,7 +170,9 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
         Ok(q) => handle_query(state, req, &q, "getcipher").await,
         Err(e) => {
             let refusal = Refusal::from(e);
-            state.audit(req, "getcipher", None, None, Err(&refusal)).await;
+            state
+                .audit(req, "getcipher", None, None, Err(&refusal))
+                .await;
             response::refusal(&refusal, RefusalStatus::ByKind)
         }
     }
@@ -187,14 +190,18 @@ pub async fn handle_query(
         Ok(auth) => auth,
         Err(refusal) => {
             let user = super::claimed_user(query);
-            state.audit(req, endpoint, user.as_deref(), info_hash, Err(&refusal)).await;
+            state
+                .audit(req, endpoint, user.as_deref(), info_hash, Err(&refusal))
+                .await;
             return response::refusal(&refusal, RefusalStatus::ByKind);
         }
     };
     let user = Some(auth.username());
     match getcipher(state, query, &auth).await {
         Ok((key_id, wrapped, reason)) => {
-            state.audit(req, endpoint, user, info_hash, Ok(&reason)).await;
+            state
+                .audit(req, endpoint, user, info_hash, Ok(&reason))
+                .await;
             let mut d = Dict::new();
             d.insert(&b"cipher"[..], Value::from(CIPHER));
             d.insert(&b"key id"[..], Value::from(key_id.0.to_vec()));
@@ -202,7 +209,9 @@ pub async fn handle_query(
             response::bencoded(&Value::Dict(d))
         }
         Err(refusal) => {
-            state.audit(req, endpoint, user, info_hash, Err(&refusal)).await;
+            state
+                .audit(req, endpoint, user, info_hash, Err(&refusal))
+                .await;
             response::refusal(&refusal, RefusalStatus::ByKind)
         }
     }
@@ -383,18 +392,78 @@ mod tests {
             }
         };
     }
-    malformed!(no_target, format!("key=AAAA&sign=AAAA&ts=1&nonce={NONCE}"), QueryError::Missing("info_hash"));
-    malformed!(both_targets, format!("new=1&info_hash={}&key=AAAA&sign=AAAA&ts=1&nonce={NONCE}", "%00".repeat(20)), QueryError::Invalid { name: "new", reason: "give info_hash or new=1, not both" });
-    malformed!(bad_key_base64, format!("new=1&key=A*A&sign=AAAA&ts=1&nonce={NONCE}"), QueryError::Invalid { name: "key", reason: "not base64" });
-    malformed!(huge_key, format!("new=1&key={}&sign=AAAA&ts=1&nonce={NONCE}", "A".repeat(4000)), QueryError::Invalid { name: "key", reason: "longer than any supported RSA key" });
-    malformed!(bad_sign_base64, format!("new=1&key=AAAA&sign=%25&ts=1&nonce={NONCE}"), QueryError::Invalid { name: "sign", reason: "not base64" });
-    malformed!(no_ts, format!("new=1&key=AAAA&sign=AAAA&nonce={NONCE}"), QueryError::Missing("ts"));
-    malformed!(short_nonce, "new=1&key=AAAA&sign=AAAA&ts=1&nonce=abcd", QueryError::Invalid { name: "nonce", reason: "must be 32 to 64 hex digits" });
-    malformed!(non_hex_nonce, format!("new=1&key=AAAA&sign=AAAA&ts=1&nonce={}", "g".repeat(32)), QueryError::Invalid { name: "nonce", reason: "must be 32 to 64 hex digits" });
+    malformed!(
+        no_target,
+        format!("key=AAAA&sign=AAAA&ts=1&nonce={NONCE}"),
+        QueryError::Missing("info_hash")
+    );
+    malformed!(
+        both_targets,
+        format!(
+            "new=1&info_hash={}&key=AAAA&sign=AAAA&ts=1&nonce={NONCE}",
+            "%00".repeat(20)
+        ),
+        QueryError::Invalid {
+            name: "new",
+            reason: "give info_hash or new=1, not both"
+        }
+    );
+    malformed!(
+        bad_key_base64,
+        format!("new=1&key=A*A&sign=AAAA&ts=1&nonce={NONCE}"),
+        QueryError::Invalid {
+            name: "key",
+            reason: "not base64"
+        }
+    );
+    malformed!(
+        huge_key,
+        format!(
+            "new=1&key={}&sign=AAAA&ts=1&nonce={NONCE}",
+            "A".repeat(4000)
+        ),
+        QueryError::Invalid {
+            name: "key",
+            reason: "longer than any supported RSA key"
+        }
+    );
+    malformed!(
+        bad_sign_base64,
+        format!("new=1&key=AAAA&sign=%25&ts=1&nonce={NONCE}"),
+        QueryError::Invalid {
+            name: "sign",
+            reason: "not base64"
+        }
+    );
+    malformed!(
+        no_ts,
+        format!("new=1&key=AAAA&sign=AAAA&nonce={NONCE}"),
+        QueryError::Missing("ts")
+    );
+    malformed!(
+        short_nonce,
+        "new=1&key=AAAA&sign=AAAA&ts=1&nonce=abcd",
+        QueryError::Invalid {
+            name: "nonce",
+            reason: "must be 32 to 64 hex digits"
+        }
+    );
+    malformed!(
+        non_hex_nonce,
+        format!("new=1&key=AAAA&sign=AAAA&ts=1&nonce={}", "g".repeat(32)),
+        QueryError::Invalid {
+            name: "nonce",
+            reason: "must be 32 to 64 hex digits"
+        }
+    );
 
     #[test]
     fn url_safe_unpadded_and_percent_encoded_base64_all_parse() {
-        let p = parse(&format!("new=1&key=-_8&sign=%2B%2F8%3D&ts=7&nonce={}", NONCE.to_uppercase())).unwrap();
+        let p = parse(&format!(
+            "new=1&key=-_8&sign=%2B%2F8%3D&ts=7&nonce={}",
+            NONCE.to_uppercase()
+        ))
+        .unwrap();
         assert_eq!(p.key_der, vec![0xfb, 0xff]);
         assert_eq!(p.signature, vec![0xfb, 0xff]);
         assert_eq!(p.nonce, NONCE);

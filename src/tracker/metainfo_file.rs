@@ -23,7 +23,9 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
         Ok(auth) => auth,
         Err(refusal) => {
             let user = super::claimed_user(&query);
-            state.audit(req, ENDPOINT, user.as_deref(), None, Err(&refusal)).await;
+            state
+                .audit(req, ENDPOINT, user.as_deref(), None, Err(&refusal))
+                .await;
             return response::refusal(&refusal, RefusalStatus::ByKind);
         }
     };
@@ -50,11 +52,15 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
     };
     match result {
         Ok((grant, bytes)) => {
-            state.audit(req, ENDPOINT, user, Some(info_hash), Ok(grant.as_str())).await;
+            state
+                .audit(req, ENDPOINT, user, Some(info_hash), Ok(grant.as_str()))
+                .await;
             response::torrent_file(bytes)
         }
         Err(refusal) => {
-            state.audit(req, ENDPOINT, user, Some(info_hash), Err(&refusal)).await;
+            state
+                .audit(req, ENDPOINT, user, Some(info_hash), Err(&refusal))
+                .await;
             response::refusal(&refusal, RefusalStatus::ByKind)
         }
     }

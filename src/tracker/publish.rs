@@ -34,7 +34,9 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
         Ok(auth) => auth,
         Err(refusal) => {
             let user = super::claimed_user(&query);
-            state.audit(req, ENDPOINT, user.as_deref(), None, Err(&refusal)).await;
+            state
+                .audit(req, ENDPOINT, user.as_deref(), None, Err(&refusal))
+                .await;
             return response::refusal(&refusal, RefusalStatus::ByKind);
         }
     };
@@ -42,14 +44,18 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
     let user = Some(auth.username());
     match result {
         Ok((record, reason)) => {
-            state.audit(req, ENDPOINT, user, info_hash, Ok(reason)).await;
+            state
+                .audit(req, ENDPOINT, user, info_hash, Ok(reason))
+                .await;
             let mut d = Dict::new();
             d.insert(&b"info hash"[..], Value::from(record.info_hash.0.to_vec()));
             d.insert(&b"authority"[..], Value::from(record.authority.0));
             response::bencoded(&Value::Dict(d))
         }
         Err(refusal) => {
-            state.audit(req, ENDPOINT, user, info_hash, Err(&refusal)).await;
+            state
+                .audit(req, ENDPOINT, user, info_hash, Err(&refusal))
+                .await;
             response::refusal(&refusal, RefusalStatus::ByKind)
         }
     }
@@ -67,11 +73,19 @@ async fn publish(
     let parsed = tokio::task::spawn_blocking(move || Metainfo::from_bytes(&body)).await;
     let metainfo = match parsed {
         Ok(Ok(m)) => m,
-        Ok(Err(e)) => return (None, Err(Refusal::malformed(format!("invalid torrent: {e}")))),
+        Ok(Err(e)) => {
+            return (
+                None,
+                Err(Refusal::malformed(format!("invalid torrent: {e}"))),
+            );
+        }
         Err(_) => return (None, Err(Refusal::internal("torrent parser panicked"))),
     };
     let info_hash = metainfo.info_hash;
-    (Some(info_hash), publish_valid(state, req, auth, metainfo).await)
+    (
+        Some(info_hash),
+        publish_valid(state, req, auth, metainfo).await,
+    )
 }
 
 async fn publish_valid(
@@ -81,10 +95,14 @@ async fn publish_valid(
     metainfo: Metainfo,
 ) -> Result<Published, Refusal> {
     if !metainfo.info.private {
-        return Err(Refusal::malformed("torrent is not private (info.private must be 1)"));
+        return Err(Refusal::malformed(
+            "torrent is not private (info.private must be 1)",
+        ));
     }
     let Some(ivcsd) = metainfo.info.ivcsd else {
-        return Err(Refusal::malformed("torrent has no info.ivcsd: not encrypted for ivcsd"));
+        return Err(Refusal::malformed(
+            "torrent has no info.ivcsd: not encrypted for ivcsd",
+        ));
     };
     let owner = auth.username().to_owned();
     let now_ms = state.clock.unix_ms();

@@ -25,7 +25,9 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
         Ok(auth) => auth,
         Err(refusal) => {
             let user = super::claimed_user(&query);
-            state.audit(req, ENDPOINT, user.as_deref(), None, Err(&refusal)).await;
+            state
+                .audit(req, ENDPOINT, user.as_deref(), None, Err(&refusal))
+                .await;
             return response::refusal(&refusal, RefusalStatus::ByKind);
         }
     };
@@ -42,7 +44,10 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
     state
         .audit(req, ENDPOINT, Some(auth.username()), None, Ok(&reason))
         .await;
-    let list = hashes.into_iter().map(|h| Value::from(h.to_vec())).collect::<Vec<_>>();
+    let list = hashes
+        .into_iter()
+        .map(|h| Value::from(h.to_vec()))
+        .collect::<Vec<_>>();
     let mut d = Dict::new();
     d.insert(&b"info hashes"[..], Value::List(list));
     d.insert(

@@ -29,7 +29,9 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
         Ok(auth) => auth,
         Err(refusal) => {
             let user = super::claimed_user(&query);
-            state.audit(req, "scrape", user.as_deref(), None, Err(&refusal)).await;
+            state
+                .audit(req, "scrape", user.as_deref(), None, Err(&refusal))
+                .await;
             return response::refusal(&refusal, RefusalStatus::Always200);
         }
     };
@@ -52,13 +54,20 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
     };
     let mut visible = Vec::new();
     for hash in candidates {
-        let decision =
-            state.with_access(&hash, auth.username(), |t| decide(&requester, t, Action::Scrape));
+        let decision = state.with_access(&hash, auth.username(), |t| {
+            decide(&requester, t, Action::Scrape)
+        });
         match decision {
             Ok(_) => visible.push(hash),
             Err(refusal) if !requested.is_empty() => {
                 state
-                    .audit(req, "scrape", Some(auth.username()), Some(hash), Err(&refusal))
+                    .audit(
+                        req,
+                        "scrape",
+                        Some(auth.username()),
+                        Some(hash),
+                        Err(&refusal),
+                    )
                     .await;
             }
             Err(_) => {}
@@ -79,7 +88,13 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
     }
     for hash in &visible {
         state
-            .audit(req, "scrape", Some(auth.username()), Some(*hash), Ok("may read or relay"))
+            .audit(
+                req,
+                "scrape",
+                Some(auth.username()),
+                Some(*hash),
+                Ok("may read or relay"),
+            )
             .await;
     }
     let mut top = Dict::new();

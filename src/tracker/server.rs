@@ -58,10 +58,9 @@ pub async fn run(
 ) -> Result<(), TrackerError> {
     let clock = Clock::start();
     let data_dir = config.data_dir.clone();
-    let (store, store_thread, master) =
-        tokio::task::spawn_blocking(move || Store::open(&data_dir))
-            .await
-            .map_err(|_| TrackerError::TaskDied("store start"))??;
+    let (store, store_thread, master) = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+        .await
+        .map_err(|_| TrackerError::TaskDied("store start"))??;
     let torrents = store.torrents().await?;
     let audit_path = config.audit.then(|| config.data_dir.join(AUDIT_FILE));
     let (audit, audit_writer) = AuditLog::start(audit_path.as_deref(), config.audit_queue)?;
@@ -248,10 +247,12 @@ async fn handle(
 async fn read_body(body: Incoming, max: usize) -> Result<Bytes, Refusal> {
     match Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::malformed(
-            format!("request body larger than {max} bytes"),
-        )),
-        Err(e) => Err(Refusal::malformed(format!("error reading request body: {e}"))),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::malformed(format!(
+            "request body larger than {max} bytes"
+        ))),
+        Err(e) => Err(Refusal::malformed(format!(
+            "error reading request body: {e}"
+        ))),
     }
 }
 
@@ -285,9 +286,7 @@ async fn route(state: &State, remote: SocketAddr, req: hyper::Request<Incoming>)
         "/announce" if get => super::announce::handle(state, &request).await,
         "/scrape" if get => super::scrape::handle(state, &request).await,
         "/getcipher" if get => super::getcipher::handle(state, &request).await,
-        "/publish" if parts.method == Method::POST => {
-            super::publish::handle(state, &request).await
-        }
+        "/publish" if parts.method == Method::POST => super::publish::handle(state, &request).await,
         "/torrent" if get => super::metainfo_file::handle(state, &request).await,
         "/relay/assignments" if get => super::relay::handle(state, &request).await,
         p if p.starts_with("/admin/") => super::admin::handle(state, &request, &p[7..]).await,
