@@ -102,7 +102,7 @@ pub async fn run(
     });
 
     let cancel = CancellationToken::new();
-    users.clone().spawn_watcher(
+    let mut watcher = users.clone().spawn_watcher(
         Duration::from_secs(state.config.authority_poll_secs),
         cancel.clone(),
     );
@@ -118,6 +118,7 @@ pub async fn run(
         tokio::select! {
             () = &mut shutdown => break,
             _ = &mut maintenance => { failure = Some("maintenance"); break }
+            _ = &mut watcher => { failure = Some("authority watcher"); break }
             _ = hangup.recv() => {
                 let users = users.clone();
                 match tokio::task::spawn_blocking(move || users.reload()).await {
@@ -139,6 +140,7 @@ pub async fn run(
         failure = failure.or(Some("accept loop"));
     }
     maintenance.abort();
+    watcher.abort();
     state.audit.close();
     state.store.close().await;
     drop(state);
