@@ -829,6 +829,11 @@ impl Torrent {
                 }
             }
         }
+        // A download that completed just before the end still reports it, then leaves.
+        if !completed_sent && self.is_complete() {
+            let request = self.announce_request(Some(AnnounceEvent::Completed));
+            let _ = tokio::time::timeout(Duration::from_secs(5), tracker.announce(&request)).await;
+        }
         let request = self.announce_request(Some(AnnounceEvent::Stopped));
         let _ = tokio::time::timeout(Duration::from_secs(5), tracker.announce(&request)).await;
     }
