@@ -58,10 +58,20 @@ pub enum TorrentCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RelayCommand {
+    // The positional USER has its own id: as `user` it would be the same clap argument as the
+    // global `--user NAME` (the administrator logging in), and overwrite it.
     /// Let USER carry the torrent's ciphertext (it never gets the key).
-    Assign { hash: String, user: String },
+    Assign {
+        hash: String,
+        #[arg(id = "relay_user", value_name = "USER")]
+        user: String,
+    },
     /// Stop USER carrying the torrent.
-    Unassign { hash: String, user: String },
+    Unassign {
+        hash: String,
+        #[arg(id = "relay_user", value_name = "USER")]
+        user: String,
+    },
 }
 
 #[derive(Debug, Args)]
