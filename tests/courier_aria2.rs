@@ -111,8 +111,26 @@ async fn aria2c_carries_ciphertext_from_an_ivcsd_seeder_to_an_ivcsd_downloader()
     // The courier's user is assigned to carry it: it may announce, never get the key.
     assign(&tracker, &hash, "relay").await;
 
+    // The courier gets the .torrent from the tracker with its credentials, the info hash
+    // written as docs/relays.md shows (each pair of hex digits with a `%` before it).
+    let escaped: String = hash
+        .to_hex()
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| format!("%{}", std::str::from_utf8(pair).unwrap()))
+        .collect();
+    let fetched = tracker
+        .get(&format!(
+            "/torrent?info_hash={escaped}&{}",
+            common_tracker::creds("relay")
+        ))
+        .await;
+    assert_eq!(fetched.status, 200, "{:?}", fetched.failure());
+    assert_eq!(&fetched.body[..], &std::fs::read(&torrent).unwrap()[..]);
     let courier_dir = dir.join("aria2");
-    let mut courier = aria2c(&tracker, "relay", &torrent, &courier_dir)
+    let courier_torrent = dir.join("courier.torrent");
+    std::fs::write(&courier_torrent, &fetched.body).unwrap();
+    let mut courier = aria2c(&tracker, "relay", &courier_torrent, &courier_dir)
         .spawn()
         .expect("aria2c starts");
     let mut stdout = BufReader::new(courier.stdout.take().unwrap()).lines();
