@@ -270,3 +270,112 @@ async fn unassign_keeps_data_by_default() {
     assert_eq!(started["pieces_on_disk"], started["pieces"], "{started}");
     c.terminate().await;
 }
+
+/// With the tracker gone, the relay keeps serving what it carries and keeps asking with
+/// back-off: a peer that connects still gets the handshake and the full bitfield.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_tracker_does_not_stop_the_relay() {
+    use ivcsd::peer::wire::{self, HANDSHAKE_LEN, Handshake, Message, generate_peer_id};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let content = dir.join("src").join("away.bin");
+    random_file(&content, MIB + 3, 14);
+    let mut tracker = TestTracker::start(&users()).await;
+    let (mut a, torrent) = publish(&tracker, dir, &content).await;
+    let hash = info_hash_of(&torrent);
+    assign(&tracker, &hash, "relay").await;
+    let mut c = RelayProcess::start(&tracker, dir, "relay", &dir.join("store"), &[]).await;
+    c.wait_for_torrent(
+        "carrying all of it: every ciphertext piece verified and stored",
+        &hash,
+    )
+    .await;
+    a.kill().await.unwrap();
+
+    tracker.stop().await;
+    c.hup().await;
+    c.wait_for(
+        "cannot get the relay assignments; still serving what is carried",
+        |f| f["carried"] == 1,
+    )
+    .await;
+
+    let mut peer = tokio::net::TcpStream::connect(c.addr).await.unwrap();
+    peer.write_all(&Handshake::new(hash, generate_peer_id()).encode())
+        .await
+        .unwrap();
+    let mut theirs = [0u8; HANDSHAKE_LEN];
+    tokio::time::timeout(STEP_TIMEOUT, peer.read_exact(&mut theirs))
+        .await
+        .expect("the relay answers the handshake")
+        .unwrap();
+    let (theirs, _) = Handshake::decode(&theirs).unwrap().unwrap();
+    assert_eq!(theirs.info_hash, hash);
+    // Its first message says it has every piece.
+    let mut buf = Vec::new();
+    let first = tokio::time::timeout(STEP_TIMEOUT, async {
+        loop {
+            if let Some((message, _)) = wire::decode(&buf).unwrap() {
+                return message.encode();
+            }
+            let mut chunk = [0u8; 4096];
+            let n = peer.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the relay closed the connection");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("the relay sends its pieces");
+    let pieces = ivcsd::metainfo::Metainfo::from_bytes(&std::fs::read(&torrent).unwrap())
+        .unwrap()
+        .info
+        .piece_count();
+    let full = ivcsd::peer::bitfield::Bitfield::full(pieces);
+    assert!(
+        first == Message::HaveAll.encode() || first == Message::Bitfield(full.as_bytes()).encode(),
+        "{first:?}"
+    );
+    c.terminate().await;
+}
+
+/// A relay whose credentials the tracker refuses says so in one line and exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_relay_says_so_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let tracker = TestTracker::start(&users()).await;
+    let out = tokio::time::timeout(
+        STEP_TIMEOUT,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_ivcsd"))
+            .env("IVCSD_PASSWORD", "not the password")
+            .env("RUST_LOG", "warn")
+            .args([
+                "peer",
+                "relay",
+                "--user",
+                "relay",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--identity")
+            .arg(identity(dir, "relay"))
+            .args(["--tracker", &announce(&tracker)])
+            .arg("--store")
+            .arg(dir.join("store"))
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the relay exits")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim().lines().last(),
+        Some("error: cannot get the relay assignments: tracker refused: invalid credentials"),
+        "{stderr}"
+    );
+}

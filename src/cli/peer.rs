@@ -189,8 +189,9 @@ fn run_relay(common: &PeerCommon, args: RelayArgs) -> anyhow::Result<()> {
             node.local_addr,
             config.store.display()
         );
-        Relay::new(&node, config).run(&poll_now).await;
-        Ok(())
+        let result = Relay::new(&node, config).run(&poll_now).await;
+        shutdown.cancel();
+        Ok(result?)
     })
 }
 

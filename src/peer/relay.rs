@@ -117,6 +117,11 @@ pub enum RelayError {
         #[source]
         source: SessionError,
     },
+    /// The tracker answered the first poll with a refusal (wrong credentials, say): retrying
+    /// cannot help until someone changes something, so the relay does not start. (Not a
+    /// `#[source]`: the message already says it, and error chains would repeat it.)
+    #[error("cannot get the relay assignments: {0}")]
+    Refused(TrackerError),
     #[error("torrent {info_hash}: a storage task failed: {source}")]
     Task {
         info_hash: InfoHash,
@@ -247,15 +252,23 @@ impl<'a> Relay<'a> {
 
     /// Polls the assignments and reconciles until the node shuts down, then stops every
     /// session. `poll_now` asks for the assignments at once (SIGHUP).
-    pub async fn run(mut self, poll_now: &Notify) {
+    ///
+    /// # Errors
+    /// [`RelayError::Refused`] when the tracker refuses the very first poll. Later refusals, and
+    /// an unreachable tracker at any time, are logged and retried with back-off.
+    pub async fn run(mut self, poll_now: &Notify) -> Result<(), RelayError> {
         let shutdown = self.node.shutdown.clone();
         let mut retry = MIN_RETRY;
+        let mut first = true;
         loop {
             let polled = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 polled = self.node.tracker.relay_assignments() => polled,
             };
             let wait = match polled {
+                Err(e @ TrackerError::Refused(_)) if first => {
+                    return Err(RelayError::Refused(e));
+                }
                 Ok((assigned, interval_secs)) => {
                     retry = MIN_RETRY;
                     self.reconcile(&assigned).await;
@@ -273,6 +286,7 @@ impl<'a> Relay<'a> {
                     wait
                 }
             };
+            first = false;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {}
@@ -285,6 +299,7 @@ impl<'a> Relay<'a> {
         for info_hash in all {
             self.stop_carrying(info_hash, StopReason::Shutdown).await;
         }
+        Ok(())
     }
 
     /// Makes the carried torrents the `assigned` ones: stops the unassigned (first, which

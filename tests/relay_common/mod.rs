@@ -252,6 +252,8 @@ pub fn plaintext_block_in(plaintext: &[u8], haystack: &[u8]) -> Option<usize> {
 pub struct RelayProcess {
     pub child: Child,
     pub store: PathBuf,
+    /// Where it accepts peer connections.
+    pub addr: std::net::SocketAddr,
     logs: mpsc::UnboundedReceiver<serde_json::Value>,
     /// Every line seen so far, for failure messages.
     seen: Vec<String>,
@@ -295,10 +297,18 @@ impl RelayProcess {
             }
         });
         let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        tokio::time::timeout(STEP_TIMEOUT, async {
+        // "relaying for USER on ADDR, store DIR, …"
+        let addr = tokio::time::timeout(STEP_TIMEOUT, async {
             while let Some(line) = stdout.next_line().await.unwrap() {
-                if line.starts_with("relaying for") {
-                    return;
+                if let Some(rest) = line.strip_prefix("relaying for") {
+                    let addr = rest
+                        .split(" on ")
+                        .nth(1)
+                        .unwrap()
+                        .split(',')
+                        .next()
+                        .unwrap();
+                    return addr.parse().unwrap();
                 }
             }
             panic!("the relay ended before it was ready");
@@ -310,6 +320,7 @@ impl RelayProcess {
         RelayProcess {
             child,
             store: store.to_owned(),
+            addr,
             logs,
             seen: Vec::new(),
         }
