@@ -92,6 +92,14 @@ pub enum RelayError {
     },
     #[error("the tracker answered torrent {requested} with the metainfo of {got}")]
     WrongTorrent { requested: InfoHash, got: InfoHash },
+    /// A relay carries only what is encrypted (and private): anything else would put
+    /// plaintext in its store. The tracker refuses to publish such torrents; this is the
+    /// relay's own check.
+    #[error("torrent {info_hash} {problem}: a relay carries only encrypted, private torrents")]
+    NotEncrypted {
+        info_hash: InfoHash,
+        problem: &'static str,
+    },
     #[error("error {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -354,15 +362,7 @@ impl<'a> Relay<'a> {
             .fetch_torrent(info_hash)
             .await
             .map_err(|source| RelayError::Fetch { info_hash, source })?;
-        let metainfo = Metainfo::from_bytes(&torrent_bytes)
-            .map_err(|source| RelayError::Metainfo { info_hash, source })?;
-        if metainfo.info_hash != info_hash {
-            return Err(RelayError::WrongTorrent {
-                requested: info_hash,
-                got: metainfo.info_hash,
-            });
-        }
-        let info = metainfo.info;
+        let info = check_metainfo(info_hash, &torrent_bytes)?.info;
         let bytes = info.total_length;
         let carried_bytes = self.carried_bytes();
         if !self.budget.admits(carried_bytes, bytes) {
@@ -490,6 +490,33 @@ impl<'a> Relay<'a> {
     }
 }
 
+/// Parses the tracker's metainfo for `info_hash` and checks that a relay may carry it: the
+/// assigned info hash, and an encrypted (`info.ivcsd`), private torrent.
+///
+/// # Errors
+/// Invalid metainfo, another torrent, or one that is not encrypted or not private.
+pub fn check_metainfo(info_hash: InfoHash, torrent_bytes: &[u8]) -> Result<Metainfo, RelayError> {
+    let metainfo = Metainfo::from_bytes(torrent_bytes)
+        .map_err(|source| RelayError::Metainfo { info_hash, source })?;
+    if metainfo.info_hash != info_hash {
+        return Err(RelayError::WrongTorrent {
+            requested: info_hash,
+            got: metainfo.info_hash,
+        });
+    }
+    let problem = if metainfo.info.ivcsd.is_none() {
+        Some("has no info.ivcsd (not encrypted)")
+    } else if !metainfo.info.private {
+        Some("is not private")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(RelayError::NotEncrypted { info_hash, problem }),
+        None => Ok(metainfo),
+    }
+}
+
 fn on_disk_label(on_disk: OnDisk) -> &'static str {
     match on_disk {
         OnDisk::ResumeRecord => "resume record",
@@ -592,6 +619,62 @@ mod tests {
         assert!(!budget.admits(0, 101));
         assert!(!budget.admits(u64::MAX, 1), "no overflow");
         assert!(StoreBudget::new(Some(0)).admits(0, 0));
+    }
+
+    /// A minimal torrent; `ivcsd` adds an `info.ivcsd` dictionary.
+    fn torrent(private: bool, ivcsd: bool) -> (InfoHash, Vec<u8>) {
+        use crate::bencode::{Dict, Value};
+        let mut info = Dict::new()
+            .with("length", 5i64)
+            .with("name", "a.bin")
+            .with("piece length", 16384i64)
+            .with("pieces", &[7u8; 20]);
+        if private {
+            info = info.with("private", 1i64);
+        }
+        if ivcsd {
+            info = info.with(
+                "ivcsd",
+                Dict::new()
+                    .with("v", 1i64)
+                    .with("cipher", "rc4+")
+                    .with("key id", &[1u8; 16])
+                    .with("check", &[2u8; 8]),
+            );
+        }
+        let bytes = Value::Dict(Dict::new().with("info", info)).encode();
+        let hash = Metainfo::from_bytes(&bytes).unwrap().info_hash;
+        (hash, bytes)
+    }
+
+    #[test]
+    fn only_the_assigned_encrypted_private_torrent_is_carried() {
+        let (hash, bytes) = torrent(true, true);
+        assert_eq!(check_metainfo(hash, &bytes).unwrap().info_hash, hash);
+        assert!(matches!(
+            check_metainfo(h(1), &bytes),
+            Err(RelayError::WrongTorrent { requested, got }) if requested == h(1) && got == hash
+        ));
+        let (hash, bytes) = torrent(true, false);
+        assert!(matches!(
+            check_metainfo(hash, &bytes),
+            Err(RelayError::NotEncrypted {
+                problem: "has no info.ivcsd (not encrypted)",
+                ..
+            })
+        ));
+        let (hash, bytes) = torrent(false, true);
+        assert!(matches!(
+            check_metainfo(hash, &bytes),
+            Err(RelayError::NotEncrypted {
+                problem: "is not private",
+                ..
+            })
+        ));
+        assert!(matches!(
+            check_metainfo(hash, b"d4:infoi1ee"),
+            Err(RelayError::Metainfo { .. })
+        ));
     }
 
     #[test]
