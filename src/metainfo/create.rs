@@ -334,6 +334,22 @@ impl<'a> ContentReader<'a> {
         }
     }
 
+    /// After the last batch: the file read last must end where the scan said it did.
+    fn finish(&mut self) -> Result<(), CreateError> {
+        if let Some((index, file, 0)) = &mut self.current {
+            let source = &self.files[*index];
+            let mut probe = [0u8; 1];
+            if file.read(&mut probe).map_err(io_err(&source.fs_path))? != 0 {
+                return Err(CreateError::FileChanged {
+                    path: source.fs_path.clone(),
+                    expected: source.length,
+                });
+            }
+        }
+        self.current = None;
+        Ok(())
+    }
+
     /// Fills all of `buf` with the next content bytes.
     fn fill(&mut self, mut buf: &mut [u8]) -> Result<(), CreateError> {
         while !buf.is_empty() {
@@ -424,6 +440,7 @@ fn hash_pieces(
         std::mem::swap(&mut current, &mut next);
         start = next_start;
     }
+    reader.finish()?;
     Ok(hashes)
 }
 
