@@ -27,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 use sha1::{Digest, Sha1};
 
-use super::geometry::{Geometry, GeometryError, default_piece_length};
+use super::geometry::{Geometry, GeometryError, check_piece_length, default_piece_length};
 use super::parse::{MetainfoError, NameProblem, check_name};
 use super::{Cipher, IvcsdInfo, Metainfo};
 use crate::bencode::{Dict, Value};
@@ -147,6 +147,10 @@ fn create(
     encryption: Option<Encryption<'_>>,
 ) -> Result<CreatedTorrent, CreateError> {
     check_announce(announce)?;
+    if let Some(piece_length) = piece_length {
+        // Before the scan, which may walk a large tree.
+        check_piece_length(piece_length).map_err(CreateError::PieceLength)?;
+    }
     let source = scan(path)?;
     let piece_length = piece_length.unwrap_or_else(|| default_piece_length(source.total_length));
     let geometry = Geometry::new(piece_length, source.total_length).map_err(|e| match e {
