@@ -99,5 +99,12 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
     }
     let mut top = Dict::new();
     top.insert(&b"files"[..], Value::Dict(files));
+    if let Some(token) = &auth.token {
+        top.insert(&b"token"[..], Value::from(token.token.clone()));
+        top.insert(
+            &b"token expires"[..],
+            Value::Int(i64::try_from(token.expires).unwrap_or(i64::MAX)),
+        );
+    }
     response::bencoded(&Value::Dict(top))
 }
