@@ -957,3 +957,45 @@ fn safe_names_pass() {
         assert_eq!(ivcsd::metainfo::check_name(name), expected, "{name}");
     }
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+        /// Valid torrents with a few bytes changed: an error or a valid torrent, never a panic.
+        #[test]
+        fn mutated_torrents(
+            ivcsd_dict in any::<bool>(),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        ) {
+            let mut bytes = if ivcsd_dict {
+                single().set("private", 1i64).set("ivcsd", ivcsd()).torrent()
+            } else {
+                multi().torrent()
+            };
+            for (at, value) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = value;
+            }
+            if let Ok(m) = Metainfo::from_bytes(&bytes) {
+                // Whatever parsed must hold the invariants the rest of ivcsd relies on.
+                let info = &m.info;
+                prop_assert_eq!(info.pieces.len() as u64, u64::from(info.piece_count()));
+                let mut offset = 0;
+                for f in &info.files {
+                    prop_assert_eq!(f.offset, offset);
+                    offset += f.length;
+                }
+                prop_assert_eq!(offset, info.total_length);
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Metainfo::from_bytes(&bytes);
+        }
+    }
+}

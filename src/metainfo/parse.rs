@@ -214,8 +214,8 @@ impl Metainfo {
     /// A [`MetainfoError`] naming the first problem found and where.
     pub fn from_bytes(bytes: &[u8]) -> Result<Metainfo, MetainfoError> {
         let root = bencode::decode(bytes)?;
-        let top = as_dict(&root, "torrent")?;
-        let info_dict = as_dict(required(top, "info", "")?, "info")?;
+        let top = as_dict(&root, &"torrent")?;
+        let info_dict = as_dict(required(top, "info", &"")?, &"info")?;
         let Some(raw_info) = info_dict.raw() else {
             unreachable!("a dictionary straight from the decoder keeps its raw bytes")
         };
@@ -223,33 +223,33 @@ impl Metainfo {
         let info = parse_info(info_dict)?;
         Ok(Metainfo {
             announce: optional(top, "announce")
-                .map(|v| utf8(v, "announce"))
+                .map(|v| utf8(v, &"announce"))
                 .transpose()?,
             announce_list: parse_announce_list(top)?,
             info_hash,
             info,
             created_by: optional(top, "created by")
-                .map(|v| lossy(v, "created by"))
+                .map(|v| lossy(v, &"created by"))
                 .transpose()?,
             creation_date: optional(top, "creation date")
-                .map(|v| int(v, "creation date"))
+                .map(|v| int(v, &"creation date"))
                 .transpose()?,
             comment: optional(top, "comment")
-                .map(|v| lossy(v, "comment"))
+                .map(|v| lossy(v, &"comment"))
                 .transpose()?,
         })
     }
 }
 
 fn parse_info(info: &Dict<'_>) -> Result<Info, MetainfoError> {
-    let name = utf8_preferred(info, "name", "info")?;
-    check_component(&name, "info.name")?;
+    let name = utf8_preferred(info, "name", &"info")?;
+    check_component(&name, &"info.name")?;
 
     let (layout, files, total_length) = match (info.get(b"length"), info.get(b"files")) {
         (Some(_), Some(_)) => return Err(MetainfoError::BothLengthAndFiles),
         (None, None) => return Err(MetainfoError::NeitherLengthNorFiles),
         (Some(length), None) => {
-            let length = non_negative(length, "info.length")?;
+            let length = non_negative(length, &"info.length")?;
             let file = FileEntry {
                 path: vec![name.clone()],
                 length,
@@ -263,7 +263,10 @@ fn parse_info(info: &Dict<'_>) -> Result<Info, MetainfoError> {
         }
     };
 
-    let piece_length = int(required(info, "piece length", "info")?, "info.piece length")?;
+    let piece_length = int(
+        required(info, "piece length", &"info")?,
+        &"info.piece length",
+    )?;
     let piece_length_u64 =
         u64::try_from(piece_length).map_err(|_| MetainfoError::BadPieceLength {
             value: piece_length,
@@ -281,7 +284,7 @@ fn parse_info(info: &Dict<'_>) -> Result<Info, MetainfoError> {
     // check_piece_length passed inside Geometry::new; keep the two in step.
     debug_assert!(check_piece_length(piece_length_u64).is_ok());
 
-    let pieces_raw = bytes(required(info, "pieces", "info")?, "info.pieces")?;
+    let pieces_raw = bytes(required(info, "pieces", &"info")?, &"info.pieces")?;
     if pieces_raw.len() % 20 != 0 {
         return Err(MetainfoError::PiecesNotMultipleOf20 {
             len: pieces_raw.len(),
@@ -308,7 +311,7 @@ fn parse_info(info: &Dict<'_>) -> Result<Info, MetainfoError> {
 
     let private = match optional(info, "private") {
         None => false,
-        Some(v) => match int(v, "info.private")? {
+        Some(v) => match int(v, &"info.private")? {
             0 => false,
             1 => true,
             value => return Err(MetainfoError::BadPrivate { value }),
@@ -330,24 +333,53 @@ fn parse_info(info: &Dict<'_>) -> Result<Info, MetainfoError> {
     })
 }
 
+/// Where in `info.files` something is, formatted only when an error needs it (a 40,000-file
+/// torrent would otherwise format hundreds of thousands of strings it never shows).
+#[derive(Clone, Copy)]
+struct FileLoc {
+    index: usize,
+    /// `""`, `".length"`, `".path"` or `".path.utf-8"`.
+    field: &'static str,
+    /// A path component's index.
+    part: Option<usize>,
+}
+
+impl fmt::Display for FileLoc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "info.files[{}]{}", self.index, self.field)?;
+        if let Some(part) = self.part {
+            write!(f, "[{part}]")?;
+        }
+        Ok(())
+    }
+}
+
 /// `info.files`: lengths, safe paths, offsets, and no two files on one path.
 fn parse_files(files: &Value<'_>, name: &str) -> Result<(Vec<FileEntry>, u64), MetainfoError> {
-    let list = as_list(files, "info.files")?;
+    let list = as_list(files, &"info.files")?;
     if list.is_empty() {
         return Err(MetainfoError::EmptyFileList);
     }
     let mut out = Vec::with_capacity(list.len());
     let mut offset: u64 = 0;
-    for (i, entry) in list.iter().enumerate() {
-        let at = format!("info.files[{i}]");
+    for (index, entry) in list.iter().enumerate() {
+        let at = FileLoc {
+            index,
+            field: "",
+            part: None,
+        };
         let d = as_dict(entry, &at)?;
-        let length = non_negative(required(d, "length", &at)?, &format!("{at}.length"))?;
-        let path = parse_path(d, &at, name)?;
+        let length_at = FileLoc {
+            field: ".length",
+            ..at
+        };
+        let length = non_negative(required(d, "length", &at)?, &length_at)?;
+        let path = parse_path(d, at, name)?;
         let start = offset;
         offset = offset
             .checked_add(length)
             .ok_or_else(|| MetainfoError::TotalLengthOverflow {
-                at: format!("{at}.length"),
+                at: length_at.to_string(),
             })?;
         out.push(FileEntry {
             path,
@@ -360,20 +392,23 @@ fn parse_files(files: &Value<'_>, name: &str) -> Result<(Vec<FileEntry>, u64), M
 }
 
 /// `info.files[i].path` (or `path.utf-8`), with the torrent name in front.
-fn parse_path(d: &Dict<'_>, at: &str, name: &str) -> Result<Vec<String>, MetainfoError> {
-    let (key, value) = match d.get(b"path.utf-8") {
-        Some(v) => ("path.utf-8", v),
-        None => ("path", required(d, "path", at)?),
+fn parse_path(d: &Dict<'_>, at: FileLoc, name: &str) -> Result<Vec<String>, MetainfoError> {
+    let (field, value) = match d.get(b"path.utf-8") {
+        Some(v) => (".path.utf-8", v),
+        None => (".path", required(d, "path", &at)?),
     };
-    let at = format!("{at}.{key}");
+    let at = FileLoc { field, ..at };
     let components = as_list(value, &at)?;
     if components.is_empty() {
-        return Err(MetainfoError::EmptyPath { at });
+        return Err(MetainfoError::EmptyPath { at: at.to_string() });
     }
     let mut path = Vec::with_capacity(components.len() + 1);
     path.push(name.to_owned());
     for (j, c) in components.iter().enumerate() {
-        let at_j = format!("{at}[{j}]");
+        let at_j = FileLoc {
+            part: Some(j),
+            ..at
+        };
         let s = utf8(c, &at_j)?;
         check_component(&s, &at_j)?;
         path.push(s);
@@ -409,9 +444,9 @@ fn check_collisions(files: &[FileEntry]) -> Result<(), MetainfoError> {
     Ok(())
 }
 
-fn check_component(name: &str, at: &str) -> Result<(), MetainfoError> {
+fn check_component(name: &str, at: &dyn fmt::Display) -> Result<(), MetainfoError> {
     check_name(name).map_err(|problem| MetainfoError::UnsafeName {
-        at: at.to_owned(),
+        at: at.to_string(),
         name: name.escape_debug().to_string(),
         problem,
     })
@@ -420,24 +455,24 @@ fn check_component(name: &str, at: &str) -> Result<(), MetainfoError> {
 fn parse_ivcsd(v: &Value<'_>) -> Result<IvcsdInfo, MetainfoError> {
     const AT: &str = "info.ivcsd";
     const KNOWN: [&[u8]; 4] = [b"check", b"cipher", b"key id", b"v"];
-    let d = as_dict(v, AT)?;
+    let d = as_dict(v, &AT)?;
     if let Some((key, _)) = d.iter().find(|(k, _)| !KNOWN.contains(k)) {
         return Err(MetainfoError::UnknownIvcsdKey {
             key: String::from_utf8_lossy(key).escape_debug().to_string(),
         });
     }
-    let version = int(required(d, "v", AT)?, "info.ivcsd.v")?;
+    let version = int(required(d, "v", &AT)?, &"info.ivcsd.v")?;
     if version != 1 {
         return Err(MetainfoError::IvcsdVersion { found: version });
     }
-    let cipher_name = bytes(required(d, "cipher", AT)?, "info.ivcsd.cipher")?;
+    let cipher_name = bytes(required(d, "cipher", &AT)?, &"info.ivcsd.cipher")?;
     let cipher = Cipher::from_name(cipher_name).ok_or_else(|| MetainfoError::UnknownCipher {
         cipher: String::from_utf8_lossy(cipher_name)
             .escape_debug()
             .to_string(),
     })?;
-    let key_id = fixed::<16>(required(d, "key id", AT)?, "info.ivcsd.key id")?;
-    let check = fixed::<8>(required(d, "check", AT)?, "info.ivcsd.check")?;
+    let key_id = fixed::<16>(required(d, "key id", &AT)?, &"info.ivcsd.key id")?;
+    let check = fixed::<8>(required(d, "check", &AT)?, &"info.ivcsd.check")?;
     Ok(IvcsdInfo {
         version: 1,
         cipher,
@@ -451,7 +486,7 @@ fn parse_announce_list(top: &Dict<'_>) -> Result<Vec<Vec<String>>, MetainfoError
     let Some(v) = optional(top, "announce-list") else {
         return Ok(Vec::new());
     };
-    let tiers = as_list(v, "announce-list")?;
+    let tiers = as_list(v, &"announce-list")?;
     let mut out = Vec::with_capacity(tiers.len());
     for (i, tier) in tiers.iter().enumerate() {
         let at = format!("announce-list[{i}]");
@@ -468,7 +503,8 @@ fn parse_announce_list(top: &Dict<'_>) -> Result<Vec<Vec<String>>, MetainfoError
 
 // ---- typed access with located errors ----
 
-fn join(at: &str, key: &str) -> String {
+fn join(at: &dyn fmt::Display, key: &str) -> String {
+    let at = at.to_string();
     if at.is_empty() {
         key.to_owned()
     } else {
@@ -480,14 +516,18 @@ fn optional<'d, 'a>(d: &'d Dict<'a>, key: &str) -> Option<&'d Value<'a>> {
     d.get(key.as_bytes())
 }
 
-fn required<'d, 'a>(d: &'d Dict<'a>, key: &str, at: &str) -> Result<&'d Value<'a>, MetainfoError> {
+fn required<'d, 'a>(
+    d: &'d Dict<'a>,
+    key: &str,
+    at: &dyn fmt::Display,
+) -> Result<&'d Value<'a>, MetainfoError> {
     d.get(key.as_bytes())
         .ok_or_else(|| MetainfoError::Missing { at: join(at, key) })
 }
 
-fn wrong(v: &Value<'_>, at: &str, expected: &'static str) -> MetainfoError {
+fn wrong(v: &Value<'_>, at: &dyn fmt::Display, expected: &'static str) -> MetainfoError {
     MetainfoError::WrongType {
-        at: at.to_owned(),
+        at: at.to_string(),
         expected,
         found: match v {
             Value::Int(_) => "an integer",
@@ -498,35 +538,38 @@ fn wrong(v: &Value<'_>, at: &str, expected: &'static str) -> MetainfoError {
     }
 }
 
-fn as_dict<'d, 'a>(v: &'d Value<'a>, at: &str) -> Result<&'d Dict<'a>, MetainfoError> {
+fn as_dict<'d, 'a>(v: &'d Value<'a>, at: &dyn fmt::Display) -> Result<&'d Dict<'a>, MetainfoError> {
     v.as_dict().ok_or_else(|| wrong(v, at, "a dictionary"))
 }
 
-fn as_list<'d, 'a>(v: &'d Value<'a>, at: &str) -> Result<&'d [Value<'a>], MetainfoError> {
+fn as_list<'d, 'a>(
+    v: &'d Value<'a>,
+    at: &dyn fmt::Display,
+) -> Result<&'d [Value<'a>], MetainfoError> {
     v.as_list().ok_or_else(|| wrong(v, at, "a list"))
 }
 
-fn int(v: &Value<'_>, at: &str) -> Result<i64, MetainfoError> {
+fn int(v: &Value<'_>, at: &dyn fmt::Display) -> Result<i64, MetainfoError> {
     v.as_int().ok_or_else(|| wrong(v, at, "an integer"))
 }
 
-fn bytes<'d>(v: &'d Value<'_>, at: &str) -> Result<&'d [u8], MetainfoError> {
+fn bytes<'d>(v: &'d Value<'_>, at: &dyn fmt::Display) -> Result<&'d [u8], MetainfoError> {
     v.as_bytes().ok_or_else(|| wrong(v, at, "a string"))
 }
 
-fn utf8(v: &Value<'_>, at: &str) -> Result<String, MetainfoError> {
+fn utf8(v: &Value<'_>, at: &dyn fmt::Display) -> Result<String, MetainfoError> {
     let b = bytes(v, at)?;
     std::str::from_utf8(b)
         .map(str::to_owned)
-        .map_err(|_| MetainfoError::NotUtf8 { at: at.to_owned() })
+        .map_err(|_| MetainfoError::NotUtf8 { at: at.to_string() })
 }
 
-fn lossy(v: &Value<'_>, at: &str) -> Result<String, MetainfoError> {
+fn lossy(v: &Value<'_>, at: &dyn fmt::Display) -> Result<String, MetainfoError> {
     Ok(String::from_utf8_lossy(bytes(v, at)?).into_owned())
 }
 
 /// `key.utf-8` when present, else `key`, which must then be UTF-8.
-fn utf8_preferred(d: &Dict<'_>, key: &str, at: &str) -> Result<String, MetainfoError> {
+fn utf8_preferred(d: &Dict<'_>, key: &str, at: &dyn fmt::Display) -> Result<String, MetainfoError> {
     let alt = format!("{key}.utf-8");
     match d.get(alt.as_bytes()) {
         Some(v) => utf8(v, &join(at, &alt)),
@@ -534,18 +577,18 @@ fn utf8_preferred(d: &Dict<'_>, key: &str, at: &str) -> Result<String, MetainfoE
     }
 }
 
-fn non_negative(v: &Value<'_>, at: &str) -> Result<u64, MetainfoError> {
+fn non_negative(v: &Value<'_>, at: &dyn fmt::Display) -> Result<u64, MetainfoError> {
     let value = int(v, at)?;
     u64::try_from(value).map_err(|_| MetainfoError::NegativeLength {
-        at: at.to_owned(),
+        at: at.to_string(),
         value,
     })
 }
 
-fn fixed<const N: usize>(v: &Value<'_>, at: &str) -> Result<[u8; N], MetainfoError> {
+fn fixed<const N: usize>(v: &Value<'_>, at: &dyn fmt::Display) -> Result<[u8; N], MetainfoError> {
     let b = bytes(v, at)?;
     <[u8; N]>::try_from(b).map_err(|_| MetainfoError::WrongLength {
-        at: at.to_owned(),
+        at: at.to_string(),
         expected: N,
         found: b.len(),
     })

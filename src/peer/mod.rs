@@ -1,1 +1,13 @@
 //! The peer: a BitTorrent engine whose blocks travel encrypted (docs/protocol.md sections 5 to 8).
+
+pub mod bitfield;
+pub mod block_cache;
+pub mod choker;
+pub mod connection;
+pub mod listener;
+pub mod picker;
+pub mod resume;
+pub mod session;
+pub mod storage;
+pub mod tracker_client;
+pub mod wire;
