@@ -452,11 +452,18 @@ async fn tokens_work_and_end_when_the_user_changes() {
     let t = TestTracker::start(&standard_users()).await;
     let a = t.get(&format!("/scrape?{}", creds("u1"))).await.ok();
     assert!(a.value().as_dict().unwrap().get(b"token").is_none());
+    // tokens come with announce and scrape answers; other endpoints ignore getToken
+    t.get(&format!("/relay/assignments?{}&getToken=y", creds("u1")))
+        .await
+        .ok();
     let a = t
-        .get(&format!("/relay/assignments?{}&getToken=y", creds("u1")))
-        .await;
-    // tokens come with announces; other endpoints ignore getToken
-    a.ok();
+        .get(&format!("/scrape?{}&getToken=y", creds("u1")))
+        .await
+        .ok();
+    let scrape_token = String::from_utf8(a.bytes("token")).unwrap();
+    t.get(&format!("/scrape?token={}", enc(scrape_token.as_bytes())))
+        .await
+        .ok();
     let p = t.publish("u1", b"token data").await;
     let a = t
         .get(&format!(

@@ -59,9 +59,19 @@ pub enum TorrentCommand {
 #[derive(Debug, Subcommand)]
 pub enum RelayCommand {
     /// Let USER carry the torrent's ciphertext (it never gets the key).
-    Assign { hash: String, user: String },
+    Assign {
+        hash: String,
+        /// The relay's user name. (Its own id: `user` is the global --user flag, and clap
+        /// would let this positional silently replace the admin's login name.)
+        #[arg(id = "relay_user", value_name = "USER")]
+        user: String,
+    },
     /// Stop USER carrying the torrent.
-    Unassign { hash: String, user: String },
+    Unassign {
+        hash: String,
+        #[arg(id = "relay_user", value_name = "USER")]
+        user: String,
+    },
 }
 
 #[derive(Debug, Args)]
