@@ -125,6 +125,21 @@ pub enum ConnectionError {
     Handler(#[source] HandlerError),
 }
 
+impl ConnectionError {
+    /// The peer broke the protocol (a malformed handshake or message, a message that does not
+    /// fit the torrent, a violation of BEP 6 or BEP 10), as opposed to timing out, hanging
+    /// up or a network error: SPEC 7 counts these against the peer.
+    pub fn blames_peer(&self) -> bool {
+        matches!(
+            self,
+            ConnectionError::Handshake(_)
+                | ConnectionError::Wire(_)
+                | ConnectionError::Protocol(_)
+                | ConnectionError::OwnPeerId
+        )
+    }
+}
+
 fn io_error(op: &'static str) -> impl FnOnce(io::Error) -> ConnectionError {
     move |source| ConnectionError::Io { op, source }
 }
