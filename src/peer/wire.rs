@@ -91,7 +91,7 @@ impl Limits {
     pub fn max_message_len(&self) -> u32 {
         MAX_PIECE_MSG_LEN
             .max(MAX_EXTENDED_MSG_LEN)
-            .max(1 + self.max_bitfield_len)
+            .max(self.max_bitfield_len.saturating_add(1))
     }
 
     /// The largest whole frame (length prefix included): the size a read buffer needs.
@@ -542,7 +542,7 @@ fn check_length(id: u8, len: u32, limits: &Limits) -> Result<(), WireError> {
         // A piece carries at least one byte of block.
         MSGID_PIECE => between(10, MAX_PIECE_MSG_LEN),
         // An empty bitfield (a torrent of no pieces) does not exist.
-        MSGID_BITFIELD => between(2, 1 + limits.max_bitfield_len),
+        MSGID_BITFIELD => between(2, limits.max_bitfield_len.saturating_add(1)),
         MSGID_EXTENDED => between(2, MAX_EXTENDED_MSG_LEN),
         _ => between(1, limits.max_message_len()),
     }
@@ -1514,6 +1514,17 @@ mod tests {
             Limits::default().max_frame_len(),
             4 + MAX_EXTENDED_MSG_LEN as usize
         );
+    }
+
+    #[test]
+    fn extreme_limits_do_not_overflow() {
+        let limits = Limits {
+            max_bitfield_len: u32::MAX,
+        };
+        assert_eq!(limits.max_message_len(), u32::MAX);
+        let mut bytes = u32::MAX.to_be_bytes().to_vec();
+        bytes.push(MSGID_BITFIELD);
+        assert_eq!(decode_with(&bytes, &limits), Ok(None));
     }
 
     #[test]
