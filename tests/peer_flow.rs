@@ -282,3 +282,96 @@ async fn a_killed_download_resumes_and_finishes_identical() {
     assert_same(&content, &target);
     seeder.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_a_seeder_cleanly_and_announces_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let content = dir.join("src").join("data.bin");
+    random_file(&content, 300_000, 7);
+    let tracker = TestTracker::start(&users()).await;
+    let (seeder, torrent) = publish(&tracker, dir, &content).await;
+    let hash = ivcsd::metainfo::Metainfo::from_bytes(&std::fs::read(&torrent).unwrap())
+        .unwrap()
+        .info_hash;
+    let seeders = |a: &common_tracker::Answer| a.int("complete");
+    // The seeder is in the swarm (u3 is the owner and may announce).
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = seeders(&tracker.announce("u3", &hash, 1, 1).await.ok());
+        if seen == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, 1, "the seeder announced itself");
+
+    let pid = seeder.id().unwrap() as i32;
+    // SIGINT, as Ctrl-C sends.
+    assert_eq!(unsafe_kill(pid, 2), 0);
+    let status = tokio::time::timeout(Duration::from_secs(20), seeder.wait_with_output())
+        .await
+        .expect("the seeder did not stop")
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let after = tracker.announce("u3", &hash, 1, 1).await.ok();
+    assert_eq!(seeders(&after), 0, "the seeder announced stopped");
+}
+
+/// Sends a signal without a libc dependency in the tests: `kill -s`.
+fn unsafe_kill(pid: i32, signal: i32) -> i32 {
+    std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .map(|s| s.code().unwrap_or(1))
+        .unwrap_or(1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_tracker_is_one_clear_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let content = dir.join("src").join("data.bin");
+    random_file(&content, 100_000, 8);
+    let tracker = TestTracker::start(&users()).await;
+    let (mut seeder, torrent) = publish(&tracker, dir, &content).await;
+    seeder.kill().await.unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/announce", closed.local_addr().unwrap());
+    drop(closed);
+    let out = ivcsd(dir, "u1")
+        .arg("download")
+        .arg(&torrent)
+        .arg("--tracker")
+        .arg(&url)
+        .arg("--output")
+        .arg(dir.join("dl"))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot connect to 127.0.0.1:"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    // A broken torrent file is one clear line too.
+    std::fs::write(dir.join("broken.torrent"), b"d4:infod4:name1:xee").unwrap();
+    let out = ivcsd(dir, "u1")
+        .arg("download")
+        .arg(dir.join("broken.torrent"))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: not a valid torrent:"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}

@@ -380,3 +380,81 @@ async fn a_stopped_download_resumes_from_its_record_and_finishes_identical() {
         p.torrent.wait_stopped().await;
     }
 }
+
+/// A downloader's store whose disk fills up after `room` pieces.
+struct FullDisk {
+    inner: Arc<dyn PieceStore>,
+    room: std::sync::atomic::AtomicU32,
+}
+
+impl PieceStore for FullDisk {
+    fn read_ciphertext(&self, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
+        self.inner.read_ciphertext(offset, buf)
+    }
+    fn write_piece(&self, index: PieceIndex, ciphertext: &mut [u8]) -> Result<(), StorageError> {
+        use std::sync::atomic::Ordering;
+        if self
+            .room
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_sub(1))
+            .is_err()
+        {
+            return Err(StorageError::Io {
+                action: "writing",
+                path: "data.bin".into(),
+                source: std::io::Error::from_raw_os_error(28), // ENOSPC
+            });
+        }
+        self.inner.write_piece(index, ciphertext)
+    }
+    fn sync(&self) -> Result<(), StorageError> {
+        self.inner.sync()
+    }
+    fn info(&self) -> &Info {
+        self.inner.info()
+    }
+    fn file_paths(&self) -> Vec<std::path::PathBuf> {
+        self.inner.file_paths()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_the_download_with_a_clear_error_and_keeps_verified_pieces() {
+    let src = tempfile::tempdir().unwrap();
+    let root = write_content(src.path(), 4 * 1024 * 1024);
+    let key = ContentKey::generate();
+    let metainfo = create_encrypted(&root, &key, KeyId([3; 16]), "", Some(256 * 1024))
+        .unwrap()
+        .metainfo;
+    let info = metainfo.info.clone();
+    let seeder = start_peer(&metainfo, &key, src.path(), true, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let inner: Arc<dyn PieceStore> = Arc::new(PlaintextStore::new(
+        ContentFiles::open(dir.path(), &info, OpenMode::Create).unwrap(),
+        info.clone(),
+        key.clone(),
+    ));
+    let store = Arc::new(FullDisk {
+        inner: Arc::clone(&inner),
+        room: 5.into(),
+    });
+    let downloader = start_with_store(&metainfo, store, false, &[seeder.addr], None).await;
+    let mut rx = downloader.torrent.subscribe();
+    let error = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Some(e) = rx.borrow_and_update().error.clone() {
+                return e;
+            }
+            rx.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("no error reported");
+    assert!(error.contains("No space left on device"), "{error}");
+    assert!(error.starts_with("cannot store piece"), "{error}");
+    downloader.torrent.wait_stopped().await;
+    // The pieces written before the disk filled are intact.
+    let ok = ivcsd::peer::storage::recheck(inner.as_ref(), &|_, _| {});
+    assert_eq!(ok.iter().filter(|ok| **ok).count(), 5);
+    seeder.shutdown.cancel();
+    seeder.torrent.wait_stopped().await;
+}

@@ -58,11 +58,11 @@ pub enum TorrentCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RelayCommand {
-    // The positional USER has its own id: as `user` it would be the same clap argument as the
-    // global `--user NAME` (the administrator logging in), and overwrite it.
     /// Let USER carry the torrent's ciphertext (it never gets the key).
     Assign {
         hash: String,
+        /// The relay's user name. (Its own id: `user` is the global --user flag, and clap
+        /// would let this positional silently replace the admin's login name.)
         #[arg(id = "relay_user", value_name = "USER")]
         user: String,
     },

@@ -49,6 +49,12 @@ use crate::types::{InfoHash, PeerId};
 /// A connection's id inside one torrent.
 pub type PeerKey = u64;
 
+/// Pieces failing verification, with other peers contributing, before a peer is banned (a
+/// peer that alone sent a failing piece is banned at once).
+const CORRUPT_STRIKES_TO_BAN: u32 = 2;
+/// Connections a peer may end by breaking the protocol (docs/protocol.md 7) before it is banned.
+const PROTOCOL_STRIKES_TO_BAN: u32 = 3;
+
 /// Settings of a torrent session.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -117,6 +123,8 @@ struct PeerSlot {
     peer_interested: bool,
     /// The peer's `reqq`, if it sent one.
     reqq: Option<u32>,
+    /// Both sides speak BEP 6: a choke is followed by explicit rejects of our requests.
+    fast: bool,
     /// Bytes received from / sent to this peer since the last choking round.
     received_round: u64,
     sent_round: u64,
@@ -137,7 +145,8 @@ struct State {
     /// addresses never dialed again. (Not whole IP addresses: many honest peers can share one
     /// behind a NAT, or on 127.0.0.1.)
     banned: Banned,
-    /// Failed pieces each peer contributed to (banned at 2, or at 1 when it alone sent it).
+    /// Faults of each peer: failed pieces it contributed to, connections it ended by breaking
+    /// the protocol.
     strikes: HashMap<PeerId, u32>,
     optimistic: Option<PeerKey>,
     choke_rounds: u64,
@@ -296,6 +305,7 @@ impl Torrent {
     pub fn add_peer(self: &Arc<Self>, handshaken: Handshaken) {
         let addr = handshaken.peer_addr();
         let peer_id = handshaken.peer_id();
+        let fast = handshaken.fast();
         let mut state = self.lock();
         if self.shutdown.is_cancelled()
             || state.peers.len() >= self.config.max_peers
@@ -330,6 +340,7 @@ impl Torrent {
                 peer_choking: true,
                 peer_interested: false,
                 reqq: None,
+                fast,
                 received_round: 0,
                 sent_round: 0,
             },
@@ -343,6 +354,11 @@ impl Torrent {
             match &result {
                 Ok(()) => tracing::debug!(?addr, "connection closed"),
                 Err(e) => tracing::debug!(?addr, error = %e, "connection ended"),
+            }
+            if let Err(e) = &result
+                && e.blames_peer()
+            {
+                me.strike(peer_id, addr, PROTOCOL_STRIKES_TO_BAN);
             }
             me.remove_peer(key);
         });
@@ -631,14 +647,8 @@ impl Torrent {
             else {
                 continue;
             };
-            let strikes = state.strikes.entry(peer_id).or_insert(0);
-            *strikes += 1;
-            if alone || *strikes >= 2 {
-                tracing::warn!(?addr, %peer_id, "banning a peer that sent corrupt data");
-                state.banned.ids.insert(peer_id);
-                if let Some(addr) = addr {
-                    state.banned.addrs.insert(addr);
-                }
+            let limit = if alone { 1 } else { CORRUPT_STRIKES_TO_BAN };
+            if Self::strike_locked(&mut state, peer_id, addr, limit) {
                 send(&handle, Command::Close);
             }
         }
@@ -646,6 +656,33 @@ impl Torrent {
         for key in keys {
             self.fill_requests(&mut state, key, None);
         }
+    }
+
+    /// Counts a fault against a peer; bans it at `limit` faults.
+    fn strike(&self, peer_id: PeerId, addr: Option<SocketAddr>, limit: u32) {
+        let mut state = self.lock();
+        Self::strike_locked(&mut state, peer_id, addr, limit);
+    }
+
+    /// Returns whether the peer is now banned.
+    fn strike_locked(
+        state: &mut State,
+        peer_id: PeerId,
+        addr: Option<SocketAddr>,
+        limit: u32,
+    ) -> bool {
+        let strikes = state.strikes.entry(peer_id).or_insert(0);
+        *strikes += 1;
+        if *strikes < limit {
+            return false;
+        }
+        if state.banned.ids.insert(peer_id) {
+            tracing::warn!(?addr, %peer_id, "banning a peer that sent corrupt data or broke the protocol");
+        }
+        if let Some(addr) = addr {
+            state.banned.addrs.insert(addr);
+        }
+        true
     }
 
     /// A fatal error: report it and stop.
@@ -975,12 +1012,18 @@ impl Handler for PeerHandler {
                 torrent.fill_requests(&mut state, key, Some(out));
             }
             Event::Choke => {
-                if let Some(slot) = state.peers.get_mut(&key) {
-                    slot.peer_choking = true;
-                }
+                let fast = match state.peers.get_mut(&key) {
+                    Some(slot) => {
+                        slot.peer_choking = true;
+                        slot.fast
+                    }
+                    None => false,
+                };
                 // Without the fast extension the peer dropped our requests; with it, it
                 // rejects each one, and the picker is told then.
-                state.picker.peer_choked(key);
+                if !fast {
+                    state.picker.peer_choked(key);
+                }
                 let keys: Vec<PeerKey> =
                     state.peers.keys().copied().filter(|k| *k != key).collect();
                 for other in keys {

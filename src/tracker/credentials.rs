@@ -434,6 +434,112 @@ impl Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tracker::authority::{PasswordHash, User, UserTable};
+    use crate::types::Authority;
+    use std::time::Duration;
+
+    fn write_users(path: &std::path::Path, password: &str, authority: u32) {
+        let mut table = UserTable::default();
+        table.insert(User {
+            username: "u".into(),
+            password: PasswordHash::new_argon2id(password.as_bytes()).unwrap(),
+            authority: Authority(authority),
+            admin: false,
+            ip: None,
+            public_key: None,
+            updated_ms: 1,
+        });
+        std::fs::write(path, table.to_xml()).unwrap();
+    }
+
+    fn limits() -> CredentialLimits {
+        CredentialLimits {
+            token_ttl_secs: 3600,
+            cache_secs: 600,
+            cache_entries: 10,
+            throttle_failures: 2,
+            throttle_window_secs: 60,
+            throttle_block_secs: 120,
+            throttle_entries: 10,
+        }
+    }
+
+    const SOURCE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    async fn login(c: &Credentials, query: &str) -> Result<Authenticated, Refusal> {
+        c.authenticate(&Query::parse(query).unwrap(), SOURCE).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokens_expire_after_their_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authority.xml");
+        write_users(&path, "pw", 1);
+        let users = Arc::new(AuthoritySource::load(&path).unwrap());
+        let c = Credentials::new(users, Clock::start(), limits(), [1; 32], 1);
+        let token = login(&c, "username=u&psw=pw&getToken=y")
+            .await
+            .unwrap()
+            .token
+            .unwrap();
+        let q = format!("token={}", token.token);
+        assert_eq!(login(&c, &q).await.unwrap().username(), "u");
+        tokio::time::advance(Duration::from_secs(3599)).await;
+        assert!(login(&c, &q).await.is_ok());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let refused = login(&c, &q).await.err().unwrap();
+        assert_eq!(refused.public, super::super::refusal::BAD_CREDENTIALS);
+        assert!(refused.audit.contains("expired"));
+        // a token signed with another key is refused
+        let other = Credentials::new(
+            Arc::new(AuthoritySource::load(&path).unwrap()),
+            Clock::start(),
+            limits(),
+            [2; 32],
+            1,
+        );
+        let fresh = login(&c, "username=u&psw=pw&getToken=y")
+            .await
+            .unwrap()
+            .token
+            .unwrap();
+        assert!(
+            login(&other, &format!("token={}", fresh.token))
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttle_blocks_then_forgives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authority.xml");
+        write_users(&path, "pw", 1);
+        let users = Arc::new(AuthoritySource::load(&path).unwrap());
+        let c = Credentials::new(users, Clock::start(), limits(), [1; 32], 1);
+        assert!(login(&c, "username=u&psw=bad").await.is_err());
+        assert!(login(&c, "username=u&psw=bad").await.is_err());
+        let blocked = login(&c, "username=u&psw=pw").await.err().unwrap();
+        assert_eq!(blocked.audit, "throttled source address");
+        tokio::time::advance(Duration::from_secs(121)).await;
+        assert!(login(&c, "username=u&psw=pw").await.is_ok());
+        c.clean();
+    }
+
+    #[tokio::test]
+    async fn remembered_password_ends_when_the_password_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authority.xml");
+        write_users(&path, "old", 1);
+        let users = Arc::new(AuthoritySource::load(&path).unwrap());
+        let c = Credentials::new(users.clone(), Clock::start(), limits(), [1; 32], 1);
+        assert!(login(&c, "username=u&psw=old").await.is_ok());
+        assert!(login(&c, "username=u&psw=old").await.is_ok()); // from the cache
+        write_users(&path, "new", 1);
+        users.reload().unwrap();
+        assert!(login(&c, "username=u&psw=old").await.is_err());
+        assert!(login(&c, "username=u&psw=new").await.is_ok());
+    }
 
     #[test]
     fn ipv6_is_throttled_per_64() {

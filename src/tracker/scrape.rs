@@ -86,18 +86,31 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
             files.insert(hash.0.to_vec(), Value::Dict(d));
         }
     }
-    for hash in &visible {
-        state
-            .audit(
-                req,
-                "scrape",
-                Some(auth.username()),
-                Some(*hash),
-                Ok("may read or relay"),
-            )
-            .await;
-    }
+    // one entry per request (per-hash refusals above carry their own true reasons)
+    let single = match (requested.len(), visible.as_slice()) {
+        (1, [only]) => Some(*only),
+        _ => None,
+    };
+    let reason = format!(
+        "{} of {} torrents visible",
+        visible.len(),
+        if requested.is_empty() {
+            "all".to_owned()
+        } else {
+            requested.len().to_string()
+        }
+    );
+    state
+        .audit(req, "scrape", Some(auth.username()), single, Ok(&reason))
+        .await;
     let mut top = Dict::new();
     top.insert(&b"files"[..], Value::Dict(files));
+    if let Some(token) = &auth.token {
+        top.insert(&b"token"[..], Value::from(token.token.clone()));
+        top.insert(
+            &b"token expires"[..],
+            Value::Int(i64::try_from(token.expires).unwrap_or(i64::MAX)),
+        );
+    }
     response::bencoded(&Value::Dict(top))
 }

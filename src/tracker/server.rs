@@ -39,6 +39,8 @@ use super::{Request, State, TrackerError};
 
 /// How often expired peers, logins, nonces and pending keys are swept.
 const MAINTENANCE_PERIOD: Duration = Duration::from_secs(10);
+/// Most header lines in one request (stock clients send fewer than 10).
+const MAX_HEADERS: usize = 64;
 /// Pause after a failed `accept` (for example out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -187,6 +189,8 @@ async fn serve(listener: TcpListener, state: Arc<State>, stop: CancellationToken
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(state.config.header_read_timeout_secs))
         .keep_alive(true)
+        .max_headers(MAX_HEADERS)
+        .max_header_size(state.config.max_header_bytes)
         .max_buf_size(state.config.max_header_bytes);
     loop {
         let permit = tokio::select! {
