@@ -50,6 +50,7 @@ pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(3600);
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// First retry after the tracker could not be reached; doubled up to [`MAX_RETRY`].
 pub const MIN_RETRY: Duration = Duration::from_secs(5);
+/// The longest wait between two attempts while the tracker cannot be reached.
 pub const MAX_RETRY: Duration = Duration::from_secs(300);
 /// How long a stopping session may take (its `stopped` announce among others).
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
