@@ -88,7 +88,7 @@ pub enum CreateError {
 /// or directory at `path`: for tests and for interoperability with stock clients.
 ///
 /// `announce` is written as given (an empty string leaves `announce` out); `piece_length`
-/// defaults to [`default_piece_length`].
+/// defaults to [`default_piece_length`]. Shorthand for [`TorrentBuilder::plain`].
 ///
 /// # Errors
 /// See [`CreateError`].
@@ -97,7 +97,10 @@ pub fn create_plain(
     announce: &str,
     piece_length: Option<u64>,
 ) -> Result<CreatedTorrent, CreateError> {
-    create(path, announce, piece_length, None)
+    TorrentBuilder::new(path)
+        .announce(announce)
+        .piece_length(piece_length)
+        .plain()
 }
 
 /// Builds an encrypted ivcsd torrent (SPEC 5) of the file or directory at `path`: `pieces` are
@@ -106,7 +109,8 @@ pub fn create_plain(
 /// written to disk.
 ///
 /// `announce` is the tracker's /announce URL without credentials (an empty string leaves it
-/// out); `piece_length` defaults to [`default_piece_length`].
+/// out); `piece_length` defaults to [`default_piece_length`]. Shorthand for
+/// [`TorrentBuilder::encrypted`].
 ///
 /// # Errors
 /// See [`CreateError`]; an announce URL with credentials is refused.
@@ -117,17 +121,123 @@ pub fn create_encrypted(
     announce: &str,
     piece_length: Option<u64>,
 ) -> Result<CreatedTorrent, CreateError> {
-    let transform = |offset: u64, buf: &mut [u8]| apply_keystream(key, offset, buf);
-    let encryption = Encryption {
-        transform: &transform,
-        ivcsd: IvcsdInfo {
-            version: 1,
-            cipher: Cipher::Rc4Plus,
-            key_id,
-            check: key.key_check(),
-        },
-    };
-    create(path, announce, piece_length, Some(encryption))
+    TorrentBuilder::new(path)
+        .announce(announce)
+        .piece_length(piece_length)
+        .encrypted(key, key_id)
+}
+
+/// Reports progress: `(bytes hashed so far, total bytes)`.
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
+/// A torrent build with every option: the announce URL, the piece length, and a progress
+/// callback for long builds (a progress bar in `peer publish`).
+pub struct TorrentBuilder<'a> {
+    path: &'a Path,
+    announce: &'a str,
+    piece_length: Option<u64>,
+    progress: Option<Progress<'a>>,
+}
+
+impl<'a> TorrentBuilder<'a> {
+    /// A build of the file or directory at `path`, without announce URL, at the default piece
+    /// length.
+    pub fn new(path: &'a Path) -> Self {
+        TorrentBuilder {
+            path,
+            announce: "",
+            piece_length: None,
+            progress: None,
+        }
+    }
+
+    /// The `announce` URL, without credentials; empty leaves it out.
+    pub fn announce(mut self, url: &'a str) -> Self {
+        self.announce = url;
+        self
+    }
+
+    /// The piece length; `None` picks [`default_piece_length`].
+    pub fn piece_length(mut self, piece_length: Option<u64>) -> Self {
+        self.piece_length = piece_length;
+        self
+    }
+
+    /// Called on the calling thread after each batch of pieces (about every 32 MiB) with the
+    /// bytes done and the total.
+    pub fn progress(mut self, progress: Progress<'a>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Builds a plain torrent: see [`create_plain`].
+    ///
+    /// # Errors
+    /// See [`CreateError`].
+    pub fn plain(self) -> Result<CreatedTorrent, CreateError> {
+        self.build(None)
+    }
+
+    /// Builds an encrypted ivcsd torrent: see [`create_encrypted`].
+    ///
+    /// # Errors
+    /// See [`CreateError`].
+    pub fn encrypted(self, key: &ContentKey, key_id: KeyId) -> Result<CreatedTorrent, CreateError> {
+        let transform = |offset: u64, buf: &mut [u8]| apply_keystream(key, offset, buf);
+        let encryption = Encryption {
+            transform: &transform,
+            ivcsd: IvcsdInfo {
+                version: 1,
+                cipher: Cipher::Rc4Plus,
+                key_id,
+                check: key.key_check(),
+            },
+        };
+        self.build(Some(encryption))
+    }
+
+    /// The one build behind both kinds.
+    fn build(self, encryption: Option<Encryption<'_>>) -> Result<CreatedTorrent, CreateError> {
+        let TorrentBuilder {
+            path,
+            announce,
+            piece_length,
+            mut progress,
+        } = self;
+        check_announce(announce)?;
+        if let Some(piece_length) = piece_length {
+            // Before the scan, which may walk a large tree.
+            check_piece_length(piece_length).map_err(CreateError::PieceLength)?;
+        }
+        let source = scan(path)?;
+        let piece_length =
+            piece_length.unwrap_or_else(|| default_piece_length(source.total_length));
+        let geometry = Geometry::new(piece_length, source.total_length).map_err(|e| match e {
+            GeometryError::Empty => CreateError::Empty {
+                path: path.to_owned(),
+            },
+            e => CreateError::PieceLength(e),
+        })?;
+        let pieces = hash_pieces(
+            &source.files,
+            &geometry,
+            encryption.as_ref().map(|e| e.transform),
+            &mut |done, total| {
+                if let Some(progress) = progress.as_mut() {
+                    progress(done, total);
+                }
+            },
+        )?;
+        let bytes = encode(
+            &source,
+            announce,
+            &geometry,
+            &pieces,
+            encryption.as_ref().map(|e| &e.ivcsd),
+        );
+        let metainfo = Metainfo::from_bytes(&bytes).map_err(CreateError::Invalid)?;
+        Ok(CreatedTorrent { bytes, metainfo })
+    }
 }
 
 /// Encrypts content in place: `buf` holds content bytes from absolute offset `offset`.
@@ -137,42 +247,6 @@ type Transform<'a> = &'a (dyn Fn(u64, &mut [u8]) + Sync);
 struct Encryption<'a> {
     transform: Transform<'a>,
     ivcsd: IvcsdInfo,
-}
-
-/// The one builder behind [`create_plain`] and [`create_encrypted`].
-fn create(
-    path: &Path,
-    announce: &str,
-    piece_length: Option<u64>,
-    encryption: Option<Encryption<'_>>,
-) -> Result<CreatedTorrent, CreateError> {
-    check_announce(announce)?;
-    if let Some(piece_length) = piece_length {
-        // Before the scan, which may walk a large tree.
-        check_piece_length(piece_length).map_err(CreateError::PieceLength)?;
-    }
-    let source = scan(path)?;
-    let piece_length = piece_length.unwrap_or_else(|| default_piece_length(source.total_length));
-    let geometry = Geometry::new(piece_length, source.total_length).map_err(|e| match e {
-        GeometryError::Empty => CreateError::Empty {
-            path: path.to_owned(),
-        },
-        e => CreateError::PieceLength(e),
-    })?;
-    let pieces = hash_pieces(
-        &source.files,
-        &geometry,
-        encryption.as_ref().map(|e| e.transform),
-    )?;
-    let bytes = encode(
-        &source,
-        announce,
-        &geometry,
-        &pieces,
-        encryption.as_ref().map(|e| &e.ivcsd),
-    );
-    let metainfo = Metainfo::from_bytes(&bytes).map_err(CreateError::Invalid)?;
-    Ok(CreatedTorrent { bytes, metainfo })
 }
 
 /// Refuses an announce URL with a user:password part or credential query parameters
@@ -414,6 +488,7 @@ fn hash_pieces(
     files: &[SourceFile],
     geometry: &Geometry,
     transform: Option<Transform<'_>>,
+    progress: Progress<'_>,
 ) -> Result<Vec<[u8; 20]>, CreateError> {
     let piece_length = geometry.piece_length();
     let total = geometry.total_length();
@@ -441,6 +516,7 @@ fn hash_pieces(
             || hash_batch_of_pieces(&mut current, start, piece_length, hash_batch, transform),
         );
         read?;
+        progress(next_start, total);
         std::mem::swap(&mut current, &mut next);
         start = next_start;
     }

@@ -26,7 +26,9 @@ mod parse;
 
 use std::fmt;
 
-pub use create::{CreateError, CreatedTorrent, create_encrypted, create_plain};
+pub use create::{
+    CreateError, CreatedTorrent, Progress, TorrentBuilder, create_encrypted, create_plain,
+};
 pub use geometry::{
     FileSegment, FileSegments, Geometry, GeometryError, MAX_PIECE_COUNT, MAX_PIECE_LENGTH,
     MIN_PIECE_LENGTH, PieceIndex, check_piece_length, default_piece_length,
