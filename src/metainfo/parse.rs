@@ -418,32 +418,54 @@ fn parse_path(d: &Dict<'_>, at: FileLoc, name: &str) -> Result<Vec<String>, Meta
 
 /// Refuses two files on the same path, and a file inside another file's path.
 ///
-/// One hash lookup per path and per proper prefix below the torrent's name (measured: sorting
-/// the paths instead costs twice as much, since they share long prefixes).
+/// The paths are put in a tree of components, so each component is hashed once (hashing whole
+/// paths and their prefixes cost about 14% of parsing a 40,000-file torrent; sorting them cost
+/// more, as they share long prefixes).
 fn check_collisions(files: &[FileEntry]) -> Result<(), MetainfoError> {
-    let mut seen: HashMap<&[String], usize> = HashMap::with_capacity(files.len());
+    /// A directory or file of the content.
+    struct Node<'a> {
+        /// The file at this path, if one ends here.
+        file: Option<usize>,
+        /// The first file seen at or below this path, for error messages.
+        first: usize,
+        children: HashMap<&'a str, Node<'a>>,
+    }
+    let inside = |i: usize, file: &[String], other: usize| MetainfoError::PathInsideFile {
+        at: format!("info.files[{i}].path"),
+        path: files[i].path.join("/"),
+        file: file.join("/"),
+        other: format!("info.files[{other}]"),
+    };
+    // path[0] is the torrent's name, the same for every file.
+    let mut root = Node {
+        file: None,
+        first: 0,
+        children: HashMap::new(),
+    };
     for (i, f) in files.iter().enumerate() {
-        if let Some(&other) = seen.get(f.path.as_slice()) {
+        let mut node = &mut root;
+        for (depth, component) in f.path.iter().enumerate().skip(1) {
+            if let Some(other) = node.file {
+                return Err(inside(i, &f.path[..depth], other));
+            }
+            node = node.children.entry(component).or_insert_with(|| Node {
+                file: None,
+                first: i,
+                children: HashMap::new(),
+            });
+        }
+        if let Some(other) = node.file {
             return Err(MetainfoError::DuplicatePath {
                 at: format!("info.files[{i}].path"),
                 path: f.path.join("/"),
                 other: format!("info.files[{other}]"),
             });
         }
-        seen.insert(&f.path, i);
-    }
-    for (i, f) in files.iter().enumerate() {
-        // path[..1] is the torrent's name: a directory, never a file, in a multi-file torrent.
-        for depth in 2..f.path.len() {
-            if let Some(&other) = seen.get(&f.path[..depth]) {
-                return Err(MetainfoError::PathInsideFile {
-                    at: format!("info.files[{i}].path"),
-                    path: f.path.join("/"),
-                    file: f.path[..depth].join("/"),
-                    other: format!("info.files[{other}]"),
-                });
-            }
+        if !node.children.is_empty() {
+            // An earlier file lies inside this one's path.
+            return Err(inside(node.first, &f.path, i));
         }
+        node.file = Some(i);
     }
     Ok(())
 }
