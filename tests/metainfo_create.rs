@@ -467,3 +467,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_path_without_a_final_name_is_named_after_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("d/sub/x"), b"x");
+    let m = create_plain(&dir.path().join("d/sub/.."), ANNOUNCE, None)
+        .unwrap()
+        .metainfo;
+    assert_eq!(m.info.name, "d");
+    assert_eq!(m.info.files[0].path, ["d", "sub", "x"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_device_given_on_the_command_line_is_refused() {
+    let err = create_plain(Path::new("/dev/null"), ANNOUNCE, None).unwrap_err();
+    assert!(matches!(err, CreateError::SpecialFile { .. }), "{err}");
+}
