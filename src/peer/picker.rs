@@ -66,6 +66,30 @@ struct PeerState {
     /// Blocks requested from this peer and when. Each is `Requested` in its piece, and
     /// counted in that block's requester count.
     outstanding: BTreeMap<BlockKey, Instant>,
+    /// A search found no piece to start that this peer has. Pieces to start only ever
+    /// become fewer (a started piece stays started, even after a failed hash check), so this
+    /// holds until the peer announces a piece, and saves a search of every piece on each
+    /// call for a peer that has nothing new.
+    nothing_to_start: bool,
+}
+
+/// Which pieces a call of [`Picker::pick`] may request.
+#[derive(Debug, Clone, Copy)]
+enum Scope<'a> {
+    All,
+    /// Only these pieces (BEP 6 allowed-fast while choked).
+    Only(&'a [u32]),
+    /// Only pieces already started.
+    InProgress,
+}
+
+impl Scope<'_> {
+    fn allows(self, index: u32) -> bool {
+        match self {
+            Scope::All | Scope::InProgress => true,
+            Scope::Only(pieces) => pieces.contains(&index),
+        }
+    }
 }
 
 /// What became of a block that arrived.
@@ -93,14 +117,16 @@ pub struct Picker<P> {
     geometry: Geometry,
     /// Verified pieces.
     have: Bitfield,
-    /// Per piece, how many known peers have it: always the sum of the peers' bitfields.
-    availability: Vec<u32>,
+    /// Availability (always the sum of the peers' bitfields) and the rarity order of the
+    /// pieces not started yet.
+    rarity: Rarity,
     /// Started, unverified pieces. Never a piece in `have`.
     pieces: BTreeMap<u32, PartialPiece<P>>,
     peers: BTreeMap<P, PeerState>,
     /// Blocks of pieces we lack that are `Missing` (pieces not started count in full). Zero
     /// with pieces still missing means end game.
     unrequested: u64,
+    /// For the tie-break among equally rare pieces.
     rng: SmallRng,
 }
 
@@ -132,7 +158,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
             .map(|i| u64::from(blocks_in(&geometry, i)))
             .sum();
         Picker {
-            availability: vec![0; geometry.piece_count() as usize],
+            rarity: Rarity::new(&have),
             geometry,
             have,
             pieces: BTreeMap::new(),
@@ -159,7 +185,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
 
     /// How many known peers have piece `index`.
     pub fn availability(&self, index: u32) -> u32 {
-        self.availability.get(index as usize).copied().unwrap_or(0)
+        self.rarity.count.get(index as usize).copied().unwrap_or(0)
     }
 
     /// The pieces a peer has, as far as it told us.
@@ -189,6 +215,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
         self.peers.entry(peer).or_insert_with(|| PeerState {
             has: Bitfield::new(pieces),
             outstanding: BTreeMap::new(),
+            nothing_to_start: false,
         });
     }
 
@@ -202,12 +229,13 @@ impl<P: Copy + Ord + Debug> Picker<P> {
             return false;
         };
         for i in state.has.iter_set() {
-            self.availability[i as usize] -= 1;
+            self.rarity.decrement(i);
         }
         for i in has.iter_set() {
-            self.availability[i as usize] += 1;
+            self.rarity.increment(i);
         }
         state.has = has;
+        state.nothing_to_start = false;
         true
     }
 
@@ -218,7 +246,8 @@ impl<P: Copy + Ord + Debug> Picker<P> {
         };
         let new = state.has.set(index);
         if new {
-            self.availability[index as usize] += 1;
+            state.nothing_to_start = false;
+            self.rarity.increment(index);
         }
         new
     }
@@ -229,7 +258,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
         self.release_all(peer);
         if let Some(state) = self.peers.remove(&peer) {
             for i in state.has.iter_set() {
-                self.availability[i as usize] -= 1;
+                self.rarity.decrement(i);
             }
         }
     }
@@ -283,6 +312,39 @@ impl<P: Copy + Ord + Debug> Picker<P> {
     /// outstanding elsewhere. The caller sends them; they count as outstanding from `now`.
     /// Empty for an unknown peer.
     pub fn next_requests(&mut self, peer: P, pipeline: usize, now: Instant) -> Vec<BlockRequest> {
+        self.pick(peer, pipeline, now, Scope::All)
+    }
+
+    /// Like [`Picker::next_requests`], restricted to `pieces`: while a peer chokes us, BEP 6
+    /// lets us request its allowed-fast pieces.
+    pub fn next_requests_among(
+        &mut self,
+        peer: P,
+        pieces: &[u32],
+        pipeline: usize,
+        now: Instant,
+    ) -> Vec<BlockRequest> {
+        self.pick(peer, pipeline, now, Scope::Only(pieces))
+    }
+
+    /// Like [`Picker::next_requests`], without starting new pieces: the session asks for this
+    /// while the memory for pieces being assembled is used up.
+    pub fn next_requests_in_progress(
+        &mut self,
+        peer: P,
+        pipeline: usize,
+        now: Instant,
+    ) -> Vec<BlockRequest> {
+        self.pick(peer, pipeline, now, Scope::InProgress)
+    }
+
+    fn pick(
+        &mut self,
+        peer: P,
+        pipeline: usize,
+        now: Instant,
+        scope: Scope<'_>,
+    ) -> Vec<BlockRequest> {
         let mut out = Vec::new();
         let Some(state) = self.peers.get(&peer) else {
             return out;
@@ -291,13 +353,18 @@ impl<P: Copy + Ord + Debug> Picker<P> {
         if room == 0 || self.is_complete() {
             return out;
         }
+        let may_start = match scope {
+            Scope::All => !state.nothing_to_start,
+            Scope::Only(_) => true,
+            Scope::InProgress => false,
+        };
         // 1. Missing blocks of pieces in progress.
         let mut picked: Vec<BlockKey> = Vec::new();
         for (&index, piece) in &self.pieces {
             if room == 0 {
                 break;
             }
-            if !state.has.get(index) {
+            if !state.has.get(index) || !scope.allows(index) {
                 continue;
             }
             for (block, s) in piece.blocks.iter().enumerate() {
@@ -314,11 +381,15 @@ impl<P: Copy + Ord + Debug> Picker<P> {
             out.push(self.request(peer, key, now));
         }
         // 2. New pieces, rarest first.
-        while room > 0 {
-            let Some(index) = self.rarest_new_piece(peer) else {
+        while may_start && room > 0 {
+            let Some(index) = self.rarest_new_piece(peer, |i| scope.allows(i)) else {
+                if let (Scope::All, Some(state)) = (scope, self.peers.get_mut(&peer)) {
+                    state.nothing_to_start = true;
+                }
                 break;
             };
             let blocks = blocks_in(&self.geometry, index);
+            self.rarity.remove(index);
             self.pieces.insert(
                 index,
                 PartialPiece {
@@ -339,7 +410,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
                 if room == 0 {
                     break;
                 }
-                if !state.has.get(index) {
+                if !state.has.get(index) || !scope.allows(index) {
                     continue;
                 }
                 for (block, s) in piece.blocks.iter().enumerate() {
@@ -508,44 +579,48 @@ impl<P: Copy + Ord + Debug> Picker<P> {
     }
 
     /// Among the pieces we lack, have not started and `peer` has: one of the lowest
-    /// availability, chosen uniformly among equals.
-    fn rarest_new_piece(&mut self, peer: P) -> Option<u32> {
+    /// availability. Ties are broken by starting the search of the rarest group at a random
+    /// place (uniform when the peer has the whole group, as a seeder does).
+    fn rarest_new_piece(&mut self, peer: P, allowed: impl Fn(u32) -> bool) -> Option<u32> {
         let has = &self.peers.get(&peer)?.has;
-        let mut best: Option<(u32, u32)> = None; // (availability, index)
-        let mut ties = 0u32;
-        for index in has.iter_set() {
-            if self.have.get(index) || self.pieces.contains_key(&index) {
-                continue;
-            }
-            let a = self.availability[index as usize];
-            match best {
-                Some((b, _)) if a > b => {}
-                Some((b, _)) if a == b => {
-                    // Reservoir sampling: each of the `ties` equals is kept with probability 1/ties.
-                    ties += 1;
-                    if self.rng.random_range(0..ties) == 0 {
-                        best = Some((a, index));
-                    }
-                }
-                _ => {
-                    best = Some((a, index));
-                    ties = 1;
-                }
+        for group in self.rarity.groups() {
+            let start = self.rng.random_range(0..group.len());
+            let (tail, head) = group.split_at(start);
+            if let Some(&piece) = head
+                .iter()
+                .chain(tail)
+                .find(|&&index| has.get(index) && allowed(index))
+            {
+                return Some(piece);
             }
         }
-        best.map(|(_, index)| index)
+        None
     }
 
     /// Checks every invariant the fields document (tests).
     #[cfg(test)]
     fn check_invariants(&self) {
-        let mut availability = vec![0u32; self.availability.len()];
+        let mut availability = vec![0u32; self.rarity.count.len()];
         for state in self.peers.values() {
             for i in state.has.iter_set() {
                 availability[i as usize] += 1;
             }
         }
-        assert_eq!(availability, self.availability, "availability");
+        assert_eq!(availability, self.rarity.count, "availability");
+        let candidates: Vec<u32> = self
+            .have
+            .iter_missing()
+            .filter(|i| !self.pieces.contains_key(i))
+            .collect();
+        self.rarity.check(&candidates);
+        for (peer, state) in &self.peers {
+            if state.nothing_to_start {
+                assert!(
+                    !candidates.iter().any(|&i| state.has.get(i)),
+                    "{peer:?} has a piece to start"
+                );
+            }
+        }
         let mut unrequested = 0u64;
         for index in self.have.iter_missing() {
             match self.pieces.get(&index) {
@@ -590,6 +665,127 @@ impl<P: Copy + Ord + Debug> Picker<P> {
                 assert!(self.pieces.contains_key(index));
             }
         }
+    }
+}
+
+/// Marks a piece that is not in [`Rarity::order`].
+const NOT_CANDIDATE: u32 = u32::MAX;
+
+/// Availability per piece, and the pieces not started yet kept grouped by availability, so
+/// that the rarest one is found without scanning or sorting every piece, and a change of
+/// availability costs O(1) (a swap at a group boundary).
+#[derive(Debug)]
+struct Rarity {
+    /// Per piece: how many known peers have it.
+    count: Vec<u32>,
+    /// The candidates (pieces we lack and have not started), by availability ascending; in
+    /// no particular order within a group.
+    order: Vec<u32>,
+    /// Per piece: its index in `order`, or [`NOT_CANDIDATE`].
+    pos: Vec<u32>,
+    /// Group `a` (candidates of availability `a`) is `order[bucket_start[a]..bucket_start[a + 1]]`.
+    /// Non-decreasing; the last entry is `order.len()`; at least 2 entries, and more than
+    /// the highest availability of a candidate plus 1.
+    bucket_start: Vec<u32>,
+}
+
+impl Rarity {
+    fn new(have: &Bitfield) -> Self {
+        let order: Vec<u32> = have.iter_missing().collect();
+        let mut pos = vec![NOT_CANDIDATE; have.len() as usize];
+        for (at, &piece) in order.iter().enumerate() {
+            pos[piece as usize] = at as u32;
+        }
+        Rarity {
+            count: vec![0; have.len() as usize],
+            bucket_start: vec![0, order.len() as u32],
+            order,
+            pos,
+        }
+    }
+
+    fn swap(&mut self, a: u32, b: u32) {
+        self.order.swap(a as usize, b as usize);
+        self.pos[self.order[a as usize] as usize] = a;
+        self.pos[self.order[b as usize] as usize] = b;
+    }
+
+    fn increment(&mut self, piece: u32) {
+        let a = self.count[piece as usize] as usize;
+        self.count[piece as usize] += 1;
+        let at = self.pos[piece as usize];
+        if at == NOT_CANDIDATE {
+            return;
+        }
+        while self.bucket_start.len() < a + 3 {
+            self.bucket_start.push(self.order.len() as u32);
+        }
+        // Move it to the end of group a, which then becomes the start of group a + 1.
+        let last = self.bucket_start[a + 1] - 1;
+        self.swap(at, last);
+        self.bucket_start[a + 1] -= 1;
+    }
+
+    fn decrement(&mut self, piece: u32) {
+        let a = self.count[piece as usize] as usize;
+        self.count[piece as usize] -= 1;
+        let at = self.pos[piece as usize];
+        if at == NOT_CANDIDATE {
+            return;
+        }
+        // Move it to the start of group a, which then becomes the end of group a - 1.
+        let first = self.bucket_start[a];
+        self.swap(at, first);
+        self.bucket_start[a] += 1;
+    }
+
+    /// The piece was started: no longer a candidate. Costs one swap per higher group.
+    fn remove(&mut self, piece: u32) {
+        let mut at = self.pos[piece as usize];
+        if at == NOT_CANDIDATE {
+            return;
+        }
+        let a = self.count[piece as usize] as usize;
+        // Carry it to the end of each following group in turn, then off the end.
+        for b in a + 1..self.bucket_start.len() {
+            let last = self.bucket_start[b] - 1;
+            self.swap(at, last);
+            at = last;
+            self.bucket_start[b] -= 1;
+        }
+        self.order.pop();
+        self.pos[piece as usize] = NOT_CANDIDATE;
+    }
+
+    /// The groups of candidates that some peer has, rarest first.
+    fn groups(&self) -> impl Iterator<Item = &[u32]> {
+        self.bucket_start[1..]
+            .windows(2)
+            .map(|w| &self.order[w[0] as usize..w[1] as usize])
+            .filter(|group| !group.is_empty())
+    }
+
+    #[cfg(test)]
+    fn check(&self, candidates: &[u32]) {
+        let mut sorted = self.order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, candidates, "candidates");
+        assert_eq!(
+            *self.bucket_start.last().unwrap() as usize,
+            self.order.len()
+        );
+        for (at, &piece) in self.order.iter().enumerate() {
+            assert_eq!(self.pos[piece as usize] as usize, at, "position of {piece}");
+            let a = self.count[piece as usize] as usize;
+            assert!(a + 1 < self.bucket_start.len(), "group of {piece}");
+            let group = self.bucket_start[a] as usize..self.bucket_start[a + 1] as usize;
+            assert!(
+                group.contains(&at),
+                "{piece} of availability {a} at {at}, group {group:?}"
+            );
+        }
+        let not_candidates = self.pos.iter().filter(|&&p| p == NOT_CANDIDATE).count();
+        assert_eq!(not_candidates + self.order.len(), self.pos.len());
     }
 }
 
@@ -902,6 +1098,53 @@ mod tests {
     }
 
     #[test]
+    fn allowed_fast_pieces_only() {
+        let mut p = picker(4);
+        p.add_peer(0);
+        p.peer_bitfield(0, Bitfield::full(4));
+        let r = p.next_requests_among(0, &[2], 10, Instant::now());
+        assert_eq!(r, vec![req(2, 0, B), req(2, 1, B)]);
+        assert!(
+            p.next_requests_among(0, &[2], 10, Instant::now())
+                .is_empty()
+        );
+        p.check_invariants();
+    }
+
+    #[test]
+    fn in_progress_only_starts_nothing() {
+        let mut p = picker(4);
+        let now = Instant::now();
+        p.add_peer(0);
+        p.peer_bitfield(0, Bitfield::full(4));
+        assert!(p.next_requests_in_progress(0, 10, now).is_empty());
+        let first = p.next_requests(0, 1, now);
+        let more = p.next_requests_in_progress(0, 10, now);
+        assert_eq!(more.len(), 1, "the rest of the started piece only");
+        assert_eq!(more[0].index, first[0].index);
+        p.check_invariants();
+    }
+
+    #[test]
+    fn a_peer_with_nothing_new_is_not_searched_until_it_has() {
+        let mut p = picker(4);
+        let now = Instant::now();
+        p.add_peer(0);
+        p.add_peer(1);
+        p.peer_bitfield(0, Bitfield::full(4));
+        p.peer_bitfield(1, bits(4, &[1]));
+        // Peer 0 is asked for all of piece 1; peer 1 then has nothing to start (and it is not
+        // end game: pieces 0, 2 and 3 are not started).
+        assert_eq!(p.next_requests_among(0, &[1], 100, now).len(), 2);
+        assert!(p.next_requests(1, 4, now).is_empty());
+        assert!(p.peers[&1].nothing_to_start);
+        p.check_invariants();
+        assert!(p.peer_have(1, 2));
+        assert!(!p.peers[&1].nothing_to_start);
+        p.check_invariants();
+    }
+
+    #[test]
     fn resumed_pieces_are_not_requested() {
         let g = geometry(3);
         let mut p: Picker<u32> = Picker::with_seed(g, bits(3, &[0, 2]), 1);
@@ -918,6 +1161,8 @@ mod tests {
         Bitfield(u32, Vec<bool>),
         Have(u32, u32),
         Next(u32, usize),
+        NextAmong(u32, u32, usize),
+        NextInProgress(u32, usize),
         Receive(u32, u32),
         ReceiveAny(u32, u32, u32),
         Reject(u32, u32),
@@ -944,6 +1189,8 @@ mod tests {
             1 => (0u64..60).prop_map(Op::Expire),
             1 => (0u32..5, any::<bool>()).prop_map(|(i, ok)| Op::Verify(i, ok)),
             1 => (0u64..20).prop_map(Op::Tick),
+            1 => (peer.clone(), 0u32..5, 0usize..8).prop_map(|(p, i, n)| Op::NextAmong(p, i, n)),
+            1 => (peer.clone(), 0usize..8).prop_map(|(p, n)| Op::NextInProgress(p, n)),
         ]
     }
 
@@ -972,6 +1219,17 @@ mod tests {
                         seen.sort();
                         seen.dedup();
                         prop_assert_eq!(seen.len(), r.len(), "a request twice in one batch");
+                    }
+                    Op::NextInProgress(peer, n) => {
+                        let started: Vec<u32> = p.pieces.keys().copied().collect();
+                        for r in p.next_requests_in_progress(peer, n, now) {
+                            prop_assert!(started.contains(&r.index));
+                        }
+                    }
+                    Op::NextAmong(peer, index, n) => {
+                        for r in p.next_requests_among(peer, &[index], n, now) {
+                            prop_assert_eq!(r.index, index);
+                        }
                     }
                     Op::Receive(peer, pick) => {
                         let outstanding: Vec<BlockKey> = p.peers.get(&peer)

@@ -82,9 +82,27 @@ impl ContentFiles {
     /// # Errors
     /// A file that cannot be opened or created, or has the wrong size for `Existing`.
     pub fn open(root: &Path, info: &Info, mode: OpenMode) -> Result<Self, StorageError> {
+        Self::open_content(&root.join(&info.name), info, mode)
+    }
+
+    /// Like [`ContentFiles::open`], with the torrent's top-level file or directory at
+    /// `content` whatever its name (`ivcsd peer seed --data PATH`).
+    ///
+    /// # Errors
+    /// As [`ContentFiles::open`].
+    pub fn open_content(content: &Path, info: &Info, mode: OpenMode) -> Result<Self, StorageError> {
         let mut files = Vec::with_capacity(info.files.len());
         for entry in &info.files {
-            let path = root.join(entry.relative_path());
+            // Every path starts with the torrent's name, which `content` replaces.
+            let path: PathBuf = std::iter::once(content.as_os_str())
+                .chain(
+                    entry
+                        .path
+                        .iter()
+                        .skip(1)
+                        .map(|c| std::ffi::OsStr::new(c.as_str())),
+                )
+                .collect();
             let io_err = |action, source| StorageError::Io {
                 action,
                 path: path.clone(),
@@ -253,6 +271,9 @@ pub trait PieceStore: Send + Sync {
 
     /// The torrent this store holds.
     fn info(&self) -> &Info;
+
+    /// The files on disk, in the torrent's order (for resume records).
+    fn file_paths(&self) -> Vec<PathBuf>;
 }
 
 /// Plaintext on disk; blocks are encrypted on the way out and decrypted on the way in.
@@ -289,6 +310,10 @@ impl PieceStore for PlaintextStore {
     fn info(&self) -> &Info {
         &self.info
     }
+
+    fn file_paths(&self) -> Vec<PathBuf> {
+        self.files.paths().map(Path::to_path_buf).collect()
+    }
 }
 
 /// Ciphertext on disk, exactly as received: what relays keep. It never has a key.
@@ -320,6 +345,10 @@ impl PieceStore for CiphertextStore {
 
     fn info(&self) -> &Info {
         &self.info
+    }
+
+    fn file_paths(&self) -> Vec<PathBuf> {
+        self.files.paths().map(Path::to_path_buf).collect()
     }
 }
 
