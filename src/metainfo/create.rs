@@ -72,7 +72,7 @@ pub enum CreateError {
     NoName { path: PathBuf },
     #[error("{} holds no data: a torrent needs at least one non-empty file", path.display())]
     Empty { path: PathBuf },
-    #[error("{}: the total length does not fit in 64 bits", path.display())]
+    #[error("{}: the total length does not fit in a bencode integer (2^63 - 1)", path.display())]
     TooLarge { path: PathBuf },
     #[error("{} changed while it was read (expected {expected} bytes)", path.display())]
     FileChanged { path: PathBuf, expected: u64 },
@@ -340,9 +340,11 @@ fn scan(path: &Path) -> Result<Source, CreateError> {
             path: path.to_owned(),
         });
     };
+    // Bencode integers are i64: every length written, the total included, must fit.
     let total_length = files
         .iter()
         .try_fold(0u64, |acc, f| acc.checked_add(f.length))
+        .filter(|&total| i64::try_from(total).is_ok())
         .ok_or_else(|| CreateError::TooLarge {
             path: path.to_owned(),
         })?;
@@ -551,7 +553,9 @@ fn hash_batch_of_pieces(
         });
 }
 
-/// The bencoded torrent. Keys are sorted by the encoder.
+/// The bencoded torrent. Keys are sorted by the encoder. The `as i64` casts cannot wrap:
+/// `scan` keeps the total length (so every file length) at most `i64::MAX`, and a piece length
+/// is at most 2^28.
 fn encode(
     source: &Source,
     announce: &str,
