@@ -10,12 +10,14 @@
 //! - [`crypto`]: RC4+, per-block content keying, RSA identities and the signed getcipher message.
 //! - [`tracker`]: the HTTP tracker daemon: identity, authority, keys, durable state, audit.
 //! - [`peer`]: the BitTorrent engine of publishers, seeders, downloaders and relays.
-//! - [`types`]: identifiers shared by all of them.
+//! - [`types`]: identifiers shared by all of them; [`fsutil`]: durable, atomic file writes.
 //!
 //! The contract every part keeps is `docs/protocol.md`.
 
 pub mod bencode;
 pub mod crypto;
+pub mod fsutil;
+pub mod http_client;
 pub mod metainfo;
 pub mod peer;
 pub mod tracker;

@@ -3,7 +3,16 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
+use hyper::{Method, Uri};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
+use zeroize::Zeroizing;
+
+use ivcsd::bencode::{self, Dict, Value};
+use ivcsd::http_client;
+use ivcsd::tracker::audit;
+use ivcsd::types::InfoHash;
 
 use super::GlobalArgs;
 use super::peer::Credentials;
@@ -50,9 +59,19 @@ pub enum TorrentCommand {
 #[derive(Debug, Subcommand)]
 pub enum RelayCommand {
     /// Let USER carry the torrent's ciphertext (it never gets the key).
-    Assign { hash: String, user: String },
+    Assign {
+        hash: String,
+        /// The relay's user name. (Its own id: `user` is the global --user flag, and clap
+        /// would let this positional silently replace the admin's login name.)
+        #[arg(id = "relay_user", value_name = "USER")]
+        user: String,
+    },
     /// Stop USER carrying the torrent.
-    Unassign { hash: String, user: String },
+    Unassign {
+        hash: String,
+        #[arg(id = "relay_user", value_name = "USER")]
+        user: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -121,9 +140,280 @@ pub enum UserCommand {
 
 pub fn run(args: AdminArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     match args.command {
-        AdminCommand::Torrent(_) => super::not_implemented("admin torrent"),
-        AdminCommand::Relay(_) => super::not_implemented("admin relay"),
-        AdminCommand::Audit(_) => super::not_implemented("admin audit"),
-        AdminCommand::User(command) => super::users::run(command),
+        AdminCommand::User(command) => super::users::run(command, &args.credentials),
+        AdminCommand::Audit(AuditArgs {
+            command: Some(AuditCommand::Verify { file }),
+            ..
+        }) => verify_audit(file),
+        command => {
+            let client = AdminClient::new(args.tracker.as_deref(), &args.credentials)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("error starting the async runtime")?;
+            runtime.block_on(remote(client, command))
+        }
+    }
+}
+
+/// Talks to the tracker's admin API (SPEC 4.5) with the admin's credentials.
+struct AdminClient {
+    /// `http://host:port`, without a path.
+    base: String,
+    /// `username=…&psw=…`, percent-encoded.
+    credentials: Zeroizing<String>,
+}
+
+/// Everything but unreserved characters is percent-encoded in query values.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+fn encode(bytes: &[u8]) -> String {
+    percent_encode(bytes, QUERY_VALUE).to_string()
+}
+
+/// `http://host:port/announce?x` or `http://host:port/` → `http://host:port`.
+fn base_url(url: &str) -> anyhow::Result<String> {
+    let uri: Uri = url
+        .parse()
+        .with_context(|| format!("invalid tracker URL {url:?}"))?;
+    let scheme = uri
+        .scheme_str()
+        .with_context(|| format!("tracker URL {url:?} has no scheme (http://...)"))?;
+    let authority = uri
+        .authority()
+        .with_context(|| format!("tracker URL {url:?} has no host"))?;
+    Ok(format!("{scheme}://{authority}"))
+}
+
+fn parse_hash(hex: &str) -> anyhow::Result<InfoHash> {
+    hex.parse::<InfoHash>()
+        .with_context(|| format!("invalid info hash {hex:?} (expected 40 hex digits)"))
+}
+
+impl AdminClient {
+    fn new(tracker: Option<&str>, credentials: &Credentials) -> anyhow::Result<AdminClient> {
+        let tracker = tracker.context("no tracker: pass --tracker URL or set IVCSD_TRACKER")?;
+        let user = credentials
+            .user
+            .as_deref()
+            .context("no user name: pass --user NAME or set IVCSD_USER")?;
+        let password = super::read_password(
+            credentials.password_file.as_deref(),
+            &format!("Password of {user}: "),
+            false,
+        )?;
+        Ok(AdminClient {
+            base: base_url(tracker)?,
+            credentials: Zeroizing::new(format!(
+                "username={}&psw={}",
+                encode(user.as_bytes()),
+                encode(password.as_bytes())
+            )),
+        })
+    }
+
+    /// Sends one admin call and returns the bencoded answer, or the tracker's refusal.
+    async fn call(&self, method: Method, path: &str, params: &str) -> anyhow::Result<Vec<u8>> {
+        let sep = if params.is_empty() { "" } else { "&" };
+        let url = format!(
+            "{}/admin/{path}?{}{sep}{params}",
+            self.base, *self.credentials
+        );
+        let uri: Uri = url.parse().context("invalid admin URL")?;
+        let body = match method {
+            Method::POST => Some(bytes::Bytes::new()),
+            _ => None,
+        };
+        let response = http_client::request(
+            method,
+            &uri,
+            body,
+            http_client::Timeouts::default(),
+            http_client::DEFAULT_MAX_RESPONSE_BYTES,
+        )
+        .await
+        .with_context(|| format!("error calling the tracker's admin/{path}"))?;
+        if response.status != 200 {
+            let reason = bencode::decode(&response.body)
+                .ok()
+                .and_then(|v| {
+                    v.as_dict()
+                        .and_then(|d| d.get(b"failure reason"))
+                        .and_then(|r| r.as_str())
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| format!("HTTP status {}", response.status));
+            anyhow::bail!("tracker refused: {reason}");
+        }
+        Ok(response.body.to_vec())
+    }
+}
+
+fn field_str<'a>(d: &'a Dict<'_>, key: &str) -> &'a str {
+    d.get(key.as_bytes()).and_then(Value::as_str).unwrap_or("?")
+}
+
+fn field_int(d: &Dict<'_>, key: &str) -> i64 {
+    d.get(key.as_bytes()).and_then(Value::as_int).unwrap_or(0)
+}
+
+fn field_hash(d: &Dict<'_>, key: &str) -> String {
+    d.get(key.as_bytes())
+        .and_then(Value::as_bytes)
+        .map_or_else(|| "?".repeat(40), hex::encode)
+}
+
+fn answer_dict<'a>(value: &'a Value<'a>) -> anyhow::Result<&'a Dict<'a>> {
+    value
+        .as_dict()
+        .context("the tracker's answer is not a dictionary")
+}
+
+fn print_torrent_line(t: &Dict<'_>) {
+    println!(
+        "{}  {:>4}  {:<12}  {:>14}  {:>5}/{:<5}  {}",
+        field_hash(t, "info hash"),
+        field_int(t, "authority"),
+        field_str(t, "owner"),
+        field_int(t, "size"),
+        field_int(t, "complete"),
+        field_int(t, "incomplete"),
+        field_str(t, "name"),
+    );
+}
+
+async fn remote(client: AdminClient, command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Torrent(TorrentCommand::List) => {
+            let body = client.call(Method::GET, "torrents", "").await?;
+            let value = bencode::decode(&body).context("invalid answer from the tracker")?;
+            let list = answer_dict(&value)?
+                .get(b"torrents")
+                .and_then(Value::as_list)
+                .context("the tracker's answer has no torrent list")?;
+            println!(
+                "{:<40}  {:>4}  {:<12}  {:>14}  {:>11}  name",
+                "info hash", "auth", "owner", "size (bytes)", "seed/leech"
+            );
+            for t in list.iter().filter_map(Value::as_dict) {
+                print_torrent_line(t);
+            }
+            Ok(())
+        }
+        AdminCommand::Torrent(TorrentCommand::Show { hash }) => {
+            let hash = parse_hash(&hash)?;
+            let params = format!("info_hash={}", encode(&hash.0));
+            let body = client.call(Method::GET, "torrent", &params).await?;
+            let value = bencode::decode(&body).context("invalid answer from the tracker")?;
+            let t = answer_dict(&value)?
+                .get(b"torrent")
+                .and_then(Value::as_dict)
+                .context("the tracker's answer has no torrent")?;
+            let relays: Vec<&str> = t
+                .get(b"relays")
+                .and_then(Value::as_list)
+                .map(|l| l.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            println!("info hash:   {}", field_hash(t, "info hash"));
+            println!("name:        {}", field_str(t, "name"));
+            println!("size:        {} bytes", field_int(t, "size"));
+            println!("owner:       {}", field_str(t, "owner"));
+            println!("authority:   {}", field_int(t, "authority"));
+            println!("published:   {} ms since 1970", field_int(t, "published"));
+            println!(
+                "swarm:       {} seeders, {} leechers, {} completed",
+                field_int(t, "complete"),
+                field_int(t, "incomplete"),
+                field_int(t, "downloaded")
+            );
+            println!("relays:      {}", relays.join(", "));
+            Ok(())
+        }
+        AdminCommand::Torrent(TorrentCommand::SetAuthority { hash, authority }) => {
+            let hash = parse_hash(&hash)?;
+            let params = format!("info_hash={}&authority={authority}", encode(&hash.0));
+            let body = client.call(Method::POST, "set-authority", &params).await?;
+            let value = bencode::decode(&body).context("invalid answer from the tracker")?;
+            let d = answer_dict(&value)?;
+            println!(
+                "authority of {hash}: {} -> {}",
+                field_int(d, "previous"),
+                field_int(d, "authority")
+            );
+            Ok(())
+        }
+        AdminCommand::Relay(command) => {
+            let (path, hash, user, verb) = match command {
+                RelayCommand::Assign { hash, user } => ("relay/assign", hash, user, "assigned"),
+                RelayCommand::Unassign { hash, user } => {
+                    ("relay/unassign", hash, user, "unassigned")
+                }
+            };
+            let hash = parse_hash(&hash)?;
+            let params = format!(
+                "info_hash={}&user={}",
+                encode(&hash.0),
+                encode(user.as_bytes())
+            );
+            let body = client.call(Method::POST, path, &params).await?;
+            let value = bencode::decode(&body).context("invalid answer from the tracker")?;
+            if field_int(answer_dict(&value)?, "changed") == 1 {
+                println!("relay {user} {verb} for {hash}");
+            } else {
+                println!("relay {user} was already {verb} for {hash}");
+            }
+            Ok(())
+        }
+        AdminCommand::Audit(AuditArgs { follow, .. }) => {
+            let mut since = 0u64;
+            loop {
+                let body = client
+                    .call(Method::GET, "audit", &format!("since={since}&limit=1000"))
+                    .await?;
+                let value = bencode::decode(&body).context("invalid answer from the tracker")?;
+                let d = answer_dict(&value)?;
+                for line in d
+                    .get(b"entries")
+                    .and_then(Value::as_list)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
+                    println!("{line}");
+                }
+                since = u64::try_from(field_int(d, "last")).unwrap_or(since);
+                if !follow {
+                    return Ok(());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                }
+            }
+        }
+        AdminCommand::User(_) => unreachable!("handled locally in run"),
+    }
+}
+
+/// How often `audit --follow` asks for new entries.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn verify_audit(file: Option<PathBuf>) -> anyhow::Result<()> {
+    let path = file.unwrap_or_else(|| PathBuf::from("ivcsd-data").join(audit::AUDIT_FILE));
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("error reading audit log {}", path.display()))?;
+    match audit::verify_chain(&text) {
+        Ok(n) => {
+            println!("{}: {n} entries, hash chain intact", path.display());
+            Ok(())
+        }
+        Err(line) => anyhow::bail!(
+            "{}: hash chain broken at line {line} (that line or the one before it was edited, removed or reordered)",
+            path.display()
+        ),
     }
 }

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod peer;
 pub mod torrent;
 pub mod tracker;
+pub mod transfer;
 pub mod users;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -86,4 +87,43 @@ pub fn init_logging(global: &GlobalArgs) {
 /// The answer of a command that a later issue implements.
 pub fn not_implemented(command: &str) -> anyhow::Result<()> {
     anyhow::bail!("`ivcsd {command}` is not implemented yet")
+}
+
+/// Reads a password: from `--password-file` (its first line), else from `IVCSD_PASSWORD`,
+/// else from a prompt on the terminal (asked twice when `confirm`, for a new password).
+pub fn read_password(
+    password_file: Option<&std::path::Path>,
+    prompt: &str,
+    confirm: bool,
+) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    use anyhow::Context as _;
+    use std::io::IsTerminal as _;
+    use zeroize::Zeroizing;
+
+    let password = if let Some(path) = password_file {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read password file {}", path.display()))?,
+        );
+        Zeroizing::new(text.lines().next().unwrap_or("").to_owned())
+    } else if let Ok(env) = std::env::var("IVCSD_PASSWORD") {
+        Zeroizing::new(env)
+    } else if std::io::stdin().is_terminal() {
+        let first =
+            Zeroizing::new(rpassword::prompt_password(prompt).context("cannot read the password")?);
+        if confirm {
+            let second = Zeroizing::new(
+                rpassword::prompt_password("Repeat the password: ")
+                    .context("cannot read the password")?,
+            );
+            anyhow::ensure!(*first == *second, "the two passwords differ");
+        }
+        first
+    } else {
+        anyhow::bail!(
+            "no password: set IVCSD_PASSWORD, pass --password-file FILE, or run on a terminal"
+        );
+    };
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    Ok(password)
 }

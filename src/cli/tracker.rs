@@ -2,8 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Args;
+
+use ivcsd::tracker::authority::AuthoritySource;
+use ivcsd::tracker::config::Config;
 
 use super::GlobalArgs;
 
@@ -32,6 +37,44 @@ pub struct TrackerArgs {
     pub tls_key: Option<PathBuf>,
 }
 
-pub fn run(_args: TrackerArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
-    super::not_implemented("tracker")
+pub fn run(args: TrackerArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
+    if args.tls_cert.is_some() {
+        anyhow::bail!(
+            "https is not supported by this build of the tracker; serve it behind a TLS proxy"
+        );
+    }
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    let users = Arc::new(AuthoritySource::load(&args.authority)?);
+    let runtime = tokio::runtime::Runtime::new().context("error starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("error listening on {}", config.listen))?;
+        let shutdown = async {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("cannot watch SIGTERM ({e}); stopping on SIGINT only");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        };
+        ivcsd::tracker::run(listener, config, users, shutdown).await?;
+        Ok(())
+    })
 }

@@ -1,1 +1,17 @@
 //! The peer: a BitTorrent engine whose blocks travel encrypted (docs/protocol.md sections 5 to 8).
+
+pub mod bitfield;
+pub mod block_cache;
+pub mod choker;
+pub mod connection;
+pub mod download;
+pub mod listener;
+pub mod node;
+pub mod picker;
+pub mod publish;
+pub mod resume;
+pub mod seed;
+pub mod session;
+pub mod storage;
+pub mod tracker_client;
+pub mod wire;

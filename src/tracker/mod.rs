@@ -1,3 +1,159 @@
 //! The tracker daemon (docs/protocol.md sections 1 to 4 and 8).
+//!
+//! # Layout
+//! - Pure parts, no I/O: [`query`] (raw query → bytes), [`swarm`] (who holds what),
+//!   [`decide`] (the authority rules), [`refusal`] (public and audit reasons), [`config`].
+//! - Identity: [`authority`] (authority.xml, written on main), [`credentials`].
+//! - Durable state and the record: [`store`] (SQLite thread, sealed keys), [`audit`].
+//! - HTTP: [`server`] (accept loop, limits, routing, shutdown) and one file per endpoint:
+//!   [`announce`], [`scrape`], [`getcipher`], [`publish`], [`metainfo_file`], [`relay`],
+//!   [`admin`].
+//!
+//! # Tasks
+//! [`run`] serves connections until `shutdown` resolves, then drains open requests for at most
+//! `drain_timeout_secs`, closes the audit log (flush, fsync) and the database. Beside the accept
+//! loop run the maintenance task (expiry of peers, nonces, cached logins, pending keys), the
+//! SIGHUP handler (authority reload), the authority file watcher, the store thread and the
+//! audit writer thread. If any of them dies, `run` returns an error naming it.
 
+pub mod admin;
+pub mod announce;
+pub mod audit;
 pub mod authority;
+pub mod clock;
+pub mod config;
+pub mod credentials;
+pub mod decide;
+pub mod getcipher;
+pub mod metainfo_file;
+pub mod publish;
+pub mod query;
+pub mod refusal;
+pub mod relay;
+pub mod response;
+pub mod scrape;
+pub mod server;
+pub mod store;
+pub mod swarm;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::types::InfoHash;
+
+use audit::{AuditEntry, AuditLog, Decision};
+use authority::AuthoritySource;
+use clock::Clock;
+use config::Config;
+use credentials::Credentials;
+use decide::TorrentAccess;
+use refusal::Refusal;
+use store::{MasterKey, Store, TorrentRecord};
+use swarm::Swarms;
+
+pub use server::run;
+
+/// Why the tracker stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum TrackerError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
+    #[error("background task {0} stopped unexpectedly")]
+    TaskDied(&'static str),
+    #[error("error installing signal handler: {0}")]
+    Signal(#[source] std::io::Error),
+}
+
+/// Locks a std mutex, recovering from poisoning: every critical section here leaves the data
+/// consistent at each step, so a panic elsewhere does not make it unusable.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Everything the request handlers share.
+pub struct State {
+    pub(crate) config: Config,
+    pub(crate) clock: Clock,
+    pub(crate) users: Arc<AuthoritySource>,
+    pub(crate) credentials: Credentials,
+    pub(crate) swarms: Mutex<Swarms>,
+    /// Every stored torrent (without its bytes), mirrored from the store after each commit,
+    /// so that announce and scrape decide without touching the database.
+    pub(crate) torrents: RwLock<HashMap<InfoHash, TorrentRecord>>,
+    pub(crate) store: Store,
+    pub(crate) master: MasterKey,
+    pub(crate) audit: AuditLog,
+    /// getcipher nonces seen within the window.
+    pub(crate) nonces: Mutex<getcipher::NonceCache>,
+    /// Bounds RSA work (verify, wrap) on the blocking pool.
+    pub(crate) rsa: tokio::sync::Semaphore,
+}
+
+/// One request, as the endpoint handlers see it.
+pub struct Request<'a> {
+    pub source: IpAddr,
+    /// The raw query string (without `?`), still percent-encoded.
+    pub query: &'a str,
+    pub method: &'a hyper::Method,
+    /// The body, already read within `max_torrent_bytes` (empty for GET).
+    pub body: bytes::Bytes,
+}
+
+impl State {
+    /// The rules' view of a torrent for `username`; `None` if it is unknown.
+    pub(crate) fn with_access<T>(
+        &self,
+        info_hash: &InfoHash,
+        username: &str,
+        f: impl FnOnce(Option<&TorrentAccess<'_>>) -> T,
+    ) -> T {
+        let torrents = self.torrents.read().unwrap_or_else(|p| p.into_inner());
+        match torrents.get(info_hash) {
+            None => f(None),
+            Some(t) => f(Some(&TorrentAccess {
+                owner: &t.owner,
+                authority: t.authority,
+                requester_is_relay: t.relays.iter().any(|r| r == username),
+            })),
+        }
+    }
+
+    /// Writes one audit entry.
+    pub(crate) async fn audit(
+        &self,
+        req: &Request<'_>,
+        endpoint: &'static str,
+        user: Option<&str>,
+        info_hash: Option<InfoHash>,
+        outcome: Result<&str, &Refusal>,
+    ) {
+        let (decision, reason) = match outcome {
+            Ok(reason) => (Decision::Allow, reason.to_owned()),
+            Err(refusal) => (Decision::Refuse, refusal.audit.clone().into_owned()),
+        };
+        self.audit
+            .record(AuditEntry {
+                seq: 0,
+                time_ms: self.clock.unix_ms(),
+                source: req.source,
+                user: user.map(str::to_owned),
+                endpoint,
+                info_hash,
+                decision,
+                reason,
+            })
+            .await;
+    }
+}
+
+/// The user a request claims to be, for the audit log of a refused request: `username`, or
+/// the name inside a token (unverified; the log says "claimed" by the decision).
+pub(crate) fn claimed_user(query: &query::Query<'_>) -> Option<String> {
+    if let Ok(Some(name)) = query.get_str("username") {
+        return Some(name.chars().take(64).collect());
+    }
+    None
+}

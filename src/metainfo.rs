@@ -1,1 +1,0 @@
-//! Torrent metainfo: parse, validate, create and show (docs/protocol.md section 5).

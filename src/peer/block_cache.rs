@@ -1,0 +1,196 @@
+//! Ciphertext on its way out: blocks are read and encrypted in units of up to 1 MiB, off the
+//! async reactor, and kept in a small cache so that a unit encrypted once serves every peer
+//! that asks for it (one seeder, many downloaders: the CPU cost per byte stays flat).
+//!
+//! Concurrent requests for the same unit wait for one read instead of starting their own. The
+//! cache is bounded in bytes; the oldest units are dropped first.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::peer::storage::{PieceStore, StorageError};
+
+/// Bytes read and encrypted at once; a multiple of the 16 KiB cipher block.
+pub const UNIT_LEN: u64 = 1024 * 1024;
+
+/// A unit: the content range `[unit * UNIT_LEN, ...)`, cut at piece boundaries so that a unit
+/// never spans two pieces (requests never do).
+type UnitKey = (u32, u32); // (piece, unit within the piece)
+
+type Slot = Arc<OnceCell<Bytes>>;
+
+/// See the module documentation.
+pub struct BlockCache {
+    store: Arc<dyn PieceStore>,
+    inner: Mutex<CacheInner>,
+    /// Bounds the blocking reads in flight.
+    readers: Semaphore,
+    capacity_bytes: u64,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    slots: HashMap<UnitKey, Slot>,
+    /// Insertion order, for eviction. Invariant: the keys of `slots`, each once.
+    order: VecDeque<UnitKey>,
+    bytes: u64,
+}
+
+impl BlockCache {
+    pub fn new(store: Arc<dyn PieceStore>, capacity_bytes: u64, max_readers: usize) -> Self {
+        BlockCache {
+            store,
+            inner: Mutex::new(CacheInner::default()),
+            readers: Semaphore::new(max_readers.max(1)),
+            capacity_bytes,
+        }
+    }
+
+    /// The ciphertext of `len` bytes at `begin` in piece `index`. The caller has checked that
+    /// the range lies inside the piece (the connection validates requests).
+    ///
+    /// # Errors
+    /// The store could not read the unit.
+    pub async fn block(&self, index: u32, begin: u32, len: u32) -> Result<Bytes, StorageError> {
+        let info = self.store.info();
+        let piece_len = info
+            .piece_index(index)
+            .map(|i| u64::from(info.piece_len(i)))
+            .unwrap_or(0);
+        let piece_offset = u64::from(index) * info.piece_length;
+        let unit = u64::from(begin) / UNIT_LEN;
+        let unit_start = unit * UNIT_LEN;
+        let unit_len = (piece_len.saturating_sub(unit_start)).min(UNIT_LEN);
+        let key = (index, unit as u32);
+        let slot = self.slot(key);
+        let data = slot
+            .get_or_try_init(|| async {
+                let _permit = self.readers.acquire().await.map_err(|_| StorageError::Io {
+                    action: "reading",
+                    path: "(shutting down)".into(),
+                    source: std::io::Error::other("shutting down"),
+                })?;
+                let store = Arc::clone(&self.store);
+                let offset = piece_offset + unit_start;
+                let result = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; unit_len as usize];
+                    store
+                        .read_ciphertext(offset, &mut buf)
+                        .map(|()| Bytes::from(buf))
+                })
+                .await
+                .unwrap_or_else(|join| {
+                    Err(StorageError::Io {
+                        action: "reading",
+                        path: "(worker)".into(),
+                        source: std::io::Error::other(join.to_string()),
+                    })
+                });
+                if result.is_ok() {
+                    self.account(unit_len);
+                }
+                result
+            })
+            .await;
+        match data {
+            Ok(unit_bytes) => {
+                let start = (u64::from(begin) - unit_start) as usize;
+                let end = (start + len as usize).min(unit_bytes.len());
+                Ok(unit_bytes.slice(start.min(end)..end))
+            }
+            Err(e) => {
+                // Do not keep a failed slot: a later request tries again.
+                self.forget(key);
+                Err(e)
+            }
+        }
+    }
+
+    fn slot(&self, key: UnitKey) -> Slot {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = inner.slots.get(&key) {
+            return Arc::clone(slot);
+        }
+        let slot: Slot = Arc::new(OnceCell::new());
+        inner.slots.insert(key, Arc::clone(&slot));
+        inner.order.push_back(key);
+        slot
+    }
+
+    /// Counts a filled unit and evicts the oldest while over capacity.
+    fn account(&self, len: u64) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.bytes += len;
+        while inner.bytes > self.capacity_bytes && inner.order.len() > 1 {
+            let Some(old) = inner.order.pop_front() else {
+                break;
+            };
+            if let Some(slot) = inner.slots.remove(&old)
+                && let Some(b) = slot.get()
+            {
+                inner.bytes = inner.bytes.saturating_sub(b.len() as u64);
+            }
+        }
+    }
+
+    fn forget(&self, key: UnitKey) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.slots.remove(&key).is_some() {
+            inner.order.retain(|k| *k != key);
+        }
+    }
+
+    /// Bytes of ciphertext held now.
+    pub fn cached_bytes(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::content::ContentKey;
+    use crate::metainfo::create_encrypted;
+    use crate::peer::storage::{ContentFiles, OpenMode, PlaintextStore};
+    use crate::types::KeyId;
+
+    #[tokio::test]
+    async fn blocks_match_direct_reads_and_units_are_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data.bin");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        std::fs::write(&file, &data).unwrap();
+        let key = ContentKey::generate();
+        let info = create_encrypted(&file, &key, KeyId([0; 16]), "", Some(2 * 1024 * 1024))
+            .unwrap()
+            .metainfo
+            .info;
+        let store: Arc<dyn PieceStore> = Arc::new(PlaintextStore::new(
+            ContentFiles::open(dir.path(), &info, OpenMode::Existing).unwrap(),
+            info.clone(),
+            key,
+        ));
+        let cache = BlockCache::new(Arc::clone(&store), 4 * UNIT_LEN, 2);
+        for (index, begin, len) in [
+            (0u32, 0u32, 16384u32),
+            (0, 1_048_576 + 16384, 16384),
+            (1, 0, 16384),
+            (1, 902_848 - 1000, 1000),
+        ] {
+            let got = cache.block(index, begin, len).await.unwrap();
+            let mut want = vec![0u8; len as usize];
+            store
+                .read_ciphertext(
+                    u64::from(index) * 2 * 1024 * 1024 + u64::from(begin),
+                    &mut want,
+                )
+                .unwrap();
+            assert_eq!(&got[..], &want[..], "piece {index} at {begin}");
+        }
+        // Piece 0 is two units, piece 1 (902,848 bytes) one: three units read, not four.
+        assert_eq!(cache.cached_bytes(), 2 * UNIT_LEN + 902_848);
+    }
+}

@@ -1,0 +1,1038 @@
+//! One torrent in a running peer: its swarm of connections, the picker, piece assembly and
+//! verification, uploads, choking and the tracker announces (docs/protocol.md sections 4.1, 7
+//! and 8).
+//!
+//! # Tasks
+//! - one task per connection ([`Connection::run`]); its [`Handler`] is a [`PeerHandler`] that
+//!   updates the shared [`State`] under one short, synchronous lock;
+//! - piece verification and writes, and block reads for uploads, on blocking threads
+//!   (`spawn_blocking`, bounded by semaphores), never on the reactor;
+//! - a maintenance task: choking every 10 s, request time-outs, fast-resume records, dialing
+//!   peers;
+//! - an announce task: started, every interval (with back-off while the tracker is away),
+//!   completed, and stopped at the end.
+//!
+//! # Lock order
+//! There is one `std::sync::Mutex` ([`Torrent::state`]); it is never held across an `.await`,
+//! so it cannot deadlock with anything async.
+//!
+//! What it will not do: know how bytes are stored or whether they are encrypted on disk; the
+//! [`PieceStore`] does that, and everything here is ciphertext.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metainfo::Info;
+use crate::peer::bitfield::Bitfield;
+use crate::peer::block_cache::BlockCache;
+use crate::peer::choker::{self, Candidate};
+use crate::peer::connection::{
+    self, Command, ConnectionConfig, ConnectionHandle, Event, Handler, HandlerError, Handshaken,
+    Outbox,
+};
+use crate::peer::picker::{BlockOutcome, Picker};
+use crate::peer::resume;
+use crate::peer::storage::{PieceStore, piece_matches};
+use crate::peer::tracker_client::{AnnounceEvent, AnnounceRequest, TrackerClient};
+use crate::peer::wire::{BlockRequest, Geometry};
+use crate::types::{InfoHash, PeerId};
+
+/// A connection's id inside one torrent.
+pub type PeerKey = u64;
+
+/// Settings of a torrent session.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub connection: ConnectionConfig,
+    /// The port we announce (where our listener accepts).
+    pub announce_port: u16,
+    /// Most connections at once, incoming and outgoing.
+    pub max_peers: usize,
+    /// Most of our requests outstanding at one peer (fewer if the peer's `reqq` says so).
+    pub pipeline: usize,
+    /// Peers unchoked by merit; one more is unchoked optimistically.
+    pub unchoke_slots: usize,
+    /// A request unanswered for this long goes to another peer.
+    pub request_timeout: Duration,
+    /// Most bytes of pieces being assembled in memory.
+    pub piece_buffer_budget: u64,
+    /// Most bytes of encrypted blocks kept for uploads.
+    pub upload_cache_bytes: u64,
+    /// How many peers to ask the tracker for.
+    pub numwant: u32,
+}
+
+impl SessionConfig {
+    pub fn new(peer_id: PeerId, announce_port: u16) -> Self {
+        let mut connection = ConnectionConfig::new(peer_id);
+        connection.listen_port = Some(announce_port);
+        SessionConfig {
+            connection,
+            announce_port,
+            max_peers: 50,
+            pipeline: 128,
+            unchoke_slots: 4,
+            request_timeout: Duration::from_secs(20),
+            piece_buffer_budget: 32 * 1024 * 1024,
+            upload_cache_bytes: 16 * 1024 * 1024,
+            numwant: 50,
+        }
+    }
+}
+
+/// What a torrent session reports as it goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub pieces_have: u32,
+    pub pieces_total: u32,
+    pub bytes_have: u64,
+    pub bytes_total: u64,
+    pub downloaded: u64,
+    pub uploaded: u64,
+    pub peers: usize,
+    pub complete: bool,
+    /// A fatal error (a full disk, say); the session stops.
+    pub error: Option<String>,
+    /// The last tracker problem, if the last announce failed.
+    pub tracker_error: Option<String>,
+}
+
+/// One connected peer.
+struct PeerSlot {
+    handle: ConnectionHandle,
+    addr: Option<SocketAddr>,
+    peer_id: PeerId,
+    am_choking: bool,
+    am_interested: bool,
+    peer_choking: bool,
+    peer_interested: bool,
+    /// The peer's `reqq`, if it sent one.
+    reqq: Option<u32>,
+    /// Bytes received from / sent to this peer since the last choking round.
+    received_round: u64,
+    sent_round: u64,
+}
+
+/// The mutable state of a torrent. Invariant: every key of `peers` is known to `picker`.
+struct State {
+    picker: Picker<PeerKey>,
+    peers: HashMap<PeerKey, PeerSlot>,
+    /// Pieces being assembled; each buffer has the piece's length.
+    partial: HashMap<u32, Vec<u8>>,
+    partial_bytes: u64,
+    next_key: PeerKey,
+    /// Addresses connected or being dialed, and addresses that are ourselves.
+    dialing: HashSet<SocketAddr>,
+    /// Addresses of peers that sent data failing verification: never again.
+    /// Peers that sent data failing verification: their peer ids are refused and their
+    /// addresses never dialed again. (Not whole IP addresses: many honest peers can share one
+    /// behind a NAT, or on 127.0.0.1.)
+    banned: Banned,
+    /// Failed pieces each peer contributed to (banned at 2, or at 1 when it alone sent it).
+    strikes: HashMap<PeerId, u32>,
+    optimistic: Option<PeerKey>,
+    choke_rounds: u64,
+    complete: bool,
+    resume_dirty: bool,
+}
+
+/// Who sent corrupt data.
+#[derive(Default)]
+struct Banned {
+    ids: HashSet<PeerId>,
+    addrs: HashSet<SocketAddr>,
+}
+
+/// A torrent being downloaded, seeded or relayed.
+pub struct Torrent {
+    info_hash: InfoHash,
+    store: Arc<dyn PieceStore>,
+    geometry: Geometry,
+    config: SessionConfig,
+    state: Mutex<State>,
+    cache: BlockCache,
+    /// Bounds pieces being hashed and written at once.
+    verifiers: Arc<Semaphore>,
+    /// The permits of `verifiers`.
+    verifier_count: usize,
+    progress: watch::Sender<Progress>,
+    downloaded: AtomicU64,
+    uploaded: AtomicU64,
+    completed: Notify,
+    tracker: Option<Arc<TrackerClient>>,
+    resume_path: Option<PathBuf>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// Why a session could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the torrent's geometry is unusable: {0}")]
+    Geometry(String),
+}
+
+impl Torrent {
+    /// A session for the torrent held by `store`, of which the pieces in `have` are verified.
+    /// Nothing runs until [`Torrent::start`].
+    ///
+    /// # Errors
+    /// A torrent whose geometry the wire cannot describe.
+    pub fn new(
+        info_hash: InfoHash,
+        store: Arc<dyn PieceStore>,
+        have: Bitfield,
+        config: SessionConfig,
+        tracker: Option<Arc<TrackerClient>>,
+        resume_path: Option<PathBuf>,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Torrent>, SessionError> {
+        let info = store.info();
+        let geometry = Geometry::new(info.piece_length, info.total_length)
+            .map_err(|e| SessionError::Geometry(e.to_string()))?;
+        let complete = have.is_full();
+        let picker = Picker::new(geometry, have);
+        let cache = BlockCache::new(
+            Arc::clone(&store),
+            config.upload_cache_bytes,
+            std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
+        );
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let torrent = Arc::new(Torrent {
+            info_hash,
+            geometry,
+            config,
+            state: Mutex::new(State {
+                picker,
+                peers: HashMap::new(),
+                partial: HashMap::new(),
+                partial_bytes: 0,
+                next_key: 0,
+                dialing: HashSet::new(),
+                banned: Banned::default(),
+                strikes: HashMap::new(),
+                optimistic: None,
+                choke_rounds: 0,
+                complete,
+                resume_dirty: false,
+            }),
+            cache,
+            verifiers: Arc::new(Semaphore::new(threads + 1)),
+            verifier_count: threads + 1,
+            progress: watch::Sender::new(Progress::default()),
+            downloaded: AtomicU64::new(0),
+            uploaded: AtomicU64::new(0),
+            completed: Notify::new(),
+            tracker,
+            resume_path,
+            shutdown,
+            tasks: TaskTracker::new(),
+            store,
+        });
+        torrent.publish_progress();
+        Ok(torrent)
+    }
+
+    pub fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    pub fn info(&self) -> &Info {
+        self.store.info()
+    }
+
+    /// Progress reports; the last value is always current.
+    pub fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    /// How many peers were banned for sending corrupt data.
+    pub fn banned_count(&self) -> usize {
+        self.lock().banned.ids.len()
+    }
+
+    /// Whether every piece is verified.
+    pub fn is_complete(&self) -> bool {
+        self.lock().complete
+    }
+
+    /// Stops the session: connections close and a `stopped` announce is sent.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until every task of the session has ended (after [`Torrent::stop`]).
+    pub async fn wait_stopped(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock is a bug; the state is still usable for shutdown.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the maintenance and announce tasks, and dials `initial_peers`.
+    pub fn start(self: &Arc<Self>, initial_peers: &[SocketAddr]) {
+        let me = Arc::clone(self);
+        self.tasks.spawn(async move { me.maintain().await });
+        if self.tracker.is_some() {
+            let me = Arc::clone(self);
+            self.tasks.spawn(async move { me.announce_loop().await });
+        }
+        self.dial(initial_peers);
+    }
+
+    /// Takes a connection whose handshake (for this torrent) completed, in either direction.
+    pub fn add_peer(self: &Arc<Self>, handshaken: Handshaken) {
+        let addr = handshaken.peer_addr();
+        let peer_id = handshaken.peer_id();
+        let mut state = self.lock();
+        if self.shutdown.is_cancelled()
+            || state.peers.len() >= self.config.max_peers
+            || state.banned.ids.contains(&peer_id)
+            || addr.is_some_and(|a| state.banned.addrs.contains(&a))
+            || state.peers.values().any(|p| p.peer_id == peer_id)
+        {
+            tracing::debug!(?addr, "connection not taken (full, banned or duplicate)");
+            return;
+        }
+        let key = state.next_key;
+        state.next_key += 1;
+        state.picker.add_peer(key);
+        let handler = PeerHandler {
+            torrent: Arc::clone(self),
+            key,
+        };
+        let (connection, handle) = handshaken.into_connection(
+            self.geometry,
+            state.picker.have(),
+            handler,
+            &self.config.connection,
+        );
+        state.peers.insert(
+            key,
+            PeerSlot {
+                handle,
+                addr,
+                peer_id,
+                am_choking: true,
+                am_interested: false,
+                peer_choking: true,
+                peer_interested: false,
+                reqq: None,
+                received_round: 0,
+                sent_round: 0,
+            },
+        );
+        drop(state);
+        self.publish_progress();
+        let me = Arc::clone(self);
+        let token = self.shutdown.child_token();
+        self.tasks.spawn(async move {
+            let result = connection.run(token).await;
+            match &result {
+                Ok(()) => tracing::debug!(?addr, "connection closed"),
+                Err(e) => tracing::debug!(?addr, error = %e, "connection ended"),
+            }
+            me.remove_peer(key);
+        });
+    }
+
+    fn remove_peer(&self, key: PeerKey) {
+        let mut state = self.lock();
+        if let Some(slot) = state.peers.remove(&key)
+            && let Some(addr) = slot.addr
+        {
+            state.dialing.remove(&addr);
+        }
+        state.picker.remove_peer(key);
+        if state.optimistic == Some(key) {
+            state.optimistic = None;
+        }
+        // Its requests went back to the pool: give them to others.
+        let keys: Vec<PeerKey> = state.peers.keys().copied().collect();
+        for other in keys {
+            self.fill_requests(&mut state, other, None);
+        }
+        drop(state);
+        self.publish_progress();
+    }
+
+    /// Dials addresses we are not connected to (bounded by `max_peers`).
+    fn dial(self: &Arc<Self>, addrs: &[SocketAddr]) {
+        let mut state = self.lock();
+        let mut room = self
+            .config
+            .max_peers
+            .saturating_sub(state.peers.len().max(state.dialing.len()));
+        for &addr in addrs {
+            if room == 0 {
+                break;
+            }
+            if state.dialing.contains(&addr) || state.banned.addrs.contains(&addr) {
+                continue;
+            }
+            if state.complete
+                && state
+                    .peers
+                    .values()
+                    .any(|p| p.addr.is_some_and(|a| a.ip() == addr.ip()))
+            {
+                continue;
+            }
+            state.dialing.insert(addr);
+            room -= 1;
+            let me = Arc::clone(self);
+            self.tasks.spawn(async move {
+                let dialed = tokio::time::timeout(
+                    me.config.connection.handshake_timeout,
+                    TcpStream::connect(addr),
+                )
+                .await;
+                let handshaken = match dialed {
+                    Ok(Ok(stream)) => {
+                        let _ = stream.set_nodelay(true);
+                        connection::connect(stream, me.info_hash, &me.config.connection).await
+                    }
+                    Ok(Err(e)) => Err(connection::ConnectionError::Io {
+                        op: "connecting",
+                        source: e,
+                    }),
+                    Err(_) => Err(connection::ConnectionError::Timeout("connecting")),
+                };
+                match handshaken {
+                    Ok(h) => me.add_peer(h),
+                    Err(connection::ConnectionError::OwnPeerId) => {
+                        // Ourselves, as the tracker lists us: keep it in `dialing` for good.
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(%addr, error = %e, "could not connect");
+                    }
+                }
+                // Connected peers are tracked by their slot; forget the dial either way.
+                let mut state = me.lock();
+                if !state.peers.values().any(|p| p.addr == Some(addr)) {
+                    state.dialing.remove(&addr);
+                }
+            });
+        }
+    }
+
+    /// Sends new requests to `key` if it unchoked us and has room in its pipeline.
+    fn fill_requests(&self, state: &mut State, key: PeerKey, out: Option<&mut Outbox>) {
+        let Some(slot) = state.peers.get(&key) else {
+            return;
+        };
+        if slot.peer_choking || state.complete {
+            return;
+        }
+        let pipeline = slot.reqq.map_or(self.config.pipeline, |r| {
+            (r as usize).clamp(1, self.config.pipeline)
+        });
+        // Do not start new pieces while assembly buffers are over budget.
+        let budget_left = state.partial_bytes < self.config.piece_buffer_budget;
+        let requests = if budget_left {
+            state.picker.next_requests(key, pipeline, Instant::now())
+        } else {
+            state
+                .picker
+                .next_requests_in_progress(key, pipeline, Instant::now())
+        };
+        if requests.is_empty() {
+            return;
+        }
+        match out {
+            Some(out) => {
+                for r in requests {
+                    out.send(Command::Request(r));
+                }
+            }
+            None => {
+                let handle = slot.handle.clone();
+                for r in requests {
+                    send(&handle, Command::Request(r));
+                }
+            }
+        }
+    }
+
+    /// Updates whether we are interested in `key`.
+    fn update_interest(state: &mut State, key: PeerKey, out: &mut Outbox) {
+        let interesting = !state.complete && state.picker.is_interesting(key);
+        if let Some(slot) = state.peers.get_mut(&key)
+            && slot.am_interested != interesting
+        {
+            slot.am_interested = interesting;
+            out.send(if interesting {
+                Command::Interested
+            } else {
+                Command::NotInterested
+            });
+        }
+    }
+
+    /// A block arrived from `key`: store it in its piece buffer; a complete piece goes to be
+    /// verified.
+    fn on_block(
+        self: &Arc<Self>,
+        state: &mut State,
+        key: PeerKey,
+        index: u32,
+        begin: u32,
+        data: &[u8],
+        out: &mut Outbox,
+    ) {
+        let outcome = state
+            .picker
+            .block_received(key, index, begin, data.len() as u32);
+        if let Some(slot) = state.peers.get_mut(&key) {
+            slot.received_round += data.len() as u64;
+        }
+        match outcome {
+            BlockOutcome::Accepted {
+                cancel,
+                piece_complete,
+            } => {
+                let request = BlockRequest {
+                    index,
+                    begin,
+                    length: data.len() as u32,
+                };
+                for other in cancel {
+                    if let Some(slot) = state.peers.get(&other) {
+                        send(&slot.handle, Command::Cancel(request));
+                    }
+                }
+                let piece_len = self.geometry.piece_len(index).unwrap_or(0) as usize;
+                let buffer = state.partial.entry(index).or_default();
+                if buffer.is_empty() {
+                    buffer.resize(piece_len, 0);
+                    state.partial_bytes += piece_len as u64;
+                }
+                let start = begin as usize;
+                // The picker accepted the block, so it lies inside the piece.
+                if let Some(dst) = buffer.get_mut(start..start + data.len()) {
+                    dst.copy_from_slice(data);
+                }
+                if piece_complete && let Some(buffer) = state.partial.remove(&index) {
+                    state.partial_bytes -= buffer.len() as u64;
+                    self.verify_piece(index, buffer);
+                }
+            }
+            BlockOutcome::Duplicate | BlockOutcome::Unrequested => {}
+            BlockOutcome::Invalid => {
+                tracing::debug!(key, index, begin, "block of the wrong shape");
+            }
+        }
+        self.fill_requests(state, key, Some(out));
+    }
+
+    /// Hashes and stores a complete piece off the reactor, then records the outcome.
+    fn verify_piece(self: &Arc<Self>, index: u32, mut buffer: Vec<u8>) {
+        let me = Arc::clone(self);
+        let permits = Arc::clone(&self.verifiers);
+        self.tasks.spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            // After shutdown nothing more is written: the last resume record must describe
+            // the files as they stay.
+            if me.shutdown.is_cancelled() {
+                return;
+            }
+            let store = Arc::clone(&me.store);
+            let checked = tokio::task::spawn_blocking(move || {
+                let info = store.info();
+                let Some(piece) = info.piece_index(index) else {
+                    return Ok(false);
+                };
+                if !piece_matches(info, piece, &buffer) {
+                    return Ok(false);
+                }
+                store.write_piece(piece, &mut buffer).map(|()| true)
+            })
+            .await;
+            match checked {
+                Ok(Ok(true)) => me.piece_done(index),
+                Ok(Ok(false)) => me.piece_bad(index),
+                Ok(Err(e)) => me.fail(format!("cannot store piece {index}: {e}")),
+                Err(e) => me.fail(format!("piece {index}: verification task failed: {e}")),
+            }
+        });
+    }
+
+    fn piece_done(self: &Arc<Self>, index: u32) {
+        let len = u64::from(self.geometry.piece_len(index).unwrap_or(0));
+        self.downloaded.fetch_add(len, Ordering::Relaxed);
+        let mut state = self.lock();
+        if !state.picker.piece_verified(index) {
+            return;
+        }
+        state.resume_dirty = true;
+        for slot in state.peers.values() {
+            send(&slot.handle, Command::Have(index));
+        }
+        let now_complete = state.picker.is_complete();
+        if now_complete && !state.complete {
+            state.complete = true;
+            // Not interested in anyone any more; seeds among the peers are of no use now.
+            for slot in state.peers.values_mut() {
+                if slot.am_interested {
+                    slot.am_interested = false;
+                    send(&slot.handle, Command::NotInterested);
+                }
+            }
+        } else {
+            let keys: Vec<PeerKey> = state.peers.keys().copied().collect();
+            for key in keys {
+                self.fill_requests(&mut state, key, None);
+            }
+        }
+        drop(state);
+        self.publish_progress();
+        if now_complete {
+            let me = Arc::clone(self);
+            self.tasks.spawn(async move {
+                me.save_resume().await;
+                tracing::info!(info_hash = %me.info_hash, "download complete and verified");
+                me.completed.notify_waiters();
+                me.publish_progress();
+            });
+        }
+    }
+
+    /// A piece failed its hash check: it is wanted again, and the peers that sent it are
+    /// struck (a peer that alone sent a bad piece is banned at once, others at two strikes).
+    fn piece_bad(&self, index: u32) {
+        let mut state = self.lock();
+        let contributors = state.picker.piece_failed(index);
+        tracing::warn!(
+            index,
+            peers = contributors.len(),
+            "piece failed verification"
+        );
+        let alone = contributors.len() == 1;
+        for key in contributors {
+            let Some((peer_id, addr, handle)) = state
+                .peers
+                .get(&key)
+                .map(|s| (s.peer_id, s.addr, s.handle.clone()))
+            else {
+                continue;
+            };
+            let strikes = state.strikes.entry(peer_id).or_insert(0);
+            *strikes += 1;
+            if alone || *strikes >= 2 {
+                tracing::warn!(?addr, %peer_id, "banning a peer that sent corrupt data");
+                state.banned.ids.insert(peer_id);
+                if let Some(addr) = addr {
+                    state.banned.addrs.insert(addr);
+                }
+                send(&handle, Command::Close);
+            }
+        }
+        let keys: Vec<PeerKey> = state.peers.keys().copied().collect();
+        for key in keys {
+            self.fill_requests(&mut state, key, None);
+        }
+    }
+
+    /// A fatal error: report it and stop.
+    fn fail(&self, message: String) {
+        tracing::error!(info_hash = %self.info_hash, "{message}");
+        self.progress.send_modify(|p| p.error = Some(message));
+        self.shutdown.cancel();
+    }
+
+    /// Answers a request of `key` with the block's ciphertext, read off the reactor.
+    fn serve(self: &Arc<Self>, key: PeerKey, handle: ConnectionHandle, request: BlockRequest) {
+        let me = Arc::clone(self);
+        self.tasks.spawn(async move {
+            match me
+                .cache
+                .block(request.index, request.begin, request.length)
+                .await
+            {
+                Ok(data) if data.len() == request.length as usize => {
+                    let len = data.len() as u64;
+                    if handle
+                        .send(Command::Piece {
+                            index: request.index,
+                            begin: request.begin,
+                            data,
+                        })
+                        .await
+                        .is_ok()
+                    {
+                        me.uploaded.fetch_add(len, Ordering::Relaxed);
+                        if let Some(slot) = me.lock().peers.get_mut(&key) {
+                            slot.sent_round += len;
+                        }
+                    }
+                }
+                Ok(_) => {
+                    let _ = handle.send(Command::Reject(request)).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read a block to upload");
+                    let _ = handle.send(Command::Reject(request)).await;
+                }
+            }
+        });
+    }
+
+    /// Choking, request time-outs and resume records, until shutdown.
+    async fn maintain(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            ticks += 1;
+            self.expire_requests();
+            if ticks % 10 == 1 {
+                self.choke_round();
+            }
+            if ticks.is_multiple_of(5) {
+                self.save_resume().await;
+            }
+            self.publish_progress();
+        }
+        // Wait for pieces being written, then record what is on disk.
+        let all = u32::try_from(self.verifier_count).unwrap_or(u32::MAX);
+        let _quiet = self.verifiers.acquire_many(all).await;
+        self.save_resume().await;
+    }
+
+    fn expire_requests(&self) {
+        let mut state = self.lock();
+        let expired = state
+            .picker
+            .expire_requests(Instant::now(), self.config.request_timeout);
+        for (key, request) in &expired {
+            if let Some(slot) = state.peers.get(key) {
+                send(&slot.handle, Command::Cancel(*request));
+            }
+        }
+        if !expired.is_empty() {
+            let keys: Vec<PeerKey> = state.peers.keys().copied().collect();
+            for key in keys {
+                self.fill_requests(&mut state, key, None);
+            }
+        }
+    }
+
+    fn choke_round(&self) {
+        let mut state = self.lock();
+        state.choke_rounds += 1;
+        let rotate = state.choke_rounds % 3 == 1;
+        let candidates: Vec<Candidate<PeerKey>> = state
+            .peers
+            .iter()
+            .map(|(&key, s)| Candidate {
+                key,
+                interested: s.peer_interested,
+                received: s.received_round,
+                sent: s.sent_round,
+            })
+            .collect();
+        let seeding = state.complete;
+        let (unchoke, optimistic) = choker::choose(
+            &candidates,
+            seeding,
+            self.config.unchoke_slots,
+            state.optimistic,
+            rotate,
+            &mut |n| rand::random_range(0..n.max(1)),
+        );
+        state.optimistic = optimistic;
+        for (key, slot) in state.peers.iter_mut() {
+            let should_choke = !unchoke.contains(key);
+            if slot.am_choking != should_choke {
+                slot.am_choking = should_choke;
+                send(
+                    &slot.handle,
+                    if should_choke {
+                        Command::Choke
+                    } else {
+                        Command::Unchoke
+                    },
+                );
+            }
+            slot.received_round = 0;
+            slot.sent_round = 0;
+        }
+    }
+
+    /// Writes the fast-resume record if pieces were verified since the last one (after an
+    /// fsync of the data, so the record never names a piece that is not durable).
+    async fn save_resume(&self) {
+        let Some(path) = self.resume_path.clone() else {
+            return;
+        };
+        let have = {
+            let mut state = self.lock();
+            if !state.resume_dirty {
+                return;
+            }
+            state.resume_dirty = false;
+            state.picker.have().clone()
+        };
+        let store = Arc::clone(&self.store);
+        let info_hash = self.info_hash;
+        let result = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            store.sync().map_err(|e| e.to_string())?;
+            let files = store.file_paths();
+            resume::save(&path, info_hash, &have, files.iter().map(|p| p.as_path()))
+                .map_err(|e| format!("cannot write the resume record {}: {e}", path.display()))
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("{e}"),
+            Err(e) => tracing::warn!("resume record task failed: {e}"),
+        }
+    }
+
+    /// Announces started, then at the tracker's interval, completed once, and stopped at the end.
+    /// While the tracker is unreachable it retries with back-off, and the swarm keeps going.
+    async fn announce_loop(self: Arc<Self>) {
+        let Some(tracker) = self.tracker.clone() else {
+            return;
+        };
+        let mut event = Some(AnnounceEvent::Started);
+        let mut completed_sent = self.is_complete();
+        let mut backoff = Duration::from_secs(5);
+        loop {
+            let request = self.announce_request(event);
+            let wait = match tracker.announce(&request).await {
+                Ok(response) => {
+                    backoff = Duration::from_secs(5);
+                    event = None;
+                    self.progress.send_modify(|p| p.tracker_error = None);
+                    self.dial(&response.peers);
+                    Duration::from_secs(
+                        response
+                            .interval_secs
+                            .max(response.min_interval_secs.unwrap_or(0))
+                            .clamp(5, 3600),
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "announce failed");
+                    self.progress
+                        .send_modify(|p| p.tracker_error = Some(e.to_string()));
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(300));
+                    wait
+                }
+            };
+            if event.is_none() && !completed_sent && self.is_complete() {
+                event = Some(AnnounceEvent::Completed);
+                completed_sent = true;
+                continue;
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.completed.notified(), if !completed_sent => {
+                    event = Some(AnnounceEvent::Completed);
+                    completed_sent = true;
+                }
+            }
+        }
+        // A download that completed just before the end still reports it, then leaves.
+        if !completed_sent && self.is_complete() {
+            let request = self.announce_request(Some(AnnounceEvent::Completed));
+            let _ = tokio::time::timeout(Duration::from_secs(5), tracker.announce(&request)).await;
+        }
+        let request = self.announce_request(Some(AnnounceEvent::Stopped));
+        let _ = tokio::time::timeout(Duration::from_secs(5), tracker.announce(&request)).await;
+    }
+
+    fn announce_request(&self, event: Option<AnnounceEvent>) -> AnnounceRequest {
+        let state = self.lock();
+        let have = state.picker.have();
+        let info = self.store.info();
+        let bytes_have: u64 = have
+            .iter_set()
+            .map(|i| u64::from(self.geometry.piece_len(i).unwrap_or(0)))
+            .sum();
+        AnnounceRequest {
+            info_hash: self.info_hash,
+            peer_id: self.config.connection.peer_id,
+            port: self.config.announce_port,
+            uploaded: self.uploaded.load(Ordering::Relaxed),
+            downloaded: self.downloaded.load(Ordering::Relaxed),
+            left: info.total_length - bytes_have.min(info.total_length),
+            event,
+            numwant: self.config.numwant,
+        }
+    }
+
+    fn publish_progress(&self) {
+        let (pieces_have, bytes_have, peers, complete) = {
+            let state = self.lock();
+            let have = state.picker.have();
+            let bytes: u64 = if have.is_full() {
+                self.store.info().total_length
+            } else {
+                have.iter_set()
+                    .map(|i| u64::from(self.geometry.piece_len(i).unwrap_or(0)))
+                    .sum()
+            };
+            (have.count(), bytes, state.peers.len(), state.complete)
+        };
+        let downloaded = self.downloaded.load(Ordering::Relaxed);
+        let uploaded = self.uploaded.load(Ordering::Relaxed);
+        let total = self.store.info().total_length;
+        let pieces_total = self.geometry.piece_count();
+        self.progress.send_if_modified(|p| {
+            let new = Progress {
+                pieces_have,
+                pieces_total,
+                bytes_have,
+                bytes_total: total,
+                downloaded,
+                uploaded,
+                peers,
+                complete,
+                error: p.error.clone(),
+                tracker_error: p.tracker_error.clone(),
+            };
+            if *p == new {
+                false
+            } else {
+                *p = new;
+                true
+            }
+        });
+    }
+}
+
+/// Queues a command without waiting; if the queue is full, a task waits for room. (Commands
+/// are small; the queue bound still holds, as the task holds only one.)
+fn send(handle: &ConnectionHandle, command: Command) {
+    use tokio::sync::mpsc::error::TrySendError;
+    match handle.try_send(command) {
+        Ok(()) | Err(TrySendError::Closed(_)) => {}
+        Err(TrySendError::Full(command)) => {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let _ = handle.send(command).await;
+            });
+        }
+    }
+}
+
+/// The session's side of one connection.
+pub struct PeerHandler {
+    torrent: Arc<Torrent>,
+    key: PeerKey,
+}
+
+impl Handler for PeerHandler {
+    fn on_event(&mut self, event: Event<'_>, out: &mut Outbox) -> Result<(), HandlerError> {
+        let torrent = &self.torrent;
+        let key = self.key;
+        let mut state = torrent.lock();
+        if !state.peers.contains_key(&key) {
+            return Err("peer removed from the session".into());
+        }
+        match event {
+            Event::ExtendedHandshake(h) => {
+                if let Some(slot) = state.peers.get_mut(&key) {
+                    slot.reqq = h.reqq;
+                }
+            }
+            Event::Bitfield(has) => {
+                if state.complete && has.is_full() {
+                    // Two seeds have nothing to say to each other.
+                    out.send(Command::Close);
+                    return Ok(());
+                }
+                state.picker.peer_bitfield(key, has);
+                Torrent::update_interest(&mut state, key, out);
+                torrent.fill_requests(&mut state, key, Some(out));
+            }
+            Event::Have(index) => {
+                state.picker.peer_have(key, index);
+                Torrent::update_interest(&mut state, key, out);
+                torrent.fill_requests(&mut state, key, Some(out));
+            }
+            Event::Choke => {
+                if let Some(slot) = state.peers.get_mut(&key) {
+                    slot.peer_choking = true;
+                }
+                // Without the fast extension the peer dropped our requests; with it, it
+                // rejects each one, and the picker is told then.
+                state.picker.peer_choked(key);
+                let keys: Vec<PeerKey> =
+                    state.peers.keys().copied().filter(|k| *k != key).collect();
+                for other in keys {
+                    torrent.fill_requests(&mut state, other, None);
+                }
+            }
+            Event::Unchoke => {
+                if let Some(slot) = state.peers.get_mut(&key) {
+                    slot.peer_choking = false;
+                }
+                torrent.fill_requests(&mut state, key, Some(out));
+            }
+            Event::Interested => {
+                let unchoked = state.peers.values().filter(|s| !s.am_choking).count();
+                let room = unchoked < torrent.config.unchoke_slots + 1;
+                if let Some(slot) = state.peers.get_mut(&key) {
+                    slot.peer_interested = true;
+                    // A free slot is given at once rather than at the next round.
+                    if room && slot.am_choking {
+                        slot.am_choking = false;
+                        out.send(Command::Unchoke);
+                    }
+                }
+            }
+            Event::NotInterested => {
+                if let Some(slot) = state.peers.get_mut(&key) {
+                    slot.peer_interested = false;
+                }
+            }
+            Event::Request(request) => {
+                let has = state.picker.have().get(request.index);
+                let choking = state.peers.get(&key).is_none_or(|s| s.am_choking);
+                if !has || choking {
+                    out.send(Command::Reject(request));
+                } else if let Some(slot) = state.peers.get(&key) {
+                    let handle = slot.handle.clone();
+                    drop(state);
+                    torrent.serve(key, handle, request);
+                    return Ok(());
+                }
+            }
+            Event::Cancel(_) => {
+                // The connection drops a cancelled block if it is still queued.
+            }
+            Event::Block { index, begin, data } => {
+                torrent.on_block(&mut state, key, index, begin, data, out);
+            }
+            Event::Rejected(request) => {
+                state.picker.request_rejected(key, &request);
+            }
+            Event::Suggest(_) | Event::AllowedFast(_) | Event::Extended { .. } => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,525 @@
+//! Where a torrent's bytes live (docs/protocol.md section 8), and the cipher at that edge.
+//!
+//! Two stores, one trait: publishers, seeders and downloaders keep **plaintext** and encrypt
+//! each block on its way out ([`PlaintextStore`]); relays keep **ciphertext** exactly as received
+//! ([`CiphertextStore`]). Everything above this module (wire, sessions) only ever sees
+//! ciphertext. Writes take a whole verified piece: nothing unverified reaches the disk, so
+//! verified data is never overwritten by unverified data.
+//!
+//! All I/O is positional (`pread`/`pwrite`) on files opened once, so many pieces can be read
+//! and written at once from blocking threads without a lock. This module is synchronous: call it
+//! from `spawn_blocking` or rayon, never from the async reactor.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use sha1::{Digest, Sha1};
+
+use crate::crypto::content::{self, ContentKey};
+use crate::metainfo::{Info, PieceIndex};
+
+/// A storage failure, naming the file and what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("error {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is {actual} bytes but the torrent says {expected}", path.display())]
+    WrongSize {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("range {start}..{end} is outside the content of {total} bytes")]
+    OutOfRange { start: u64, end: u64, total: u64 },
+}
+
+impl StorageError {
+    /// True when the disk is full (ENOSPC) or the quota is exceeded (EDQUOT).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StorageError::Io { source, .. } => {
+                source.kind() == io::ErrorKind::StorageFull
+                    || source.raw_os_error() == Some(libc_edquot())
+            }
+            _ => false,
+        }
+    }
+}
+
+/// EDQUOT on Linux.
+const fn libc_edquot() -> i32 {
+    122
+}
+
+/// How to open the files of a torrent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// The files must exist with exactly the torrent's sizes (seeding what one has).
+    Existing,
+    /// Create missing directories and files and size them (downloading); existing files of
+    /// the right size are kept as they are.
+    Create,
+}
+
+/// The files of one torrent under a root directory, opened once.
+#[derive(Debug)]
+pub struct ContentFiles {
+    /// Invariant: `files[i]` is `info.files[i]`, sized to its length.
+    files: Vec<(PathBuf, File)>,
+    total_length: u64,
+}
+
+impl ContentFiles {
+    /// Opens (and with [`OpenMode::Create`] creates) the files of `info` under `root`.
+    ///
+    /// # Errors
+    /// A file that cannot be opened or created, or has the wrong size for `Existing`.
+    pub fn open(root: &Path, info: &Info, mode: OpenMode) -> Result<Self, StorageError> {
+        Self::open_content(&root.join(&info.name), info, mode)
+    }
+
+    /// Like [`ContentFiles::open`], with the torrent's top-level file or directory at
+    /// `content` whatever its name (`ivcsd peer seed --data PATH`).
+    ///
+    /// # Errors
+    /// As [`ContentFiles::open`].
+    pub fn open_content(content: &Path, info: &Info, mode: OpenMode) -> Result<Self, StorageError> {
+        let mut files = Vec::with_capacity(info.files.len());
+        for entry in &info.files {
+            // Every path starts with the torrent's name, which `content` replaces.
+            let path: PathBuf = std::iter::once(content.as_os_str())
+                .chain(
+                    entry
+                        .path
+                        .iter()
+                        .skip(1)
+                        .map(|c| std::ffi::OsStr::new(c.as_str())),
+                )
+                .collect();
+            let io_err = |action, source| StorageError::Io {
+                action,
+                path: path.clone(),
+                source,
+            };
+            let file = match mode {
+                OpenMode::Existing => {
+                    let file = OpenOptions::new()
+                        .read(true)
+                        .open(&path)
+                        .map_err(|e| io_err("opening", e))?;
+                    let actual = file
+                        .metadata()
+                        .map_err(|e| io_err("reading the size of", e))?
+                        .len();
+                    if actual != entry.length {
+                        return Err(StorageError::WrongSize {
+                            path,
+                            expected: entry.length,
+                            actual,
+                        });
+                    }
+                    file
+                }
+                OpenMode::Create => {
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(|e| io_err("creating the directory of", e))?;
+                    }
+                    let file = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(&path)
+                        .map_err(|e| io_err("creating", e))?;
+                    let actual = file
+                        .metadata()
+                        .map_err(|e| io_err("reading the size of", e))?
+                        .len();
+                    if actual != entry.length {
+                        // Sparse preallocation: the size is right from the start, blocks come later.
+                        file.set_len(entry.length)
+                            .map_err(|e| io_err("sizing", e))?;
+                    }
+                    file
+                }
+            };
+            files.push((path, file));
+        }
+        Ok(ContentFiles {
+            files,
+            total_length: info.total_length,
+        })
+    }
+
+    fn check_range(&self, offset: u64, len: usize) -> Result<(), StorageError> {
+        let end = offset.saturating_add(len as u64);
+        if end > self.total_length {
+            return Err(StorageError::OutOfRange {
+                start: offset,
+                end,
+                total: self.total_length,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads content bytes `[offset, offset + buf.len())` across files.
+    ///
+    /// # Errors
+    /// The range is outside the content, or a read failed.
+    pub fn read_at(&self, info: &Info, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
+        self.check_range(offset, buf.len())?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let mut done = 0usize;
+        for seg in info
+            .segments(offset..offset + buf.len() as u64)
+            .into_iter()
+            .flatten()
+        {
+            let (path, file) = &self.files[seg.file];
+            let len = seg.len as usize; // a segment is never longer than `buf`
+            file.read_exact_at(&mut buf[done..done + len], seg.file_offset)
+                .map_err(|source| StorageError::Io {
+                    action: "reading",
+                    path: path.clone(),
+                    source,
+                })?;
+            done += len;
+        }
+        Ok(())
+    }
+
+    /// Writes content bytes at `offset` across files.
+    ///
+    /// # Errors
+    /// The range is outside the content, or a write failed (a full disk among others).
+    pub fn write_at(&self, info: &Info, offset: u64, buf: &[u8]) -> Result<(), StorageError> {
+        self.check_range(offset, buf.len())?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let mut done = 0usize;
+        for seg in info
+            .segments(offset..offset + buf.len() as u64)
+            .into_iter()
+            .flatten()
+        {
+            let (path, file) = &self.files[seg.file];
+            let len = seg.len as usize;
+            file.write_all_at(&buf[done..done + len], seg.file_offset)
+                .map_err(|source| StorageError::Io {
+                    action: "writing",
+                    path: path.clone(),
+                    source,
+                })?;
+            done += len;
+        }
+        Ok(())
+    }
+
+    /// Flushes every file to stable storage.
+    ///
+    /// # Errors
+    /// A failed fsync.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        for (path, file) in &self.files {
+            file.sync_data().map_err(|source| StorageError::Io {
+                action: "syncing",
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Each file's path, for resume records.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().map(|(p, _)| p.as_path())
+    }
+}
+
+/// The two ways a torrent's bytes are kept. Callers see ciphertext only.
+pub trait PieceStore: Send + Sync {
+    /// Fills `buf` with the **ciphertext** of content bytes `[offset, offset + buf.len())`.
+    ///
+    /// # Errors
+    /// A read failure or a range outside the content.
+    fn read_ciphertext(&self, offset: u64, buf: &mut [u8]) -> Result<(), StorageError>;
+
+    /// Stores piece `index`, given as verified ciphertext. `ciphertext` may be changed in place
+    /// (the plaintext store decrypts it there, without a copy).
+    ///
+    /// # Errors
+    /// A write failure (a full disk among others); the piece is then not stored.
+    fn write_piece(&self, index: PieceIndex, ciphertext: &mut [u8]) -> Result<(), StorageError>;
+
+    /// Flushes what was written to stable storage.
+    ///
+    /// # Errors
+    /// A failed fsync.
+    fn sync(&self) -> Result<(), StorageError>;
+
+    /// The torrent this store holds.
+    fn info(&self) -> &Info;
+
+    /// The files on disk, in the torrent's order (for resume records).
+    fn file_paths(&self) -> Vec<PathBuf>;
+}
+
+/// Plaintext on disk; blocks are encrypted on the way out and decrypted on the way in.
+#[derive(Debug)]
+pub struct PlaintextStore {
+    files: ContentFiles,
+    info: Info,
+    key: ContentKey,
+}
+
+impl PlaintextStore {
+    pub fn new(files: ContentFiles, info: Info, key: ContentKey) -> Self {
+        PlaintextStore { files, info, key }
+    }
+}
+
+impl PieceStore for PlaintextStore {
+    fn read_ciphertext(&self, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
+        self.files.read_at(&self.info, offset, buf)?;
+        content::apply_keystream(&self.key, offset, buf);
+        Ok(())
+    }
+
+    fn write_piece(&self, index: PieceIndex, ciphertext: &mut [u8]) -> Result<(), StorageError> {
+        let offset = self.info.piece_offset(index);
+        content::apply_keystream(&self.key, offset, ciphertext);
+        self.files.write_at(&self.info, offset, ciphertext)
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        self.files.sync()
+    }
+
+    fn info(&self) -> &Info {
+        &self.info
+    }
+
+    fn file_paths(&self) -> Vec<PathBuf> {
+        self.files.paths().map(Path::to_path_buf).collect()
+    }
+}
+
+/// Ciphertext on disk, exactly as received: what relays keep. It never has a key.
+#[derive(Debug)]
+pub struct CiphertextStore {
+    files: ContentFiles,
+    info: Info,
+}
+
+impl CiphertextStore {
+    pub fn new(files: ContentFiles, info: Info) -> Self {
+        CiphertextStore { files, info }
+    }
+}
+
+impl PieceStore for CiphertextStore {
+    fn read_ciphertext(&self, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
+        self.files.read_at(&self.info, offset, buf)
+    }
+
+    fn write_piece(&self, index: PieceIndex, ciphertext: &mut [u8]) -> Result<(), StorageError> {
+        self.files
+            .write_at(&self.info, self.info.piece_offset(index), ciphertext)
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        self.files.sync()
+    }
+
+    fn info(&self) -> &Info {
+        &self.info
+    }
+
+    fn file_paths(&self) -> Vec<PathBuf> {
+        self.files.paths().map(Path::to_path_buf).collect()
+    }
+}
+
+/// Whether `ciphertext` is piece `index` of `info`.
+pub fn piece_matches(info: &Info, index: PieceIndex, ciphertext: &[u8]) -> bool {
+    let digest: [u8; 20] = Sha1::digest(ciphertext).into();
+    &digest == info.piece_hash(index)
+}
+
+/// Reads and hashes every piece, on all cores, and returns which ones are intact. Memory is one
+/// piece buffer per worker thread.
+///
+/// `progress` is called with each checked piece (from worker threads).
+pub fn recheck(store: &dyn PieceStore, progress: &(dyn Fn(PieceIndex, bool) + Sync)) -> Vec<bool> {
+    use rayon::prelude::*;
+    let info = store.info();
+    let geometry = info.geometry();
+    let pieces: Vec<PieceIndex> = geometry.pieces().collect();
+    pieces
+        .par_iter()
+        .map_init(
+            || vec![0u8; info.piece_length as usize],
+            |buf, &index| {
+                let len = info.piece_len(index) as usize;
+                let piece = &mut buf[..len];
+                let ok = store
+                    .read_ciphertext(info.piece_offset(index), piece)
+                    .is_ok()
+                    && piece_matches(info, index, piece);
+                progress(index, ok);
+                ok
+            },
+        )
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metainfo::create_encrypted;
+    use crate::types::KeyId;
+
+    /// A directory with three files of awkward sizes, so pieces straddle files.
+    fn content(dir: &Path) -> PathBuf {
+        let root = dir.join("set");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        let mut seed = 7u32;
+        let mut bytes = |n: usize| {
+            (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (seed >> 16) as u8
+                })
+                .collect::<Vec<u8>>()
+        };
+        std::fs::write(root.join("a.bin"), bytes(40_000)).unwrap();
+        std::fs::write(root.join("empty"), b"").unwrap();
+        std::fs::write(root.join("sub/b.bin"), bytes(70_001)).unwrap();
+        root
+    }
+
+    #[test]
+    fn plaintext_store_serves_ciphertext_that_verifies_and_relays_store_it_as_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = content(dir.path());
+        let key = ContentKey::generate();
+        let created = create_encrypted(&root, &key, KeyId([1; 16]), "", Some(16384)).unwrap();
+        let info = created.metainfo.info.clone();
+
+        let seeder = PlaintextStore::new(
+            ContentFiles::open(dir.path(), &info, OpenMode::Existing).unwrap(),
+            info.clone(),
+            key.clone(),
+        );
+        let all_ok = recheck(&seeder, &|_, _| {});
+        assert!(all_ok.iter().all(|&ok| ok), "a seeder's own data verifies");
+
+        // A downloader and a relay receive the same verified ciphertext.
+        let down_dir = tempfile::tempdir().unwrap();
+        let relay_dir = tempfile::tempdir().unwrap();
+        let downloader = PlaintextStore::new(
+            ContentFiles::open(down_dir.path(), &info, OpenMode::Create).unwrap(),
+            info.clone(),
+            key.clone(),
+        );
+        let relay = CiphertextStore::new(
+            ContentFiles::open(relay_dir.path(), &info, OpenMode::Create).unwrap(),
+            info.clone(),
+        );
+        for index in info.geometry().pieces() {
+            let mut piece = vec![0u8; info.piece_len(index) as usize];
+            seeder
+                .read_ciphertext(info.piece_offset(index), &mut piece)
+                .unwrap();
+            assert!(piece_matches(&info, index, &piece));
+            relay.write_piece(index, &mut piece.clone()).unwrap();
+            downloader.write_piece(index, &mut piece).unwrap();
+        }
+        downloader.sync().unwrap();
+        for name in ["a.bin", "empty", "sub/b.bin"] {
+            assert_eq!(
+                std::fs::read(down_dir.path().join("set").join(name)).unwrap(),
+                std::fs::read(root.join(name)).unwrap(),
+                "{name}"
+            );
+        }
+        let relay_a = std::fs::read(relay_dir.path().join("set/a.bin")).unwrap();
+        assert_ne!(
+            relay_a,
+            std::fs::read(root.join("a.bin")).unwrap(),
+            "relays hold no plaintext"
+        );
+        assert!(recheck(&relay, &|_, _| {}).iter().all(|&ok| ok));
+
+        // A block read at an odd offset equals the same bytes of the whole piece.
+        let mut whole = vec![0u8; 16384];
+        seeder.read_ciphertext(16384, &mut whole).unwrap();
+        let mut part = vec![0u8; 1000];
+        seeder.read_ciphertext(16384 + 123, &mut part).unwrap();
+        assert_eq!(&part[..], &whole[123..1123]);
+    }
+
+    #[test]
+    fn damaged_data_and_bad_ranges_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = content(dir.path());
+        let key = ContentKey::generate();
+        let info = create_encrypted(&root, &key, KeyId([1; 16]), "", Some(16384))
+            .unwrap()
+            .metainfo
+            .info;
+        // Flip one byte in the second file: the pieces that cover it fail, others pass.
+        let b = root.join("sub/b.bin");
+        let mut bytes = std::fs::read(&b).unwrap();
+        bytes[100] ^= 1;
+        std::fs::write(&b, &bytes).unwrap();
+        let store = PlaintextStore::new(
+            ContentFiles::open(dir.path(), &info, OpenMode::Existing).unwrap(),
+            info.clone(),
+            key,
+        );
+        let ok = recheck(&store, &|_, _| {});
+        let bad: Vec<usize> = ok
+            .iter()
+            .enumerate()
+            .filter(|(_, ok)| !**ok)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(bad, vec![(40_000 + 100) / 16384]);
+
+        let mut buf = [0u8; 10];
+        assert!(matches!(
+            store.read_ciphertext(info.total_length - 5, &mut buf),
+            Err(StorageError::OutOfRange { .. })
+        ));
+
+        std::fs::write(root.join("a.bin"), b"short").unwrap();
+        let err = ContentFiles::open(dir.path(), &info, OpenMode::Existing).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::WrongSize {
+                    expected: 40_000,
+                    actual: 5,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        std::fs::remove_file(root.join("a.bin")).unwrap();
+        let err = ContentFiles::open(dir.path(), &info, OpenMode::Existing).unwrap_err();
+        assert!(err.to_string().starts_with("error opening"), "{err}");
+    }
+}

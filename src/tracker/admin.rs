@@ -1,0 +1,258 @@
+//! The admin API (SPEC 4.5), for users with `<admin>true</admin>` only; every call, allowed or
+//! refused, is audited, and every change names the old and new value in the audit log.
+//!
+//! - `GET /admin/torrents`: every torrent with name, size, owner, authority, relays and swarm
+//!   counts, as `{"torrents": [...]}`.
+//! - `GET /admin/torrent?info_hash=…`: one, as `{"torrent": {...}}`.
+//! - `POST /admin/set-authority?info_hash=…&authority=N`.
+//! - `POST /admin/relay/assign?info_hash=…&user=NAME`, `POST /admin/relay/unassign?…`.
+//! - `GET /admin/audit?since=SEQ&limit=N`: recent audit entries (JSON lines) after `since`, as
+//!   `{"entries": [...], "last": SEQ}`; `ivcsd admin audit --follow` polls it.
+//!
+//! Changes go to the store first and to the in-memory mirror only once committed.
+
+use hyper::{Method, Response, StatusCode};
+
+use crate::bencode::{Dict, Value};
+use crate::types::{Authority, InfoHash};
+
+use super::credentials::Authenticated;
+use super::decide::decide_admin;
+use super::query::Query;
+use super::refusal::Refusal;
+use super::response::{self, Body, RefusalStatus};
+use super::store::TorrentRecord;
+use super::{Request, State};
+
+/// Most audit entries one call returns.
+const MAX_AUDIT_ENTRIES: usize = 1000;
+
+fn int(n: u64) -> Value<'static> {
+    Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn torrent_dict(state: &State, t: &TorrentRecord) -> Value<'static> {
+    let counts = super::lock(&state.swarms).counts(&t.info_hash);
+    let mut d = Dict::new();
+    d.insert(&b"info hash"[..], Value::from(t.info_hash.0.to_vec()));
+    d.insert(&b"name"[..], Value::from(t.name.clone()));
+    d.insert(&b"size"[..], int(t.size));
+    d.insert(&b"owner"[..], Value::from(t.owner.clone()));
+    d.insert(&b"authority"[..], Value::from(t.authority.0));
+    d.insert(&b"published"[..], int(t.published_ms));
+    d.insert(&b"complete"[..], int(counts.complete as u64));
+    d.insert(&b"incomplete"[..], int(counts.incomplete as u64));
+    d.insert(&b"downloaded"[..], int(counts.downloaded));
+    d.insert(
+        &b"relays"[..],
+        Value::List(t.relays.iter().map(|r| Value::from(r.clone())).collect()),
+    );
+    Value::Dict(d)
+}
+
+fn single(key: &'static str, value: Value<'static>) -> Response<Body> {
+    let mut d = Dict::new();
+    d.insert(key.as_bytes(), value);
+    response::bencoded(&Value::Dict(d))
+}
+
+pub async fn handle(state: &State, req: &Request<'_>, path: &str) -> Response<Body> {
+    let endpoint: &'static str = match path {
+        "torrents" => "admin/torrents",
+        "torrent" => "admin/torrent",
+        "set-authority" => "admin/set-authority",
+        "relay/assign" => "admin/relay/assign",
+        "relay/unassign" => "admin/relay/unassign",
+        "audit" => "admin/audit",
+        _ => "admin",
+    };
+    let query = match Query::parse(req.query) {
+        Ok(q) => q,
+        Err(e) => {
+            let refusal = Refusal::from(e);
+            state.audit(req, endpoint, None, None, Err(&refusal)).await;
+            return response::refusal(&refusal, RefusalStatus::ByKind);
+        }
+    };
+    let auth = match state.credentials.authenticate(&query, req.source).await {
+        Ok(auth) => auth,
+        Err(refusal) => {
+            let user = super::claimed_user(&query);
+            state
+                .audit(req, endpoint, user.as_deref(), None, Err(&refusal))
+                .await;
+            return response::refusal(&refusal, RefusalStatus::ByKind);
+        }
+    };
+    let user = Some(auth.username());
+    if let Err(refusal) = decide_admin(&auth.requester()) {
+        state.audit(req, endpoint, user, None, Err(&refusal)).await;
+        return response::refusal(&refusal, RefusalStatus::ByKind);
+    }
+    let info_hash = query.info_hash().ok();
+    match dispatch(state, req, &query, &auth, path).await {
+        Ok((response, reason)) => {
+            state
+                .audit(req, endpoint, user, info_hash, Ok(&reason))
+                .await;
+            response
+        }
+        Err(refusal) => {
+            state
+                .audit(req, endpoint, user, info_hash, Err(&refusal))
+                .await;
+            let mut r = response::refusal(&refusal, RefusalStatus::ByKind);
+            if endpoint == "admin" {
+                *r.status_mut() = StatusCode::NOT_FOUND;
+            }
+            r
+        }
+    }
+}
+
+fn require_method(req: &Request<'_>, method: Method) -> Result<(), Refusal> {
+    if *req.method == method {
+        Ok(())
+    } else {
+        Err(Refusal::malformed(format!(
+            "this admin call takes {method}"
+        )))
+    }
+}
+
+/// The admin sees every torrent, so an unknown hash is simply "not found".
+fn known(state: &State, hash: &InfoHash) -> Result<TorrentRecord, Refusal> {
+    state
+        .torrents
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(hash)
+        .cloned()
+        .ok_or_else(|| Refusal::not_found("unknown torrent"))
+}
+
+async fn dispatch(
+    state: &State,
+    req: &Request<'_>,
+    query: &Query<'_>,
+    _auth: &Authenticated,
+    path: &str,
+) -> Result<(Response<Body>, String), Refusal> {
+    match path {
+        "torrents" => {
+            require_method(req, Method::GET)?;
+            let mut all: Vec<TorrentRecord> = state
+                .torrents
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            all.sort_by_key(|t| (t.published_ms, t.info_hash));
+            let list = all.iter().map(|t| torrent_dict(state, t)).collect();
+            Ok((
+                single("torrents", Value::List(list)),
+                format!("listed {} torrents", all.len()),
+            ))
+        }
+        "torrent" => {
+            require_method(req, Method::GET)?;
+            let t = known(state, &query.info_hash()?)?;
+            Ok((single("torrent", torrent_dict(state, &t)), "shown".into()))
+        }
+        "set-authority" => {
+            require_method(req, Method::POST)?;
+            let hash = query.info_hash()?;
+            let authority = u32::try_from(query.require_u64("authority")?)
+                .map(Authority)
+                .map_err(|_| Refusal::malformed("authority must fit in 32 bits"))?;
+            let before = known(state, &hash)?;
+            let changed = state
+                .store
+                .set_authority(hash, authority)
+                .await
+                .map_err(|e| Refusal::internal(e.to_string()))?;
+            if !changed {
+                return Err(Refusal::not_found("torrent vanished from the store"));
+            }
+            if let Some(t) = state
+                .torrents
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&hash)
+            {
+                t.authority = authority;
+            }
+            let mut d = Dict::new();
+            d.insert(&b"info hash"[..], Value::from(hash.0.to_vec()));
+            d.insert(&b"authority"[..], Value::from(authority.0));
+            d.insert(&b"previous"[..], Value::from(before.authority.0));
+            Ok((
+                response::bencoded(&Value::Dict(d)),
+                format!("authority {} -> {}", before.authority, authority),
+            ))
+        }
+        "relay/assign" | "relay/unassign" => {
+            require_method(req, Method::POST)?;
+            let assign = path == "relay/assign";
+            let hash = query.info_hash()?;
+            let relay = query
+                .get_str("user")?
+                .ok_or(super::query::QueryError::Missing("user"))?
+                .to_owned();
+            known(state, &hash)?;
+            if assign && state.users.current().get(&relay).is_none() {
+                return Err(Refusal::malformed(format!(
+                    "no user {relay:?} in authority.xml"
+                )));
+            }
+            let changed = state
+                .store
+                .set_relay(hash, relay.clone(), assign)
+                .await
+                .map_err(|e| Refusal::internal(e.to_string()))?;
+            if let Some(t) = state
+                .torrents
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&hash)
+            {
+                t.relays.retain(|r| *r != relay);
+                if assign {
+                    t.relays.push(relay.clone());
+                    t.relays.sort();
+                }
+            }
+            let verb = if assign { "assigned" } else { "unassigned" };
+            let reason = if changed {
+                format!("relay {relay:?} {verb}")
+            } else {
+                format!("relay {relay:?} already {verb}")
+            };
+            Ok((single("changed", Value::Int(i64::from(changed))), reason))
+        }
+        "audit" => {
+            require_method(req, Method::GET)?;
+            let since = query.get_u64("since")?.unwrap_or(0);
+            let limit = query
+                .get_u64("limit")?
+                .map_or(100, |l| usize::try_from(l).unwrap_or(usize::MAX))
+                .min(MAX_AUDIT_ENTRIES);
+            let entries = state.audit.recent(since, limit);
+            let last = entries.last().map_or(since, |e| e.seq);
+            let lines = entries
+                .iter()
+                .filter_map(|e| serde_json::to_string(e).ok())
+                .map(Value::from)
+                .collect();
+            let mut d = Dict::new();
+            d.insert(&b"entries"[..], Value::List(lines));
+            d.insert(&b"last"[..], int(last));
+            Ok((
+                response::bencoded(&Value::Dict(d)),
+                format!("audit tail after {since}"),
+            ))
+        }
+        _ => Err(Refusal::malformed(format!("no admin call {path:?}"))),
+    }
+}

@@ -1,0 +1,330 @@
+//! GET /announce (SPEC 4.1): BEP 3 with BEP 23 compact peers and `peers6`.
+//!
+//! Stock clients append their own parameters to a tracker URL that already carries `username`
+//! and `psw`; parameters ivcsd does not use (`key`, `supportcrypto`, `corrupt`, ...) are
+//! ignored. Refusals are HTTP 200 with `failure reason`, as BitTorrent clients expect.
+//!
+//! The peer's address is the request's source address with the announced `port`; the `ip`
+//! parameter is ignored, since honouring it would let anyone point a swarm at a third party.
+//!
+//! The paper's `getCipher=yes` on /announce is an alias of /getcipher (SPEC 4.1); only then
+//! does `key` mean a public key.
+
+use std::net::{IpAddr, SocketAddr};
+
+use hyper::Response;
+
+use crate::bencode::{Dict, Value};
+use crate::types::{InfoHash, PeerId};
+
+use super::decide::{Action, decide};
+use super::query::{Query, QueryError};
+use super::refusal::Refusal;
+use super::response::{self, Body, RefusalStatus};
+use super::swarm::{AnnounceInput, AnnounceOutput, Event};
+use super::{Request, State};
+
+/// The BEP 3 parameters of an announce, parsed and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnounceParams {
+    pub info_hash: InfoHash,
+    pub peer_id: PeerId,
+    pub port: u16,
+    pub left: u64,
+    pub event: Event,
+    pub numwant: Option<u64>,
+    /// BEP 23: compact unless `compact=0`.
+    pub compact: bool,
+}
+
+impl AnnounceParams {
+    /// # Errors
+    /// A [`QueryError`] naming the missing or invalid parameter.
+    pub fn parse(q: &Query<'_>) -> Result<Self, QueryError> {
+        let info_hash = q.info_hash()?;
+        let raw_peer_id = q.require("peer_id")?;
+        let peer_id = PeerId::from_slice(raw_peer_id).ok_or(QueryError::Invalid {
+            name: "peer_id",
+            reason: "must be 20 bytes",
+        })?;
+        let port = u16::try_from(q.require_u64("port")?)
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or(QueryError::Invalid {
+                name: "port",
+                reason: "must be 1 to 65535",
+            })?;
+        // uploaded and downloaded are not used, but a present one must be well-formed
+        q.get_u64("uploaded")?;
+        q.get_u64("downloaded")?;
+        let left = q.require_u64("left")?;
+        let event = match q.get("event")? {
+            None => Event::None,
+            Some(raw) => Event::parse(raw).ok_or(QueryError::Invalid {
+                name: "event",
+                reason: "not started, stopped, completed or empty",
+            })?,
+        };
+        Ok(AnnounceParams {
+            info_hash,
+            peer_id,
+            port,
+            left,
+            event,
+            numwant: q.get_u64("numwant")?,
+            compact: q.get_flag("compact")?.unwrap_or(true),
+        })
+    }
+}
+
+/// Encodes the answer: `interval`, `min interval`, counts and peers, compact (IPv4 in
+/// `peers`, IPv6 in `peers6`) or as a list of dictionaries.
+pub fn encode_answer(
+    out: &AnnounceOutput,
+    compact: bool,
+    interval_secs: u64,
+    min_interval_secs: u64,
+) -> Dict<'static> {
+    let int = |n: u64| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
+    let mut d = Dict::new();
+    d.insert(&b"interval"[..], int(interval_secs));
+    d.insert(&b"min interval"[..], int(min_interval_secs));
+    d.insert(&b"complete"[..], int(out.complete as u64));
+    d.insert(&b"incomplete"[..], int(out.incomplete as u64));
+    if compact {
+        let mut v4 = Vec::with_capacity(out.peers.len() * 6);
+        let mut v6 = Vec::new();
+        for (_, addr) in &out.peers {
+            match addr {
+                SocketAddr::V4(a) => {
+                    v4.extend_from_slice(&a.ip().octets());
+                    v4.extend_from_slice(&a.port().to_be_bytes());
+                }
+                SocketAddr::V6(a) => {
+                    v6.extend_from_slice(&a.ip().octets());
+                    v6.extend_from_slice(&a.port().to_be_bytes());
+                }
+            }
+        }
+        d.insert(&b"peers"[..], Value::from(v4));
+        if !v6.is_empty() {
+            d.insert(&b"peers6"[..], Value::from(v6));
+        }
+    } else {
+        let list = out
+            .peers
+            .iter()
+            .map(|(id, addr)| {
+                let mut p = Dict::new();
+                p.insert(&b"peer id"[..], Value::from(id.0.to_vec()));
+                p.insert(&b"ip"[..], Value::from(addr.ip().to_string()));
+                p.insert(&b"port"[..], Value::Int(i64::from(addr.port())));
+                Value::Dict(p)
+            })
+            .collect::<Vec<_>>();
+        d.insert(&b"peers"[..], Value::List(list));
+    }
+    d
+}
+
+pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
+    let query = match Query::parse(req.query) {
+        Ok(q) => q,
+        Err(e) => {
+            let refusal = Refusal::from(e);
+            state
+                .audit(req, "announce", None, None, Err(&refusal))
+                .await;
+            return response::refusal(&refusal, RefusalStatus::Always200);
+        }
+    };
+    if matches!(query.get("getCipher"), Ok(Some(v)) if v.eq_ignore_ascii_case(b"yes")) {
+        return super::getcipher::handle_query(state, req, &query, "announce?getCipher").await;
+    }
+    let info_hash = query.info_hash().ok();
+    let auth = match state.credentials.authenticate(&query, req.source).await {
+        Ok(auth) => auth,
+        Err(refusal) => {
+            let user = super::claimed_user(&query);
+            state
+                .audit(req, "announce", user.as_deref(), info_hash, Err(&refusal))
+                .await;
+            return response::refusal(&refusal, RefusalStatus::Always200);
+        }
+    };
+    let result = announce(state, req.source, &query, &auth);
+    let user = Some(auth.username());
+    match result {
+        Ok((params, grant, out)) => {
+            state
+                .audit(req, "announce", user, Some(params.info_hash), Ok(grant))
+                .await;
+            let mut d = encode_answer(
+                &out,
+                params.compact,
+                state.config.interval_secs,
+                state.config.min_interval_secs,
+            );
+            if let Some(token) = &auth.token {
+                d.insert(&b"token"[..], Value::from(token.token.clone()));
+                d.insert(
+                    &b"token expires"[..],
+                    Value::Int(i64::try_from(token.expires).unwrap_or(i64::MAX)),
+                );
+            }
+            response::bencoded(&Value::Dict(d))
+        }
+        Err(refusal) => {
+            state
+                .audit(req, "announce", user, info_hash, Err(&refusal))
+                .await;
+            response::refusal(&refusal, RefusalStatus::Always200)
+        }
+    }
+}
+
+/// Decides and records the announce (sync: no await while the swarm lock is held).
+fn announce(
+    state: &State,
+    source: IpAddr,
+    query: &Query<'_>,
+    auth: &super::credentials::Authenticated,
+) -> Result<(AnnounceParams, &'static str, AnnounceOutput), Refusal> {
+    let params = AnnounceParams::parse(query)?;
+    let requester = auth.requester();
+    let grant = state.with_access(&params.info_hash, auth.username(), |t| {
+        decide(&requester, t, Action::Announce)
+    })?;
+    let input = AnnounceInput {
+        info_hash: params.info_hash,
+        peer_id: params.peer_id,
+        addr: SocketAddr::new(source, params.port),
+        left: params.left,
+        event: params.event,
+        numwant: params.numwant,
+    };
+    let out = super::lock(&state.swarms).announce(&input, state.clock.instant());
+    Ok((params, grant.as_str(), out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bencode;
+
+    const HASH: &str = "%124Vx%9A%BC%DE%F1%23Eg%89%AB%CD%EF%124Vx%9A";
+
+    fn parse(q: &str) -> Result<AnnounceParams, QueryError> {
+        AnnounceParams::parse(&Query::parse(q).unwrap())
+    }
+
+    #[test]
+    fn parses_a_stock_announce() {
+        let p = parse(&format!(
+            "info_hash={HASH}&peer_id=-qB4650-abcdefghijkl&port=6881&uploaded=0&downloaded=0\
+             &left=100&event=started&numwant=30&key=1&compact=1&no_peer_id=1&supportcrypto=1"
+        ))
+        .unwrap();
+        assert_eq!(p.port, 6881);
+        assert_eq!(p.event, Event::Started);
+        assert_eq!(p.numwant, Some(30));
+        assert!(p.compact);
+    }
+
+    macro_rules! malformed {
+        ($name:ident, $q:expr, $err:expr) => {
+            #[test]
+            fn $name() {
+                assert_eq!(parse(&$q), Err($err));
+            }
+        };
+    }
+    const ID: &str = "-IV0001-abcdefghijkl";
+    malformed!(
+        no_peer_id,
+        format!("info_hash={HASH}&port=1&left=0"),
+        QueryError::Missing("peer_id")
+    );
+    malformed!(
+        short_peer_id,
+        format!("info_hash={HASH}&peer_id=abc&port=1&left=0"),
+        QueryError::Invalid {
+            name: "peer_id",
+            reason: "must be 20 bytes"
+        }
+    );
+    malformed!(
+        port_zero,
+        format!("info_hash={HASH}&peer_id={ID}&port=0&left=0"),
+        QueryError::Invalid {
+            name: "port",
+            reason: "must be 1 to 65535"
+        }
+    );
+    malformed!(
+        port_too_big,
+        format!("info_hash={HASH}&peer_id={ID}&port=65536&left=0"),
+        QueryError::Invalid {
+            name: "port",
+            reason: "must be 1 to 65535"
+        }
+    );
+    malformed!(
+        no_left,
+        format!("info_hash={HASH}&peer_id={ID}&port=1"),
+        QueryError::Missing("left")
+    );
+    malformed!(
+        bad_event,
+        format!("info_hash={HASH}&peer_id={ID}&port=1&left=0&event=paused"),
+        QueryError::Invalid {
+            name: "event",
+            reason: "not started, stopped, completed or empty"
+        }
+    );
+    malformed!(
+        bad_uploaded,
+        format!("info_hash={HASH}&peer_id={ID}&port=1&left=0&uploaded=x"),
+        QueryError::Invalid {
+            name: "uploaded",
+            reason: "not a non-negative decimal integer"
+        }
+    );
+
+    #[test]
+    fn compact_v4_and_v6_and_dictionary_forms() {
+        let out = AnnounceOutput {
+            complete: 1,
+            incomplete: 2,
+            peers: vec![
+                (PeerId([1; 20]), "10.0.0.1:6881".parse().unwrap()),
+                (PeerId([2; 20]), "[2001:db8::1]:51413".parse().unwrap()),
+            ],
+        };
+        let compact = Value::Dict(encode_answer(&out, true, 1800, 900)).encode();
+        let decoded = bencode::decode(&compact).unwrap();
+        let d = decoded.as_dict().unwrap();
+        assert_eq!(
+            d.get(b"peers").unwrap().as_bytes().unwrap(),
+            &[10, 0, 0, 1, 0x1a, 0xe1]
+        );
+        let v6 = d.get(b"peers6").unwrap().as_bytes().unwrap();
+        assert_eq!(v6.len(), 18);
+        assert_eq!(&v6[16..], &51413u16.to_be_bytes());
+        assert_eq!(d.get(b"min interval").unwrap().as_int(), Some(900));
+        let list = Value::Dict(encode_answer(&out, false, 1800, 900)).encode();
+        let decoded = bencode::decode(&list).unwrap();
+        let peers = decoded
+            .as_dict()
+            .unwrap()
+            .get(b"peers")
+            .unwrap()
+            .as_list()
+            .unwrap()
+            .to_vec();
+        assert_eq!(peers.len(), 2);
+        let p = peers[1].as_dict().unwrap();
+        assert_eq!(p.get(b"ip").unwrap().as_str(), Some("2001:db8::1"));
+        assert_eq!(p.get(b"port").unwrap().as_int(), Some(51413));
+    }
+}

@@ -1,0 +1,290 @@
+//! The tracker's configuration: a TOML file (config/tracker.toml documents every field), then
+//! command-line flags, which win.
+//!
+//! Every field has a default, so an empty file (or none) is a working configuration; an
+//! unknown field is an error, because a misspelt limit must not silently fall back to its
+//! default. [`Config::validate`] checks what serde cannot (ranges, relations between fields).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::types::Authority;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("error reading config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("error parsing config {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// The tracker's settings. Durations are whole seconds, named `_secs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on (the `--listen` flag wins).
+    pub listen: SocketAddr,
+    /// Database, master key and audit log (the `--data-dir` flag wins).
+    pub data_dir: PathBuf,
+
+    /// Announce interval sent to clients.
+    pub interval_secs: u64,
+    /// `min interval` sent to clients.
+    pub min_interval_secs: u64,
+    /// Peers returned when a client gives no `numwant`.
+    pub numwant_default: usize,
+    /// Most peers returned in one answer.
+    pub numwant_cap: usize,
+    /// Most live peers kept per torrent.
+    pub max_peers_per_torrent: usize,
+    /// Interval sent with /relay/assignments: how often relays ask again.
+    pub relay_interval_secs: u64,
+
+    /// Lifetime of a token from `getToken=y`.
+    pub token_ttl_secs: u64,
+    /// How long a verified password is remembered (as a keyed hash) to spare argon2 runs.
+    pub password_cache_secs: u64,
+    /// Most remembered passwords.
+    pub password_cache_entries: usize,
+    /// Password checks (argon2, ≈14 ms of CPU each) running at once.
+    pub argon2_concurrency: usize,
+    /// Failed logins from one address within `throttle_window_secs` before it is refused.
+    pub throttle_failures: u32,
+    pub throttle_window_secs: u64,
+    /// How long a throttled address is refused.
+    pub throttle_block_secs: u64,
+    /// Most addresses tracked for throttling.
+    pub throttle_entries: usize,
+
+    /// Authority of a newly published torrent (0, the highest, by default).
+    pub new_torrent_authority: u32,
+    /// Largest .torrent accepted by /publish.
+    pub max_torrent_bytes: usize,
+    /// getcipher: how far `ts` may be from the tracker's clock; also how long nonces are kept.
+    pub nonce_window_secs: u64,
+    /// Most nonces remembered; when full, getcipher is refused until old ones expire.
+    pub nonce_cache_entries: usize,
+    /// A key from `new=1` that no torrent claims is deleted after this long.
+    pub pending_key_ttl_secs: u64,
+    /// Most unclaimed keys one user may hold.
+    pub pending_keys_per_user: usize,
+
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers).
+    pub max_header_bytes: usize,
+    /// Time allowed to receive a request head, including the idle time of a kept-alive
+    /// connection before its next request.
+    pub header_read_timeout_secs: u64,
+    /// Time allowed for a whole request, body included.
+    pub request_timeout_secs: u64,
+    /// On shutdown, how long open requests may still finish.
+    pub drain_timeout_secs: u64,
+    /// How often authority.xml's modification time is polled.
+    pub authority_poll_secs: u64,
+
+    /// Write the audit log (`audit.log` in the data directory).
+    pub audit: bool,
+    /// Audit entries waiting to be written; a full queue slows requests down, never drops.
+    pub audit_queue: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 6969)),
+            data_dir: PathBuf::from("ivcsd-data"),
+            interval_secs: 1800,
+            min_interval_secs: 900,
+            numwant_default: 50,
+            numwant_cap: 200,
+            max_peers_per_torrent: 10_000,
+            relay_interval_secs: 60,
+            token_ttl_secs: 3600,
+            password_cache_secs: 600,
+            password_cache_entries: 10_000,
+            argon2_concurrency: 2,
+            throttle_failures: 5,
+            throttle_window_secs: 60,
+            throttle_block_secs: 60,
+            throttle_entries: 65_536,
+            new_torrent_authority: 0,
+            max_torrent_bytes: 16 * 1024 * 1024,
+            nonce_window_secs: 300,
+            nonce_cache_entries: 100_000,
+            pending_key_ttl_secs: 24 * 3600,
+            pending_keys_per_user: 64,
+            max_connections: 1024,
+            max_header_bytes: 32 * 1024,
+            header_read_timeout_secs: 30,
+            request_timeout_secs: 30,
+            drain_timeout_secs: 10,
+            authority_poll_secs: 2,
+            audit: true,
+            audit_queue: 4096,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not valid TOML, has an unknown field, or fails
+    /// [`Config::validate`].
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = Config::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                source,
+            },
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses and validates TOML text.
+    ///
+    /// # Errors
+    /// As [`Config::load`], without the file.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            source: Box::new(e),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and relations serde cannot.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("interval_secs", self.interval_secs),
+            ("relay_interval_secs", self.relay_interval_secs),
+            ("token_ttl_secs", self.token_ttl_secs),
+            ("nonce_window_secs", self.nonce_window_secs),
+            ("pending_key_ttl_secs", self.pending_key_ttl_secs),
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
+            ("authority_poll_secs", self.authority_poll_secs),
+            ("throttle_window_secs", self.throttle_window_secs),
+            ("numwant_cap", self.numwant_cap as u64),
+            ("max_peers_per_torrent", self.max_peers_per_torrent as u64),
+            ("argon2_concurrency", self.argon2_concurrency as u64),
+            ("max_connections", self.max_connections as u64),
+            ("max_torrent_bytes", self.max_torrent_bytes as u64),
+            ("nonce_cache_entries", self.nonce_cache_entries as u64),
+            ("throttle_entries", self.throttle_entries as u64),
+            ("throttle_failures", u64::from(self.throttle_failures)),
+            ("audit_queue", self.audit_queue as u64),
+            ("pending_keys_per_user", self.pending_keys_per_user as u64),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+            }
+        }
+        if self.min_interval_secs > self.interval_secs {
+            return Err(ConfigError::Invalid(
+                "min_interval_secs must not exceed interval_secs".into(),
+            ));
+        }
+        if self.max_header_bytes < 8192 {
+            // hyper's own floor for its read buffer
+            return Err(ConfigError::Invalid(
+                "max_header_bytes must be at least 8192".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_secs)
+    }
+    /// Peers that stop announcing expire after twice the interval (SPEC 4.1).
+    pub fn peer_ttl(&self) -> Duration {
+        Duration::from_secs(self.interval_secs.saturating_mul(2))
+    }
+    pub fn new_torrent_authority(&self) -> Authority {
+        Authority(self.new_torrent_authority)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.token_ttl_secs, 3600);
+        assert_eq!(c.new_torrent_authority, 0);
+        assert_eq!(c.max_torrent_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.nonce_window_secs, 300);
+        assert_eq!(c.pending_key_ttl_secs, 86_400);
+        assert_eq!(c.peer_ttl(), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let text = include_str!("../../config/tracker.toml");
+        Config::from_toml(text).unwrap();
+    }
+
+    macro_rules! invalid {
+        ($name:ident, $toml:expr, $pat:pat) => {
+            #[test]
+            fn $name() {
+                let r = Config::from_toml($toml);
+                assert!(matches!(r, Err($pat)), "{r:?}");
+            }
+        };
+    }
+    invalid!(
+        unknown_field,
+        "intervall_secs = 5",
+        ConfigError::Parse { .. }
+    );
+    invalid!(
+        wrong_type,
+        "interval_secs = \"5\"",
+        ConfigError::Parse { .. }
+    );
+    invalid!(zero_interval, "interval_secs = 0", ConfigError::Invalid(_));
+    invalid!(
+        min_above_interval,
+        "interval_secs = 10\nmin_interval_secs = 11",
+        ConfigError::Invalid(_)
+    );
+    invalid!(
+        tiny_headers,
+        "max_header_bytes = 100",
+        ConfigError::Invalid(_)
+    );
+    invalid!(
+        bad_listen,
+        "listen = \"nowhere\"",
+        ConfigError::Parse { .. }
+    );
+}

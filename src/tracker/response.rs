@@ -1,0 +1,57 @@
+//! Building HTTP responses: bencoded bodies, and the one mapping from a [`Refusal`] to a
+//! status and a `failure reason`.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode, header};
+
+use crate::bencode::{Dict, Value};
+
+use super::refusal::Refusal;
+
+pub type Body = Full<Bytes>;
+
+/// Whether a refusal is answered with HTTP 200 (BitTorrent's /announce and /scrape, which
+/// stock clients only read as 200) or with its own status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalStatus {
+    Always200,
+    ByKind,
+}
+
+/// A 200 response with a bencoded body.
+pub fn bencoded(value: &Value<'_>) -> Response<Body> {
+    with_status(StatusCode::OK, value.encode())
+}
+
+fn with_status(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain"),
+    );
+    response
+}
+
+/// Raw bytes (a stored .torrent).
+pub fn torrent_file(bytes: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/x-bittorrent"),
+    );
+    response
+}
+
+/// `{"failure reason": <public text>}` with the status `how` asks for.
+pub fn refusal(refusal: &Refusal, how: RefusalStatus) -> Response<Body> {
+    let body = Value::from(Dict::new().with("failure reason", refusal.public.as_ref())).encode();
+    let status = match how {
+        RefusalStatus::Always200 => StatusCode::OK,
+        RefusalStatus::ByKind => {
+            StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    };
+    with_status(status, body)
+}

@@ -1,0 +1,318 @@
+//! The HTTP/1.1 server: accept loop, limits, routing, shutdown. Endpoint logic lives in one
+//! file per endpoint; this file only routes and supervises.
+//!
+//! Limits: at most `max_connections` connections are served at once (a permit is taken before
+//! `accept`, so excess connections wait in the kernel's backlog); a request head must arrive
+//! within `header_read_timeout_secs` and fit in `max_header_bytes`; a body is read only for
+//! POST and only up to `max_torrent_bytes`; a whole request must be answered within
+//! `request_timeout_secs`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::audit::{AUDIT_FILE, AuditLog};
+use super::authority::AuthoritySource;
+use super::clock::Clock;
+use super::config::Config;
+use super::credentials::{CredentialLimits, Credentials};
+use super::getcipher::NonceCache;
+use super::refusal::Refusal;
+use super::response::{self, Body, RefusalStatus};
+use super::store::Store;
+use super::swarm::{SwarmLimits, Swarms, canonical_ip};
+use super::{Request, State, TrackerError};
+
+/// How often expired peers, logins, nonces and pending keys are swept.
+const MAINTENANCE_PERIOD: Duration = Duration::from_secs(10);
+/// Most header lines in one request (stock clients send fewer than 10).
+const MAX_HEADERS: usize = 64;
+/// Pause after a failed `accept` (for example out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Runs a tracker on `listener` until `shutdown` resolves, then drains open requests for at
+/// most `drain_timeout_secs` and closes the audit log and the database cleanly.
+///
+/// The caller binds the listener (tests use `127.0.0.1:0`) and loads the authority file.
+///
+/// # Errors
+/// The data directory, master key, database or audit log cannot be opened, a signal handler
+/// cannot be installed, or a background task died ([`TrackerError::TaskDied`]).
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    users: Arc<AuthoritySource>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), TrackerError> {
+    let clock = Clock::start();
+    let data_dir = config.data_dir.clone();
+    let (store, store_thread, master) = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+        .await
+        .map_err(|_| TrackerError::TaskDied("store start"))??;
+    let torrents = store.torrents().await?;
+    let audit_path = config.audit.then(|| config.data_dir.join(AUDIT_FILE));
+    let (audit, audit_writer) = AuditLog::start(audit_path.as_deref(), config.audit_queue)?;
+    let credentials = Credentials::new(
+        users.clone(),
+        clock,
+        CredentialLimits::from_config(&config),
+        master.derive("ivcsd token key v1"),
+        config.argon2_concurrency,
+    );
+    let swarms = Swarms::new(SwarmLimits {
+        peer_ttl: config.peer_ttl(),
+        max_peers_per_torrent: config.max_peers_per_torrent,
+        numwant_cap: config.numwant_cap,
+        numwant_default: config.numwant_default,
+    });
+    tracing::info!(
+        "tracker listening on {}, {} torrents, {} users",
+        listener
+            .local_addr()
+            .map_or_else(|_| "?".into(), |a| a.to_string()),
+        torrents.len(),
+        users.current().len()
+    );
+    let state = Arc::new(State {
+        clock,
+        users: users.clone(),
+        credentials,
+        swarms: Mutex::new(swarms),
+        torrents: RwLock::new(torrents.into_iter().map(|t| (t.info_hash, t)).collect()),
+        store,
+        master,
+        audit,
+        nonces: Mutex::new(NonceCache::new(config.nonce_cache_entries)),
+        rsa: Semaphore::new(
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+        ),
+        config,
+    });
+
+    let cancel = CancellationToken::new();
+    let mut watcher = users.clone().spawn_watcher(
+        Duration::from_secs(state.config.authority_poll_secs),
+        cancel.clone(),
+    );
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(TrackerError::Signal)?;
+    let mut maintenance = tokio::spawn(maintain(state.clone(), cancel.clone()));
+    let server = tokio::spawn(serve(listener, state.clone(), cancel.clone()));
+
+    let mut failure = None;
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = &mut maintenance => { failure = Some("maintenance"); break }
+            _ = &mut watcher => { failure = Some("authority watcher"); break }
+            _ = hangup.recv() => {
+                let users = users.clone();
+                match tokio::task::spawn_blocking(move || users.reload()).await {
+                    Ok(Ok(_)) => tracing::info!("SIGHUP: authority file reloaded"),
+                    Ok(Err(e)) => tracing::error!("SIGHUP: {e}; keeping the last good authority table"),
+                    Err(_) => tracing::error!("SIGHUP: authority reload panicked"),
+                }
+            }
+            _ = check.tick() => {
+                if audit_writer.is_finished() { failure = Some("audit writer"); break }
+                if store_thread.is_finished() { failure = Some("store"); break }
+                if server.is_finished() { failure = Some("accept loop"); break }
+            }
+        }
+    }
+    tracing::info!("tracker shutting down");
+    cancel.cancel();
+    if server.await.is_err() {
+        failure = failure.or(Some("accept loop"));
+    }
+    maintenance.abort();
+    watcher.abort();
+    state.audit.close();
+    state.store.close().await;
+    drop(state);
+    let _ = tokio::task::spawn_blocking(move || {
+        audit_writer.finish();
+        store_thread.join();
+    })
+    .await;
+    match failure {
+        Some(task) => Err(TrackerError::TaskDied(task)),
+        None => Ok(()),
+    }
+}
+
+/// Expires what is keyed by remote input; returns only when cancelled.
+async fn maintain(state: Arc<State>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(MAINTENANCE_PERIOD);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        super::lock(&state.swarms).clean(state.clock.instant());
+        state.credentials.clean();
+        super::lock(&state.nonces).clean(state.clock.unix_secs());
+        let ttl_ms = state.config.pending_key_ttl_secs.saturating_mul(1000);
+        match state
+            .store
+            .purge_pending(state.clock.unix_ms().saturating_sub(ttl_ms))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("deleted {n} unclaimed pending keys"),
+            Err(e) => tracing::error!("error purging pending keys: {e}"),
+        }
+    }
+}
+
+async fn serve(listener: TcpListener, state: Arc<State>, stop: CancellationToken) {
+    let limit = Arc::new(Semaphore::new(state.config.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(state.config.header_read_timeout_secs))
+        .keep_alive(true)
+        .max_headers(MAX_HEADERS)
+        .max_header_size(state.config.max_header_bytes)
+        .max_buf_size(state.config.max_header_bytes);
+    loop {
+        let permit = tokio::select! {
+            permit = limit.clone().acquire_owned() => {
+                permit.expect("the connection semaphore is never closed")
+            }
+            () = stop.cancelled() => break,
+        };
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = stop.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, remote, req).await) }
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = conn.await {
+                tracing::debug!("connection from {remote}: {e}");
+            }
+        });
+    }
+    drop(listener);
+    let drain = Duration::from_secs(state.config.drain_timeout_secs);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(drain) => {
+            tracing::warn!("open connections did not finish within {drain:?}; closing them");
+        }
+    }
+}
+
+async fn handle(
+    state: &State,
+    remote: SocketAddr,
+    req: hyper::Request<Incoming>,
+) -> Response<Body> {
+    let timeout = Duration::from_secs(state.config.request_timeout_secs);
+    match tokio::time::timeout(timeout, route(state, remote, req)).await {
+        Ok(response) => response,
+        Err(_) => response::refusal(
+            &Refusal::internal("request timed out"),
+            RefusalStatus::ByKind,
+        ),
+    }
+}
+
+/// Reads a POST body of at most `max` bytes.
+async fn read_body(body: Incoming, max: usize) -> Result<Bytes, Refusal> {
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::malformed(format!(
+            "request body larger than {max} bytes"
+        ))),
+        Err(e) => Err(Refusal::malformed(format!(
+            "error reading request body: {e}"
+        ))),
+    }
+}
+
+async fn route(state: &State, remote: SocketAddr, req: hyper::Request<Incoming>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let query = parts.uri.query().unwrap_or("");
+    let source = canonical_ip(remote.ip());
+    let mut request = Request {
+        source,
+        query,
+        method: &parts.method,
+        body: Bytes::new(),
+    };
+    if parts.method == Method::POST {
+        match read_body(body, state.config.max_torrent_bytes).await {
+            Ok(bytes) => request.body = bytes,
+            Err(refusal) => {
+                let user = super::query::Query::parse(query)
+                    .ok()
+                    .and_then(|q| super::claimed_user(&q));
+                state
+                    .audit(&request, "http", user.as_deref(), None, Err(&refusal))
+                    .await;
+                return response::refusal(&refusal, RefusalStatus::ByKind);
+            }
+        }
+    }
+    let get = parts.method == Method::GET;
+    match path {
+        "/announce" if get => super::announce::handle(state, &request).await,
+        "/scrape" if get => super::scrape::handle(state, &request).await,
+        "/getcipher" if get => super::getcipher::handle(state, &request).await,
+        "/publish" if parts.method == Method::POST => super::publish::handle(state, &request).await,
+        "/torrent" if get => super::metainfo_file::handle(state, &request).await,
+        "/relay/assignments" if get => super::relay::handle(state, &request).await,
+        p if p.starts_with("/admin/") => super::admin::handle(state, &request, &p[7..]).await,
+        "/announce" | "/scrape" | "/getcipher" | "/torrent" | "/relay/assignments" => {
+            response::refusal(
+                &Refusal::malformed(format!("{path} takes GET")),
+                RefusalStatus::ByKind,
+            )
+        }
+        "/publish" => response::refusal(
+            &Refusal::malformed("/publish takes POST"),
+            RefusalStatus::ByKind,
+        ),
+        _ => {
+            let mut r = response::refusal(
+                &Refusal::malformed(format!("no such endpoint {path}")),
+                RefusalStatus::ByKind,
+            );
+            *r.status_mut() = hyper::StatusCode::NOT_FOUND;
+            r
+        }
+    }
+}

@@ -1,0 +1,741 @@
+//! Durable tracker state (SPEC 8): torrents, owners, authorities, content keys and relay
+//! assignments in SQLite in the data directory.
+//!
+//! - One dedicated thread owns the connection; requests reach it over a bounded channel and
+//!   carry their own reply channel, so no SQLite call ever runs on the async reactor.
+//! - Write-ahead log with `synchronous=FULL`: a transaction that returned is on disk, so a
+//!   publish that was answered survives any crash (SPEC 4.4).
+//! - The schema is versioned with `PRAGMA user_version`; [`MIGRATIONS`] run in order, each in
+//!   its own transaction.
+//! - Content keys are sealed with AES-256-GCM under the master key (`master.key`, 32 random
+//!   bytes, created with mode 0600 on first start), the key id as associated data so a sealed
+//!   key cannot be moved to another row.
+//!
+//! Live swarms are not here: they are in memory ([`super::swarm`]).
+
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+use zeroize::Zeroizing;
+
+use crate::types::{Authority, InfoHash, KeyId};
+
+/// The master key's file name in the data directory.
+pub const MASTER_KEY_FILE: &str = "master.key";
+/// The database's file name in the data directory.
+pub const DB_FILE: &str = "tracker.sqlite";
+const NONCE_LEN: usize = 12;
+/// Requests waiting for the store thread.
+const QUEUE: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("error creating data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("error reading or creating master key {path}: {source}")]
+    MasterKey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("master key {path} is {len} bytes, expected 32")]
+    MasterKeyLength { path: PathBuf, len: usize },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("database schema version {found} is newer than this tracker's {supported}")]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("sealed content key for key id {0} cannot be opened (wrong master key or damaged row)")]
+    Unseal(KeyId),
+    #[error("database row damaged: {0}")]
+    Corrupt(&'static str),
+    #[error("the store thread has stopped")]
+    Stopped,
+}
+
+/// Schema versions: `MIGRATIONS[i]` takes `user_version` from i to i + 1.
+const MIGRATIONS: &[&str] = &[
+    // 1: torrents, keys, relay assignments
+    "CREATE TABLE torrents (
+        info_hash    BLOB PRIMARY KEY CHECK (length(info_hash) = 20),
+        name         TEXT NOT NULL,
+        size         INTEGER NOT NULL,
+        owner        TEXT NOT NULL,
+        authority    INTEGER NOT NULL,
+        published_ms INTEGER NOT NULL,
+        key_id       BLOB NOT NULL UNIQUE,
+        metainfo     BLOB NOT NULL
+    ) STRICT;
+    CREATE TABLE content_keys (
+        key_id     BLOB PRIMARY KEY CHECK (length(key_id) = 16),
+        owner      TEXT NOT NULL,
+        sealed     BLOB NOT NULL,
+        created_ms INTEGER NOT NULL,
+        info_hash  BLOB
+    ) STRICT;
+    CREATE INDEX content_keys_pending ON content_keys (created_ms) WHERE info_hash IS NULL;
+    CREATE TABLE relays (
+        info_hash BLOB NOT NULL REFERENCES torrents (info_hash),
+        username  TEXT NOT NULL,
+        PRIMARY KEY (info_hash, username)
+    ) STRICT;",
+];
+
+/// A torrent as the tracker keeps it in memory (everything but the .torrent bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TorrentRecord {
+    pub info_hash: InfoHash,
+    pub name: String,
+    pub size: u64,
+    pub owner: String,
+    pub authority: Authority,
+    pub published_ms: u64,
+    pub key_id: KeyId,
+    /// Users assigned to relay it, sorted.
+    pub relays: Vec<String>,
+}
+
+/// A content key in the clear, only ever held briefly to wrap it for a requester.
+pub type RawKey = Zeroizing<[u8; 32]>;
+
+/// What a publish did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// Stored now.
+    Published(TorrentRecord),
+    /// The same torrent by the same owner was already stored: nothing changed.
+    AlreadyPublished(TorrentRecord),
+    /// The key id names no pending key of this requester.
+    UnknownKey,
+    /// The info hash is stored with another owner or another key.
+    Conflict,
+}
+
+/// A content key row as stored: still sealed.
+#[derive(Debug, Clone)]
+pub struct SealedKey {
+    pub sealed: Vec<u8>,
+    pub owner: String,
+    /// `None` while pending.
+    pub info_hash: Option<InfoHash>,
+    pub created_ms: u64,
+}
+
+/// The master key: seals content keys at rest.
+pub struct MasterKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+
+impl MasterKey {
+    /// Reads `path`, or creates it (mode 0600, 32 bytes from the OS CSPRNG) if it is absent.
+    ///
+    /// # Errors
+    /// I/O errors, or a file that is not exactly 32 bytes.
+    pub fn load_or_create(path: &Path) -> Result<MasterKey, StoreError> {
+        let io = |source| StoreError::MasterKey {
+            path: path.to_owned(),
+            source,
+        };
+        let mut key = Zeroizing::new([0u8; 32]);
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(path) {
+            Ok(mut file) => {
+                rand::fill(&mut key[..]);
+                file.write_all(&key[..]).map_err(io)?;
+                file.sync_all().map_err(io)?;
+                if let Some(dir) = path.parent() {
+                    sync_dir(dir).map_err(io)?;
+                }
+                tracing::info!("created master key {}", path.display());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let mut bytes = Zeroizing::new(Vec::with_capacity(33));
+                std::fs::File::open(path)
+                    .and_then(|f| f.take(33).read_to_end(&mut bytes))
+                    .map_err(io)?;
+                if bytes.len() != 32 {
+                    return Err(StoreError::MasterKeyLength {
+                        path: path.to_owned(),
+                        len: bytes.len(),
+                    });
+                }
+                key.copy_from_slice(&bytes);
+            }
+            Err(e) => return Err(io(e)),
+        }
+        Ok(MasterKey(key))
+    }
+
+    /// A subkey for another purpose (e.g. signing tokens), so the master key itself is used
+    /// for one thing only.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut m = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.0[..])
+            .expect("HMAC accepts keys of any length");
+        m.update(purpose.as_bytes());
+        m.finalize().into_bytes().into()
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new_from_slice(&self.0[..]).expect("the master key is 32 bytes")
+    }
+
+    /// Seals a content key: nonce ‖ ciphertext ‖ tag, the key id as associated data.
+    pub fn seal(&self, key_id: &KeyId, key: &[u8; 32]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::fill(&mut nonce);
+        let sealed = self
+            .cipher()
+            .encrypt(
+                &aes_gcm::aead::Nonce::<Aes256Gcm>::from(nonce),
+                Payload {
+                    msg: key,
+                    aad: key_id.as_bytes(),
+                },
+            )
+            .expect("AES-GCM encryption of 32 bytes cannot fail");
+        let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    /// Opens a sealed content key.
+    ///
+    /// # Errors
+    /// [`StoreError::Unseal`] if the tag does not verify (wrong master key, damaged row, or a
+    /// row moved to another key id).
+    pub fn open(&self, key_id: &KeyId, sealed: &[u8]) -> Result<RawKey, StoreError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(StoreError::Unseal(*key_id));
+        }
+        let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
+        let plain = Zeroizing::new(
+            self.cipher()
+                .decrypt(
+                    &aes_gcm::aead::Nonce::<Aes256Gcm>::from(nonce),
+                    Payload {
+                        msg: ct,
+                        aad: key_id.as_bytes(),
+                    },
+                )
+                .map_err(|_| StoreError::Unseal(*key_id))?,
+        );
+        let key: [u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Unseal(*key_id))?;
+        Ok(Zeroizing::new(key))
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// A unit of work for the store thread; it answers whether the thread should go on.
+type Job = Box<dyn FnOnce(&mut Connection) -> bool + Send>;
+
+/// A handle to the store thread. Cheap to clone; the thread ends when the last handle is
+/// dropped and [`Store::close`] waits for it.
+#[derive(Clone)]
+pub struct Store {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// The store thread; join it at shutdown so the database is closed cleanly.
+pub struct StoreThread(std::thread::JoinHandle<()>);
+
+impl StoreThread {
+    /// Whether the thread ended (it only should after [`Store::close`]).
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+
+    /// Waits for the thread to finish its queue and close the database (all handles must be
+    /// dropped first).
+    pub fn join(self) {
+        if self.0.join().is_err() {
+            tracing::error!("store thread panicked");
+        }
+    }
+}
+
+fn open_db(path: &Path) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+        tracing::info!("database schema migrated to version {}", i + 1);
+    }
+    Ok(())
+}
+
+fn blob<const N: usize>(v: Vec<u8>, what: &'static str) -> Result<[u8; N], StoreError> {
+    v.try_into().map_err(|_| StoreError::Corrupt(what))
+}
+
+fn read_torrents(conn: &Connection) -> Result<Vec<TorrentRecord>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT info_hash, name, size, owner, authority, published_ms, key_id FROM torrents",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, i64>(5)?,
+            r.get::<_, Vec<u8>>(6)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (hash, name, size, owner, authority, published_ms, key_id) = row?;
+        let info_hash = InfoHash(blob(hash, "info_hash")?);
+        out.push(TorrentRecord {
+            info_hash,
+            name,
+            size: u64::try_from(size).map_err(|_| StoreError::Corrupt("size"))?,
+            owner,
+            authority: Authority(
+                u32::try_from(authority).map_err(|_| StoreError::Corrupt("authority"))?,
+            ),
+            published_ms: u64::try_from(published_ms).unwrap_or(0),
+            key_id: KeyId(blob(key_id, "key_id")?),
+            relays: Vec::new(),
+        });
+    }
+    let mut stmt = conn.prepare("SELECT info_hash, username FROM relays ORDER BY username")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+    })?;
+    for row in rows {
+        let (hash, user) = row?;
+        let hash = InfoHash(blob(hash, "relay info_hash")?);
+        if let Some(t) = out.iter_mut().find(|t| t.info_hash == hash) {
+            t.relays.push(user);
+        }
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// Opens (creating if needed) the data directory, the master key and the database, and
+    /// starts the store thread.
+    ///
+    /// # Errors
+    /// Any I/O or SQLite error, a damaged master key, or a schema newer than this build.
+    pub fn open(data_dir: &Path) -> Result<(Store, StoreThread, MasterKey), StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let master = MasterKey::load_or_create(&data_dir.join(MASTER_KEY_FILE))?;
+        let mut conn = open_db(&data_dir.join(DB_FILE))?;
+        let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("tracker-store".into())
+            .spawn(move || {
+                while let Some(job) = rx.blocking_recv() {
+                    if !job(&mut conn) {
+                        break;
+                    }
+                }
+                // dropping `conn` checkpoints and closes the database
+            })
+            .map_err(|source| StoreError::DataDir {
+                path: data_dir.to_owned(),
+                source,
+            })?;
+        Ok((Store { jobs: tx }, StoreThread(thread), master))
+    }
+
+    /// Runs `f` on the store thread and returns its result.
+    async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |conn| {
+                let _ = reply.send(f(conn));
+                true
+            }))
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        answer.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Asks the store thread to stop after the work queued before this call; later calls
+    /// fail with [`StoreError::Stopped`].
+    pub async fn close(&self) {
+        let _ = self.jobs.send(Box::new(|_| false)).await;
+    }
+
+    /// Every torrent, with its relays (not the .torrent bytes).
+    pub async fn torrents(&self) -> Result<Vec<TorrentRecord>, StoreError> {
+        self.call(|conn| read_torrents(conn)).await
+    }
+
+    /// Records a new pending key of `owner`, unless it already has `max_pending` of them.
+    /// Returns whether it was stored.
+    pub async fn insert_pending_key(
+        &self,
+        key_id: KeyId,
+        owner: String,
+        sealed: Vec<u8>,
+        created_ms: u64,
+        max_pending: usize,
+    ) -> Result<bool, StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let pending: i64 = tx.query_row(
+                "SELECT count(*) FROM content_keys WHERE owner = $1 AND info_hash IS NULL",
+                params![owner],
+                |r| r.get(0),
+            )?;
+            if pending as usize >= max_pending {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO content_keys (key_id, owner, sealed, created_ms) VALUES ($1, $2, $3, $4)",
+                params![&key_id.0[..], owner, sealed, created_ms as i64],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Publishes a torrent in one transaction: the pending key `record.key_id` of
+    /// `record.owner` is bound to the info hash and the torrent stored. Answers only after the
+    /// commit is on disk.
+    pub async fn publish(
+        &self,
+        record: TorrentRecord,
+        metainfo: Vec<u8>,
+        pending_since_ms: u64,
+    ) -> Result<PublishOutcome, StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let existing: Option<(String, Vec<u8>)> = tx
+                .query_row(
+                    "SELECT owner, key_id FROM torrents WHERE info_hash = $1",
+                    params![&record.info_hash.0[..]],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((owner, key_id)) = existing {
+                if owner == record.owner && key_id == record.key_id.0 {
+                    let all = read_torrents(&tx)?;
+                    let stored = all
+                        .into_iter()
+                        .find(|t| t.info_hash == record.info_hash)
+                        .ok_or(StoreError::Corrupt("torrent vanished in a transaction"))?;
+                    return Ok(PublishOutcome::AlreadyPublished(stored));
+                }
+                return Ok(PublishOutcome::Conflict);
+            }
+            let claimed = tx.execute(
+                "UPDATE content_keys SET info_hash = $1
+                 WHERE key_id = $2 AND owner = $3 AND info_hash IS NULL AND created_ms >= $4",
+                params![
+                    &record.info_hash.0[..],
+                    &record.key_id.0[..],
+                    record.owner,
+                    pending_since_ms as i64
+                ],
+            )?;
+            if claimed != 1 {
+                return Ok(PublishOutcome::UnknownKey);
+            }
+            tx.execute(
+                "INSERT INTO torrents (info_hash, name, size, owner, authority, published_ms, key_id, metainfo)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                params![
+                    &record.info_hash.0[..],
+                    record.name,
+                    record.size as i64,
+                    record.owner,
+                    i64::from(record.authority.0),
+                    record.published_ms as i64,
+                    &record.key_id.0[..],
+                    metainfo
+                ],
+            )?;
+            tx.commit()?;
+            Ok(PublishOutcome::Published(record))
+        })
+        .await
+    }
+
+    /// The stored .torrent bytes.
+    pub async fn metainfo(&self, info_hash: InfoHash) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT metainfo FROM torrents WHERE info_hash = $1",
+                    params![&info_hash.0[..]],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    /// The sealed content key of a key id, if it exists (pending or bound), with its owner,
+    /// the info hash it is bound to and its creation time.
+    pub async fn sealed_key(&self, key_id: KeyId) -> Result<Option<SealedKey>, StoreError> {
+        type Row = (Vec<u8>, String, Option<Vec<u8>>, i64);
+        self.call(move |conn| {
+            let row: Option<Row> = conn
+                .query_row(
+                    "SELECT sealed, owner, info_hash, created_ms FROM content_keys WHERE key_id = $1",
+                    params![&key_id.0[..]],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            row.map(|(sealed, owner, hash, created)| {
+                let hash = hash.map(|h| blob(h, "key info_hash").map(InfoHash)).transpose()?;
+                Ok(SealedKey {
+                    sealed,
+                    owner,
+                    info_hash: hash,
+                    created_ms: u64::try_from(created).unwrap_or(0),
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    /// Sets a torrent's authority; false if there is no such torrent.
+    pub async fn set_authority(
+        &self,
+        info_hash: InfoHash,
+        authority: Authority,
+    ) -> Result<bool, StoreError> {
+        self.call(move |conn| {
+            Ok(conn.execute(
+                "UPDATE torrents SET authority = $1 WHERE info_hash = $2",
+                params![i64::from(authority.0), &info_hash.0[..]],
+            )? == 1)
+        })
+        .await
+    }
+
+    /// Assigns or unassigns a relay; returns whether anything changed.
+    pub async fn set_relay(
+        &self,
+        info_hash: InfoHash,
+        username: String,
+        assigned: bool,
+    ) -> Result<bool, StoreError> {
+        self.call(move |conn| {
+            let sql = if assigned {
+                "INSERT OR IGNORE INTO relays (info_hash, username) VALUES ($1, $2)"
+            } else {
+                "DELETE FROM relays WHERE info_hash = $1 AND username = $2"
+            };
+            Ok(conn.execute(sql, params![&info_hash.0[..], username])? == 1)
+        })
+        .await
+    }
+
+    /// Deletes pending keys created before `before_ms`; returns how many.
+    pub async fn purge_pending(&self, before_ms: u64) -> Result<usize, StoreError> {
+        self.call(move |conn| {
+            Ok(conn.execute(
+                "DELETE FROM content_keys WHERE info_hash IS NULL AND created_ms < $1",
+                params![before_ms as i64],
+            )?)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(owner: &str, key: KeyId) -> TorrentRecord {
+        TorrentRecord {
+            info_hash: InfoHash([1; 20]),
+            name: "data".into(),
+            size: 100,
+            owner: owner.into(),
+            authority: Authority(0),
+            published_ms: 5,
+            key_id: key,
+            relays: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn publish_binds_a_pending_key_once_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, thread, master) = Store::open(dir.path()).unwrap();
+        let key_id = KeyId([9; 16]);
+        let sealed = master.seal(&key_id, &[42; 32]);
+        assert!(
+            store
+                .insert_pending_key(key_id, "u3".into(), sealed, 1000, 2)
+                .await
+                .unwrap()
+        );
+        // someone else cannot claim u3's key
+        assert_eq!(
+            store
+                .publish(record("u1", key_id), b"t".to_vec(), 0)
+                .await
+                .unwrap(),
+            PublishOutcome::UnknownKey
+        );
+        // an expired pending key cannot be claimed
+        assert_eq!(
+            store
+                .publish(record("u3", key_id), b"t".to_vec(), 2000)
+                .await
+                .unwrap(),
+            PublishOutcome::UnknownKey
+        );
+        assert!(matches!(
+            store
+                .publish(record("u3", key_id), b"t".to_vec(), 0)
+                .await
+                .unwrap(),
+            PublishOutcome::Published(_)
+        ));
+        assert!(matches!(
+            store
+                .publish(record("u3", key_id), b"t".to_vec(), 0)
+                .await
+                .unwrap(),
+            PublishOutcome::AlreadyPublished(_)
+        ));
+        assert_eq!(
+            store
+                .publish(record("u1", key_id), b"t".to_vec(), 0)
+                .await
+                .unwrap(),
+            PublishOutcome::Conflict
+        );
+        assert!(
+            store
+                .set_authority(InfoHash([1; 20]), Authority(4))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .set_relay(InfoHash([1; 20]), "r".into(), true)
+                .await
+                .unwrap()
+        );
+        drop(store);
+        thread.join();
+
+        let (store, _thread, master2) = Store::open(dir.path()).unwrap();
+        let torrents = store.torrents().await.unwrap();
+        assert_eq!(torrents.len(), 1);
+        assert_eq!(torrents[0].authority, Authority(4));
+        assert_eq!(torrents[0].relays, vec!["r".to_string()]);
+        let row = store.sealed_key(key_id).await.unwrap().unwrap();
+        assert_eq!(row.owner, "u3");
+        assert_eq!(row.info_hash, Some(InfoHash([1; 20])));
+        assert_eq!(*master2.open(&key_id, &row.sealed).unwrap(), [42; 32]);
+        assert_eq!(
+            store.metainfo(InfoHash([1; 20])).await.unwrap(),
+            Some(b"t".to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn pending_keys_are_bounded_and_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _t, master) = Store::open(dir.path()).unwrap();
+        for i in 0..3u8 {
+            let id = KeyId([i; 16]);
+            let stored = store
+                .insert_pending_key(id, "u".into(), master.seal(&id, &[0; 32]), u64::from(i), 2)
+                .await
+                .unwrap();
+            assert_eq!(stored, i < 2);
+        }
+        assert_eq!(store.purge_pending(1).await.unwrap(), 1);
+        assert!(store.sealed_key(KeyId([0; 16])).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn sealed_keys_are_bound_to_their_key_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::load_or_create(&dir.path().join("m")).unwrap();
+        let sealed = master.seal(&KeyId([1; 16]), &[3; 32]);
+        assert!(matches!(
+            master.open(&KeyId([2; 16]), &sealed),
+            Err(StoreError::Unseal(_))
+        ));
+        assert!(matches!(
+            master.open(&KeyId([1; 16]), &sealed[..5]),
+            Err(StoreError::Unseal(_))
+        ));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("m"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // a damaged master key file is refused, not silently replaced
+        std::fs::write(dir.path().join("short"), b"abc").unwrap();
+        assert!(matches!(
+            MasterKey::load_or_create(&dir.path().join("short")),
+            Err(StoreError::MasterKeyLength { len: 3, .. })
+        ));
+    }
+}
