@@ -840,3 +840,28 @@ async fn restart_keeps_torrents_keys_authorities_and_relays() {
     t.stop().await;
     assert!(ivcsd::tracker::audit::verify_chain(&t.audit_log()).is_ok());
 }
+
+/// SPEC 4.3: a pending key that no torrent claims in time cannot be published with.
+/// (Real time: the store and the HTTP stack run on threads that tokio's paused clock would
+/// race; the TTL is one second.)
+#[tokio::test]
+async fn expired_pending_keys_cannot_be_claimed() {
+    let t = TestTracker::start_with(&standard_users(), |c| c.pending_key_ttl_secs = 1).await;
+    let answer = t
+        .getcipher("u3", CipherTarget::New, key2048(), now(), &fresh_nonce())
+        .await
+        .ok();
+    let key_id = ivcsd::types::KeyId::from_slice(&answer.bytes("key id")).unwrap();
+    let key = key2048().unwrap_content_key(&answer.bytes("key")).unwrap();
+    let file = t.dir.path().join("late");
+    std::fs::write(&file, b"too late").unwrap();
+    let created = ivcsd::metainfo::create_encrypted(&file, &key, key_id, "", None).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let a = t
+        .post(&format!("/publish?{}", creds("u3")), created.bytes)
+        .await;
+    assert_eq!(
+        (a.status, a.failure().as_deref()),
+        (400, Some("info.ivcsd.key id names no pending key of yours"))
+    );
+}
