@@ -3,6 +3,7 @@
 //!
 //! `cargo bench --bench metainfo`; the create bench writes 256 MiB into a temporary directory.
 
+use std::cell::OnceCell;
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -60,24 +61,34 @@ fn parse(c: &mut Criterion) {
     group.finish();
 }
 
+const CONTENT_SIZE: usize = 256 * 1024 * 1024;
+
 fn create(c: &mut Criterion) {
-    const SIZE: usize = 256 * 1024 * 1024;
+    // The 256 MiB input is written on first use only (`cargo bench -- parse` skips it), and the
+    // directory is removed when this function returns.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("content.bin");
-    let data: Vec<u8> = (0..SIZE)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8)
-        .collect();
-    std::fs::write(&path, &data).unwrap();
-    drop(data);
+    let written = OnceCell::new();
+    let input = || {
+        written.get_or_init(|| {
+            let data: Vec<u8> = (0..CONTENT_SIZE)
+                .map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8)
+                .collect();
+            std::fs::write(&path, &data).unwrap();
+        });
+        path.as_path()
+    };
     let key = ContentKey::from_bytes([7; 32]);
     let mut group = c.benchmark_group("create_256MiB");
-    group.throughput(Throughput::Bytes(SIZE as u64));
+    group.throughput(Throughput::Bytes(CONTENT_SIZE as u64));
     group.sample_size(10);
     group.bench_function("encrypted", |b| {
-        b.iter(|| create_encrypted(&path, &key, KeyId([1; 16]), "", None).unwrap())
+        let path = input();
+        b.iter(|| create_encrypted(path, &key, KeyId([1; 16]), "", None).unwrap())
     });
     group.bench_function("plain", |b| {
-        b.iter(|| create_plain(&path, "", None).unwrap())
+        let path = input();
+        b.iter(|| create_plain(path, "", None).unwrap())
     });
     group.finish();
 }

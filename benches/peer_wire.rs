@@ -1,15 +1,23 @@
 //! Peer wire hot paths: decoding a stream of piece messages (every received block goes
-//! through it), and the picker choosing requests for a large torrent.
+//! through it), the picker choosing requests for a large torrent, and two connections moving
+//! a torrent over loopback (the connection's own cost: no disk, no cipher, no hashing).
 //!
 //! Run: `cargo bench --bench peer_wire`.
 
 use std::hint::black_box;
 use std::time::Instant;
 
+use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ivcsd::peer::bitfield::Bitfield;
+use ivcsd::peer::connection::{
+    Command, ConnectionConfig, Event, Handler, HandlerError, Outbox, accept, connect,
+};
 use ivcsd::peer::picker::{BlockOutcome, Picker};
-use ivcsd::peer::wire::{self, Geometry, MAX_BLOCK_LEN, Message};
+use ivcsd::peer::wire::{self, Geometry, MAX_BLOCK_LEN, Message, generate_peer_id};
+use ivcsd::types::InfoHash;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 
 fn decode_pieces(c: &mut Criterion) {
     let block = vec![0xa5u8; MAX_BLOCK_LEN as usize];
@@ -69,5 +77,108 @@ fn picker_download(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode_pieces, picker_download);
+/// Answers every request with the same block (no copy: `Bytes` is shared).
+struct Seeder(Bytes);
+
+impl Handler for Seeder {
+    fn on_event(&mut self, event: Event<'_>, out: &mut Outbox) -> Result<(), HandlerError> {
+        match event {
+            Event::Interested => out.send(Command::Unchoke),
+            Event::Request(r) => out.send(Command::Piece {
+                index: r.index,
+                begin: r.begin,
+                data: self.0.slice(..r.length as usize),
+            }),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Requests every block through the picker, 64 in flight, and closes when done.
+struct Downloader(Picker<u32>);
+
+impl Handler for Downloader {
+    fn on_event(&mut self, event: Event<'_>, out: &mut Outbox) -> Result<(), HandlerError> {
+        let now = Instant::now();
+        match event {
+            Event::Bitfield(has) => {
+                self.0.peer_bitfield(0, has);
+                out.send(Command::Interested);
+            }
+            Event::Unchoke => {}
+            Event::Block { index, begin, data } => {
+                if let BlockOutcome::Accepted {
+                    piece_complete: true,
+                    ..
+                } = self.0.block_received(0, index, begin, data.len() as u32)
+                {
+                    self.0.piece_verified(index);
+                }
+                if self.0.is_complete() {
+                    out.send(Command::Close);
+                    return Ok(());
+                }
+            }
+            _ => return Ok(()),
+        }
+        for r in self.0.next_requests(0, 64, now) {
+            out.send(Command::Request(r));
+        }
+        Ok(())
+    }
+}
+
+fn loopback_transfer(c: &mut Criterion) {
+    const TOTAL: u64 = 64 * 1024 * 1024;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let geometry = Geometry::new(256 * 1024, TOTAL).unwrap();
+    let pieces = geometry.piece_count();
+    let info_hash = InfoHash([5; 20]);
+    let block = Bytes::from(vec![0x5a; MAX_BLOCK_LEN as usize]);
+    let mut group = c.benchmark_group("connection");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(TOTAL));
+    group.bench_function("64 MiB over loopback, one connection", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                let block = block.clone();
+                let seeder = tokio::spawn(async move {
+                    let config = ConnectionConfig::new(generate_peer_id());
+                    let (stream, _) = listener.accept().await.unwrap();
+                    let hs = accept(stream, |_| true, &config).await.unwrap();
+                    let (conn, _handle) = hs.into_connection(
+                        geometry,
+                        &Bitfield::full(pieces),
+                        Seeder(block),
+                        &config,
+                    );
+                    let _ = conn.run(CancellationToken::new()).await;
+                });
+                let config = ConnectionConfig::new(generate_peer_id());
+                let stream = TcpStream::connect(addr).await.unwrap();
+                let hs = connect(stream, info_hash, &config).await.unwrap();
+                let mut picker = Picker::new(geometry, Bitfield::new(pieces));
+                picker.add_peer(0);
+                let (conn, _handle) = hs.into_connection(
+                    geometry,
+                    &Bitfield::new(pieces),
+                    Downloader(picker),
+                    &config,
+                );
+                conn.run(CancellationToken::new()).await.unwrap();
+                seeder.await.unwrap();
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode_pieces, picker_download, loopback_transfer);
 criterion_main!(benches);

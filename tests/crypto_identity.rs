@@ -321,6 +321,28 @@ fn save_writes_mode_0600_atomically_and_load_reads_it_back() {
 }
 
 #[test]
+fn load_or_create_creates_once_then_loads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ivcsd/identity.pem");
+    // The second (and last) key this test binary generates.
+    let (created, was_created) = Identity::load_or_create(&path, 2048).expect("create");
+    assert!(was_created);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (loaded, was_created) = Identity::load_or_create(&path, 2048).expect("load");
+    assert!(!was_created);
+    assert_eq!(loaded.public(), created.public());
+
+    // A broken file is reported, never replaced.
+    std::fs::write(&path, "broken").unwrap();
+    let err = Identity::load_or_create(&path, 2048).unwrap_err();
+    assert!(matches!(err, IdentityError::InFile { .. }), "{err:?}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"broken");
+}
+
+#[test]
 fn load_and_save_errors_name_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("missing.pem");

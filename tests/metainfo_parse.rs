@@ -999,3 +999,43 @@ mod never_panics {
         }
     }
 }
+
+#[test]
+fn collisions_are_found_wherever_the_files_are() {
+    // The clashing files are far apart in the list; a sibling sorts between them.
+    let bytes = multi_with(vec![
+        file(10_000, &["a", "b"]),
+        file(10_000, &["a", "a"]),
+        file(10_000, &["z"]),
+        file(10_000, &["a"]),
+    ])
+    .set("pieces", pieces(3))
+    .torrent();
+    assert_eq!(
+        Metainfo::from_bytes(&bytes),
+        Err(MetainfoError::PathInsideFile {
+            at: "info.files[0].path".into(),
+            path: "dir/a/b".into(),
+            file: "dir/a".into(),
+            other: "info.files[3]".into(),
+        })
+    );
+    let bytes = multi_with(vec![
+        file(10_000, &["x"]),
+        file(10_000, &["b"]),
+        file(10_000, &["c"]),
+        file(10_000, &["x"]),
+    ])
+    .torrent();
+    assert_eq!(
+        Metainfo::from_bytes(&bytes),
+        Err(MetainfoError::DuplicatePath {
+            at: "info.files[3].path".into(),
+            path: "dir/x".into(),
+            other: "info.files[0]".into(),
+        })
+    );
+    // A name that merely starts like another is no collision.
+    let bytes = multi_with(vec![file(20_000, &["ab"]), file(20_000, &["a", "b"])]).torrent();
+    assert!(Metainfo::from_bytes(&bytes).is_ok());
+}

@@ -292,6 +292,7 @@ macro_rules! hostile {
                 .expect("closed promptly")
                 .unwrap();
             assert!(matches!(result, Err($pattern)), "{result:?}");
+            assert!(result.unwrap_err().blames_peer());
             // The socket is closed: the peer reads to the end.
             tokio::time::timeout(Duration::from_secs(5), read_until_closed(&mut peer))
                 .await
@@ -691,4 +692,72 @@ async fn cancel_with_fast_is_answered_with_reject() {
     );
     let events = events.lock().unwrap().clone();
     assert!(events.iter().any(|e| e.starts_with("Cancel")), "{events:?}");
+}
+
+/// Random bytes after a good handshake: the connection ends with an error or on the peer's
+/// hang-up, never with a panic, and never hangs.
+#[tokio::test]
+async fn random_bytes_never_panic_or_hang() {
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(4);
+    for round in 0..40 {
+        let config = ConnectionConfig::new(generate_peer_id());
+        let (addr, task, _handle) = serve_one(Recorder::default(), config).await;
+        let mut peer = raw_peer(addr, Reserved::IVCSD).await;
+        let len = rng.random_range(0..3000);
+        let mut bytes = vec![0u8; len];
+        rng.fill(&mut bytes[..]);
+        // Half the rounds start with a plausible message id, so parsing goes deeper.
+        if round % 2 == 0 && len > 5 {
+            bytes[..4].copy_from_slice(&(rng.random_range(1..40u32)).to_be_bytes());
+            bytes[4] = rng.random_range(0..21);
+        }
+        let _ = peer.write_all(&bytes).await;
+        let _ = peer.shutdown().await;
+        let result = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("ends promptly")
+            .expect("no panic");
+        assert!(result.is_err(), "round {round}: {result:?}");
+    }
+}
+
+/// A peer that asks for blocks and never reads them: the send queue stays bounded (we stop
+/// reading its requests) and the stalled write closes the connection.
+#[tokio::test(start_paused = true)]
+async fn peer_that_does_not_read_is_dropped() {
+    let mut config = ConnectionConfig::new(generate_peer_id());
+    config.max_incoming_requests = 10_000;
+    let seeder = Seeder { content: content() };
+    let (addr, task, _handle) = serve_one(seeder, config).await;
+    let mut peer = raw_peer(addr, Reserved::IVCSD).await;
+    let mut requests = Message::Interested.encode();
+    let r = BlockRequest {
+        index: 0,
+        begin: 0,
+        length: 16384,
+    };
+    // The same block 20,000 times (each answered before it is asked again): 320 MiB of
+    // answers, far beyond any socket buffer.
+    for _ in 0..20_000 {
+        Message::Request(r).encode_into(&mut requests);
+    }
+    let writer = tokio::spawn(async move {
+        let _ = peer.write_all(&requests).await;
+        peer
+    });
+    let started = tokio::time::Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(600), task)
+        .await
+        .expect("closed")
+        .unwrap();
+    assert!(
+        matches!(
+            result,
+            Err(ConnectionError::Timeout("writing: the peer reads nothing"))
+        ),
+        "{result:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(60));
+    writer.abort();
 }

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod peer;
 pub mod torrent;
 pub mod tracker;
+pub mod transfer;
 pub mod users;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};

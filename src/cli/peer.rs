@@ -90,6 +90,9 @@ pub struct PublishArgs {
 #[derive(Debug, Args)]
 pub struct SeedArgs {
     pub torrent: PathBuf,
+    /// The tracker's announce URL [default: the torrent's announce].
+    #[arg(long, value_name = "URL")]
+    pub tracker: Option<String>,
     /// The plaintext: the file, or the directory that holds the torrent's files.
     #[arg(long, value_name = "PATH")]
     pub data: PathBuf,
@@ -98,6 +101,9 @@ pub struct SeedArgs {
 #[derive(Debug, Args)]
 pub struct DownloadArgs {
     pub torrent: PathBuf,
+    /// The tracker's announce URL [default: the torrent's announce].
+    #[arg(long, value_name = "URL")]
+    pub tracker: Option<String>,
     /// The directory to write into [default: the current directory].
     #[arg(long, short, value_name = "DIR")]
     pub output: Option<PathBuf>,
@@ -122,12 +128,14 @@ pub struct RelayArgs {
     pub max_store: Option<u64>,
 }
 
-pub fn run(args: PeerArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
+pub fn run(args: PeerArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     match args.command {
         PeerCommand::Keygen(keygen) => run_keygen(&args.common, &keygen),
-        PeerCommand::Publish(_) => super::not_implemented("peer publish"),
-        PeerCommand::Seed(_) => super::not_implemented("peer seed"),
-        PeerCommand::Download(_) => super::not_implemented("peer download"),
+        PeerCommand::Publish(publish) => super::transfer::publish(&args.common, publish, global),
+        PeerCommand::Seed(seed) => super::transfer::seed(&args.common, seed),
+        PeerCommand::Download(download) => {
+            super::transfer::download(&args.common, download, global)
+        }
         PeerCommand::Relay(_) => super::not_implemented("peer relay"),
     }
 }

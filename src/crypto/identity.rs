@@ -215,6 +215,25 @@ impl Identity {
         write_secret_file(path, pem.as_bytes())
     }
 
+    /// Loads the identity at `path`, or, if there is no file there, generates one of `bits`
+    /// bits and saves it (mode 0600): SPEC 10's "created on first use". Returns whether it
+    /// was created.
+    ///
+    /// # Errors
+    /// As [`Identity::load`] for an existing file (a broken file is never replaced), and as
+    /// [`Identity::generate`] and [`Identity::save`] otherwise.
+    pub fn load_or_create(path: &Path, bits: usize) -> Result<(Identity, bool), IdentityError> {
+        match Identity::load(path) {
+            Ok(identity) => Ok((identity, false)),
+            Err(IdentityError::Read { error, .. }) if error.kind() == io::ErrorKind::NotFound => {
+                let identity = Identity::generate(bits)?;
+                identity.save(path)?;
+                Ok((identity, true))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     /// The public half.
     pub fn public(&self) -> PublicIdentity {
         self.public.clone()

@@ -27,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 use sha1::{Digest, Sha1};
 
-use super::geometry::{Geometry, GeometryError, default_piece_length};
+use super::geometry::{Geometry, GeometryError, check_piece_length, default_piece_length};
 use super::parse::{MetainfoError, NameProblem, check_name};
 use super::{Cipher, IvcsdInfo, Metainfo};
 use crate::bencode::{Dict, Value};
@@ -147,6 +147,10 @@ fn create(
     encryption: Option<Encryption<'_>>,
 ) -> Result<CreatedTorrent, CreateError> {
     check_announce(announce)?;
+    if let Some(piece_length) = piece_length {
+        // Before the scan, which may walk a large tree.
+        check_piece_length(piece_length).map_err(CreateError::PieceLength)?;
+    }
     let source = scan(path)?;
     let piece_length = piece_length.unwrap_or_else(|| default_piece_length(source.total_length));
     let geometry = Geometry::new(piece_length, source.total_length).map_err(|e| match e {
@@ -334,6 +338,22 @@ impl<'a> ContentReader<'a> {
         }
     }
 
+    /// After the last batch: the file read last must end where the scan said it did.
+    fn finish(&mut self) -> Result<(), CreateError> {
+        if let Some((index, file, 0)) = &mut self.current {
+            let source = &self.files[*index];
+            let mut probe = [0u8; 1];
+            if file.read(&mut probe).map_err(io_err(&source.fs_path))? != 0 {
+                return Err(CreateError::FileChanged {
+                    path: source.fs_path.clone(),
+                    expected: source.length,
+                });
+            }
+        }
+        self.current = None;
+        Ok(())
+    }
+
     /// Fills all of `buf` with the next content bytes.
     fn fill(&mut self, mut buf: &mut [u8]) -> Result<(), CreateError> {
         while !buf.is_empty() {
@@ -424,6 +444,7 @@ fn hash_pieces(
         std::mem::swap(&mut current, &mut next);
         start = next_start;
     }
+    reader.finish()?;
     Ok(hashes)
 }
 

@@ -2,13 +2,14 @@
 //! encrypted torrents, and the piece geometry that the peer's picker and storage build on.
 //!
 //! # Layout
-//! - [`parse`](Metainfo::from_bytes): bytes in, a validated [`Metainfo`] out, or a
-//!   [`MetainfoError`] that names the field ("info.files[3].path[1]: '..' would escape the
-//!   download directory"). The info hash is SHA-1 over the exact bytes of `info` as received.
-//! - [`geometry`]: [`Geometry`], the only maker of [`PieceIndex`], and [`FileSegments`], the
+//! - `parse.rs`, [`Metainfo::from_bytes`]: bytes in, a validated [`Metainfo`] out, or a
+//!   [`MetainfoError`] that names the field (`info.files[3].path[1]: '..' would escape the
+//!   download directory`). The info hash is SHA-1 over the exact bytes of `info` as received.
+//! - `geometry.rs`: [`Geometry`], the only maker of [`PieceIndex`], and [`FileSegments`], the
 //!   map from a content range to the file runs it covers.
-//! - [`create`]: builds a torrent from a file or directory, hashing ciphertext (or plaintext
-//!   for [`create_plain`]) on all cores with bounded memory: [`create_encrypted`]. The only part that does I/O.
+//! - `create.rs`, [`create_encrypted`] and [`create_plain`]: build a torrent from a file or a
+//!   directory, hashing ciphertext (or plaintext) on all cores with bounded memory. The only
+//!   part that does I/O.
 //!
 //! What a validated torrent guarantees (the rest of ivcsd relies on it):
 //! - every file path is a list of safe components (see [`NameProblem`]) that cannot leave the

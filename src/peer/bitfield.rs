@@ -201,7 +201,7 @@ mod tests {
             }
             prop_assert_eq!(b.count() as usize, model.len());
             prop_assert_eq!(b.iter_set().collect::<Vec<_>>(), model.into_iter().collect::<Vec<_>>());
-            let g = Geometry::new(1, u64::from(len)).unwrap();
+            let g = Geometry::new(16384, u64::from(len) * 16384).unwrap();
             prop_assert_eq!(Bitfield::from_wire(b.as_bytes(), &g), Ok(b));
         }
     }

@@ -46,8 +46,9 @@ use crate::types::{InfoHash, PeerId};
 
 /// Most bytes queued for sending before the connection stops reading and taking commands.
 pub const SEND_HIGH_WATER: usize = 256 * 1024;
-/// Smallest read buffer: room for two full piece messages, so one read can take several.
-const READ_BUF_MIN: usize = 2 * (wire::MAX_BLOCK_LEN as usize + wire::PIECE_HEADER_LEN);
+/// Smallest read buffer: room for four full piece messages, so one read can take several
+/// and the undecoded tail rarely has to move to the front (see `ReadBuf::compact`).
+const READ_BUF_MIN: usize = 4 * (wire::MAX_BLOCK_LEN as usize + wire::PIECE_HEADER_LEN);
 /// Most slices handed to one vectored write.
 const MAX_WRITE_SLICES: usize = 16;
 
@@ -123,6 +124,21 @@ pub enum ConnectionError {
     Protocol(&'static str),
     #[error("closed by the session: {0}")]
     Handler(#[source] HandlerError),
+}
+
+impl ConnectionError {
+    /// The peer broke the protocol (a malformed handshake or message, a message that does not
+    /// fit the torrent, a violation of BEP 6 or BEP 10), as opposed to timing out, hanging
+    /// up or a network error: SPEC 7 counts these against the peer.
+    pub fn blames_peer(&self) -> bool {
+        matches!(
+            self,
+            ConnectionError::Handshake(_)
+                | ConnectionError::Wire(_)
+                | ConnectionError::Protocol(_)
+                | ConnectionError::OwnPeerId
+        )
+    }
 }
 
 fn io_error(op: &'static str) -> impl FnOnce(io::Error) -> ConnectionError {
@@ -455,9 +471,24 @@ impl ReadBuf {
         self.start += n;
     }
 
-    /// Moves the undecoded tail (less than one frame) to the front.
+    /// Called once every whole frame is decoded. Moves the undecoded tail (part of one frame)
+    /// to the front only when the rest of that frame would not fit after it, so most blocks
+    /// are never moved. Afterwards there is room for the rest of the frame, because decoding
+    /// refuses a length over the limit the buffer is sized for.
     fn compact(&mut self) {
-        if self.start > 0 {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            return;
+        }
+        // The whole frame's length when its prefix is in; else assume the largest.
+        let frame_len = match self.data() {
+            [a, b, c, d, ..] => {
+                4usize.saturating_add(u32::from_be_bytes([*a, *b, *c, *d]) as usize)
+            }
+            _ => self.buf.len(),
+        };
+        if self.start.saturating_add(frame_len) > self.buf.len() {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
@@ -878,5 +909,48 @@ impl<H: Handler> Core<H> {
             Command::Close => self.closing = true,
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Frames arriving in reads of any size decode to the same messages, and the buffer
+        /// always has room for the next read.
+        #[test]
+        fn read_buffer_never_fills(
+            blocks in proptest::collection::vec(1usize..=wire::MAX_BLOCK_LEN as usize, 1..20),
+            reads in proptest::collection::vec(1usize..70_000, 1..200),
+        ) {
+            let limits = Limits::default();
+            let mut stream = Vec::new();
+            let data = vec![7u8; wire::MAX_BLOCK_LEN as usize];
+            for (i, len) in blocks.iter().enumerate() {
+                Message::Have { index: i as u32 }.encode_into(&mut stream);
+                Message::Piece { index: i as u32, begin: 0, block: &data[..*len] }.encode_into(&mut stream);
+            }
+            let mut buf = ReadBuf::new(limits.max_frame_len().max(READ_BUF_MIN));
+            let mut pos = 0;
+            let mut decoded = Vec::new();
+            let mut reads = reads.into_iter().cycle();
+            while pos < stream.len() {
+                let spare = buf.spare();
+                prop_assert!(!spare.is_empty());
+                let n = reads.next().unwrap().min(spare.len()).min(stream.len() - pos);
+                spare[..n].copy_from_slice(&stream[pos..pos + n]);
+                buf.end += n;
+                pos += n;
+                while let Some((message, used)) = wire::decode_with(buf.data(), &limits).unwrap() {
+                    decoded.extend_from_slice(&message.encode());
+                    buf.consume(used);
+                }
+                buf.compact();
+            }
+            prop_assert_eq!(buf.data().len(), 0);
+            prop_assert_eq!(decoded, stream);
+        }
     }
 }

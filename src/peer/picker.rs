@@ -66,6 +66,30 @@ struct PeerState {
     /// Blocks requested from this peer and when. Each is `Requested` in its piece, and
     /// counted in that block's requester count.
     outstanding: BTreeMap<BlockKey, Instant>,
+    /// A search found no piece to start that this peer has. Pieces to start only ever
+    /// become fewer (a started piece stays started, even after a failed hash check), so this
+    /// holds until the peer announces a piece, and saves a search of every piece on each
+    /// call for a peer that has nothing new.
+    nothing_to_start: bool,
+}
+
+/// Which pieces a call of [`Picker::pick`] may request.
+#[derive(Debug, Clone, Copy)]
+enum Scope<'a> {
+    All,
+    /// Only these pieces (BEP 6 allowed-fast while choked).
+    Only(&'a [u32]),
+    /// Only pieces already started.
+    InProgress,
+}
+
+impl Scope<'_> {
+    fn allows(self, index: u32) -> bool {
+        match self {
+            Scope::All | Scope::InProgress => true,
+            Scope::Only(pieces) => pieces.contains(&index),
+        }
+    }
 }
 
 /// What became of a block that arrived.
@@ -191,6 +215,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
         self.peers.entry(peer).or_insert_with(|| PeerState {
             has: Bitfield::new(pieces),
             outstanding: BTreeMap::new(),
+            nothing_to_start: false,
         });
     }
 
@@ -210,6 +235,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
             self.rarity.increment(i);
         }
         state.has = has;
+        state.nothing_to_start = false;
         true
     }
 
@@ -220,6 +246,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
         };
         let new = state.has.set(index);
         if new {
+            state.nothing_to_start = false;
             self.rarity.increment(index);
         }
         new
@@ -285,7 +312,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
     /// outstanding elsewhere. The caller sends them; they count as outstanding from `now`.
     /// Empty for an unknown peer.
     pub fn next_requests(&mut self, peer: P, pipeline: usize, now: Instant) -> Vec<BlockRequest> {
-        self.pick(peer, pipeline, now, |_| true)
+        self.pick(peer, pipeline, now, Scope::All)
     }
 
     /// Like [`Picker::next_requests`], restricted to `pieces`: while a peer chokes us, BEP 6
@@ -297,7 +324,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
         pipeline: usize,
         now: Instant,
     ) -> Vec<BlockRequest> {
-        self.pick(peer, pipeline, now, |index| pieces.contains(&index))
+        self.pick(peer, pipeline, now, Scope::Only(pieces))
     }
 
     /// Like [`Picker::next_requests`], without starting new pieces: the session asks for this
@@ -308,11 +335,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
         pipeline: usize,
         now: Instant,
     ) -> Vec<BlockRequest> {
-        // Sorted: the keys of a BTreeMap.
-        let started: Vec<u32> = self.pieces.keys().copied().collect();
-        self.pick(peer, pipeline, now, |index| {
-            started.binary_search(&index).is_ok()
-        })
+        self.pick(peer, pipeline, now, Scope::InProgress)
     }
 
     fn pick(
@@ -320,7 +343,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
         peer: P,
         pipeline: usize,
         now: Instant,
-        allowed: impl Fn(u32) -> bool,
+        scope: Scope<'_>,
     ) -> Vec<BlockRequest> {
         let mut out = Vec::new();
         let Some(state) = self.peers.get(&peer) else {
@@ -330,13 +353,18 @@ impl<P: Copy + Ord + Debug> Picker<P> {
         if room == 0 || self.is_complete() {
             return out;
         }
+        let may_start = match scope {
+            Scope::All => !state.nothing_to_start,
+            Scope::Only(_) => true,
+            Scope::InProgress => false,
+        };
         // 1. Missing blocks of pieces in progress.
         let mut picked: Vec<BlockKey> = Vec::new();
         for (&index, piece) in &self.pieces {
             if room == 0 {
                 break;
             }
-            if !state.has.get(index) || !allowed(index) {
+            if !state.has.get(index) || !scope.allows(index) {
                 continue;
             }
             for (block, s) in piece.blocks.iter().enumerate() {
@@ -353,8 +381,11 @@ impl<P: Copy + Ord + Debug> Picker<P> {
             out.push(self.request(peer, key, now));
         }
         // 2. New pieces, rarest first.
-        while room > 0 {
-            let Some(index) = self.rarest_new_piece(peer, &allowed) else {
+        while may_start && room > 0 {
+            let Some(index) = self.rarest_new_piece(peer, |i| scope.allows(i)) else {
+                if let (Scope::All, Some(state)) = (scope, self.peers.get_mut(&peer)) {
+                    state.nothing_to_start = true;
+                }
                 break;
             };
             let blocks = blocks_in(&self.geometry, index);
@@ -379,7 +410,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
                 if room == 0 {
                     break;
                 }
-                if !state.has.get(index) || !allowed(index) {
+                if !state.has.get(index) || !scope.allows(index) {
                     continue;
                 }
                 for (block, s) in piece.blocks.iter().enumerate() {
@@ -582,6 +613,14 @@ impl<P: Copy + Ord + Debug> Picker<P> {
             .filter(|i| !self.pieces.contains_key(i))
             .collect();
         self.rarity.check(&candidates);
+        for (peer, state) in &self.peers {
+            if state.nothing_to_start {
+                assert!(
+                    !candidates.iter().any(|&i| state.has.get(i)),
+                    "{peer:?} has a piece to start"
+                );
+            }
+        }
         let mut unrequested = 0u64;
         for index in self.have.iter_missing() {
             match self.pieces.get(&index) {
@@ -1073,6 +1112,39 @@ mod tests {
     }
 
     #[test]
+    fn in_progress_only_starts_nothing() {
+        let mut p = picker(4);
+        let now = Instant::now();
+        p.add_peer(0);
+        p.peer_bitfield(0, Bitfield::full(4));
+        assert!(p.next_requests_in_progress(0, 10, now).is_empty());
+        let first = p.next_requests(0, 1, now);
+        let more = p.next_requests_in_progress(0, 10, now);
+        assert_eq!(more.len(), 1, "the rest of the started piece only");
+        assert_eq!(more[0].index, first[0].index);
+        p.check_invariants();
+    }
+
+    #[test]
+    fn a_peer_with_nothing_new_is_not_searched_until_it_has() {
+        let mut p = picker(4);
+        let now = Instant::now();
+        p.add_peer(0);
+        p.add_peer(1);
+        p.peer_bitfield(0, Bitfield::full(4));
+        p.peer_bitfield(1, bits(4, &[1]));
+        // Peer 0 is asked for all of piece 1; peer 1 then has nothing to start (and it is not
+        // end game: pieces 0, 2 and 3 are not started).
+        assert_eq!(p.next_requests_among(0, &[1], 100, now).len(), 2);
+        assert!(p.next_requests(1, 4, now).is_empty());
+        assert!(p.peers[&1].nothing_to_start);
+        p.check_invariants();
+        assert!(p.peer_have(1, 2));
+        assert!(!p.peers[&1].nothing_to_start);
+        p.check_invariants();
+    }
+
+    #[test]
     fn resumed_pieces_are_not_requested() {
         let g = geometry(3);
         let mut p: Picker<u32> = Picker::with_seed(g, bits(3, &[0, 2]), 1);
@@ -1090,6 +1162,7 @@ mod tests {
         Have(u32, u32),
         Next(u32, usize),
         NextAmong(u32, u32, usize),
+        NextInProgress(u32, usize),
         Receive(u32, u32),
         ReceiveAny(u32, u32, u32),
         Reject(u32, u32),
@@ -1117,6 +1190,7 @@ mod tests {
             1 => (0u32..5, any::<bool>()).prop_map(|(i, ok)| Op::Verify(i, ok)),
             1 => (0u64..20).prop_map(Op::Tick),
             1 => (peer.clone(), 0u32..5, 0usize..8).prop_map(|(p, i, n)| Op::NextAmong(p, i, n)),
+            1 => (peer.clone(), 0usize..8).prop_map(|(p, n)| Op::NextInProgress(p, n)),
         ]
     }
 
@@ -1145,6 +1219,12 @@ mod tests {
                         seen.sort();
                         seen.dedup();
                         prop_assert_eq!(seen.len(), r.len(), "a request twice in one batch");
+                    }
+                    Op::NextInProgress(peer, n) => {
+                        let started: Vec<u32> = p.pieces.keys().copied().collect();
+                        for r in p.next_requests_in_progress(peer, n, now) {
+                            prop_assert!(started.contains(&r.index));
+                        }
                     }
                     Op::NextAmong(peer, index, n) => {
                         for r in p.next_requests_among(peer, &[index], n, now) {

@@ -20,7 +20,7 @@
 //! [`PieceStore`] does that, and everything here is ciphertext.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -133,13 +133,23 @@ struct State {
     /// Addresses connected or being dialed, and addresses that are ourselves.
     dialing: HashSet<SocketAddr>,
     /// Addresses of peers that sent data failing verification: never again.
-    banned: HashSet<IpAddr>,
-    /// Failed pieces each address contributed to (banned at 2, or at 1 when it alone sent it).
-    strikes: HashMap<IpAddr, u32>,
+    /// Peers that sent data failing verification: their peer ids are refused and their
+    /// addresses never dialed again. (Not whole IP addresses: many honest peers can share one
+    /// behind a NAT, or on 127.0.0.1.)
+    banned: Banned,
+    /// Failed pieces each peer contributed to (banned at 2, or at 1 when it alone sent it).
+    strikes: HashMap<PeerId, u32>,
     optimistic: Option<PeerKey>,
     choke_rounds: u64,
     complete: bool,
     resume_dirty: bool,
+}
+
+/// Who sent corrupt data.
+#[derive(Default)]
+struct Banned {
+    ids: HashSet<PeerId>,
+    addrs: HashSet<SocketAddr>,
 }
 
 /// A torrent being downloaded, seeded or relayed.
@@ -152,6 +162,8 @@ pub struct Torrent {
     cache: BlockCache,
     /// Bounds pieces being hashed and written at once.
     verifiers: Arc<Semaphore>,
+    /// The permits of `verifiers`.
+    verifier_count: usize,
     progress: watch::Sender<Progress>,
     downloaded: AtomicU64,
     uploaded: AtomicU64,
@@ -206,7 +218,7 @@ impl Torrent {
                 partial_bytes: 0,
                 next_key: 0,
                 dialing: HashSet::new(),
-                banned: HashSet::new(),
+                banned: Banned::default(),
                 strikes: HashMap::new(),
                 optimistic: None,
                 choke_rounds: 0,
@@ -215,6 +227,7 @@ impl Torrent {
             }),
             cache,
             verifiers: Arc::new(Semaphore::new(threads + 1)),
+            verifier_count: threads + 1,
             progress: watch::Sender::new(Progress::default()),
             downloaded: AtomicU64::new(0),
             uploaded: AtomicU64::new(0),
@@ -240,6 +253,11 @@ impl Torrent {
     /// Progress reports; the last value is always current.
     pub fn subscribe(&self) -> watch::Receiver<Progress> {
         self.progress.subscribe()
+    }
+
+    /// How many peers were banned for sending corrupt data.
+    pub fn banned_count(&self) -> usize {
+        self.lock().banned.ids.len()
     }
 
     /// Whether every piece is verified.
@@ -281,7 +299,8 @@ impl Torrent {
         let mut state = self.lock();
         if self.shutdown.is_cancelled()
             || state.peers.len() >= self.config.max_peers
-            || addr.is_some_and(|a| state.banned.contains(&a.ip()))
+            || state.banned.ids.contains(&peer_id)
+            || addr.is_some_and(|a| state.banned.addrs.contains(&a))
             || state.peers.values().any(|p| p.peer_id == peer_id)
         {
             tracing::debug!(?addr, "connection not taken (full, banned or duplicate)");
@@ -360,7 +379,7 @@ impl Torrent {
             if room == 0 {
                 break;
             }
-            if state.dialing.contains(&addr) || state.banned.contains(&addr.ip()) {
+            if state.dialing.contains(&addr) || state.banned.addrs.contains(&addr) {
                 continue;
             }
             if state.complete
@@ -527,6 +546,11 @@ impl Torrent {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return;
             };
+            // After shutdown nothing more is written: the last resume record must describe
+            // the files as they stay.
+            if me.shutdown.is_cancelled() {
+                return;
+            }
             let store = Arc::clone(&me.store);
             let checked = tokio::task::spawn_blocking(move || {
                 let info = store.info();
@@ -600,23 +624,22 @@ impl Torrent {
         );
         let alone = contributors.len() == 1;
         for key in contributors {
-            let Some(ip) = state.peers.get(&key).and_then(|s| s.addr).map(|a| a.ip()) else {
+            let Some((peer_id, addr, handle)) = state
+                .peers
+                .get(&key)
+                .map(|s| (s.peer_id, s.addr, s.handle.clone()))
+            else {
                 continue;
             };
-            let strikes = state.strikes.entry(ip).or_insert(0);
+            let strikes = state.strikes.entry(peer_id).or_insert(0);
             *strikes += 1;
             if alone || *strikes >= 2 {
-                tracing::warn!(%ip, "banning a peer that sent corrupt data");
-                state.banned.insert(ip);
-                let to_close: Vec<ConnectionHandle> = state
-                    .peers
-                    .values()
-                    .filter(|s| s.addr.is_some_and(|a| a.ip() == ip))
-                    .map(|s| s.handle.clone())
-                    .collect();
-                for handle in to_close {
-                    send(&handle, Command::Close);
+                tracing::warn!(?addr, %peer_id, "banning a peer that sent corrupt data");
+                state.banned.ids.insert(peer_id);
+                if let Some(addr) = addr {
+                    state.banned.addrs.insert(addr);
                 }
+                send(&handle, Command::Close);
             }
         }
         let keys: Vec<PeerKey> = state.peers.keys().copied().collect();
@@ -689,6 +712,9 @@ impl Torrent {
             }
             self.publish_progress();
         }
+        // Wait for pieces being written, then record what is on disk.
+        let all = u32::try_from(self.verifier_count).unwrap_or(u32::MAX);
+        let _quiet = self.verifiers.acquire_many(all).await;
         self.save_resume().await;
     }
 
@@ -828,6 +854,11 @@ impl Torrent {
                     completed_sent = true;
                 }
             }
+        }
+        // A download that completed just before the end still reports it, then leaves.
+        if !completed_sent && self.is_complete() {
+            let request = self.announce_request(Some(AnnounceEvent::Completed));
+            let _ = tokio::time::timeout(Duration::from_secs(5), tracker.announce(&request)).await;
         }
         let request = self.announce_request(Some(AnnounceEvent::Stopped));
         let _ = tokio::time::timeout(Duration::from_secs(5), tracker.announce(&request)).await;

@@ -82,9 +82,27 @@ impl ContentFiles {
     /// # Errors
     /// A file that cannot be opened or created, or has the wrong size for `Existing`.
     pub fn open(root: &Path, info: &Info, mode: OpenMode) -> Result<Self, StorageError> {
+        Self::open_content(&root.join(&info.name), info, mode)
+    }
+
+    /// Like [`ContentFiles::open`], with the torrent's top-level file or directory at
+    /// `content` whatever its name (`ivcsd peer seed --data PATH`).
+    ///
+    /// # Errors
+    /// As [`ContentFiles::open`].
+    pub fn open_content(content: &Path, info: &Info, mode: OpenMode) -> Result<Self, StorageError> {
         let mut files = Vec::with_capacity(info.files.len());
         for entry in &info.files {
-            let path = root.join(entry.relative_path());
+            // Every path starts with the torrent's name, which `content` replaces.
+            let path: PathBuf = std::iter::once(content.as_os_str())
+                .chain(
+                    entry
+                        .path
+                        .iter()
+                        .skip(1)
+                        .map(|c| std::ffi::OsStr::new(c.as_str())),
+                )
+                .collect();
             let io_err = |action, source| StorageError::Io {
                 action,
                 path: path.clone(),

@@ -20,6 +20,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use crate::bencode::{self, Dict, Value};
+use crate::metainfo;
 use crate::types::{InfoHash, PeerId};
 
 /// The largest block a request may ask for and a piece message may carry (16 KiB). Equal to
@@ -90,7 +91,7 @@ impl Limits {
     pub fn max_message_len(&self) -> u32 {
         MAX_PIECE_MSG_LEN
             .max(MAX_EXTENDED_MSG_LEN)
-            .max(1 + self.max_bitfield_len)
+            .max(self.max_bitfield_len.saturating_add(1))
     }
 
     /// The largest whole frame (length prefix included): the size a read buffer needs.
@@ -541,7 +542,7 @@ fn check_length(id: u8, len: u32, limits: &Limits) -> Result<(), WireError> {
         // A piece carries at least one byte of block.
         MSGID_PIECE => between(10, MAX_PIECE_MSG_LEN),
         // An empty bitfield (a torrent of no pieces) does not exist.
-        MSGID_BITFIELD => between(2, 1 + limits.max_bitfield_len),
+        MSGID_BITFIELD => between(2, limits.max_bitfield_len.saturating_add(1)),
         MSGID_EXTENDED => between(2, MAX_EXTENDED_MSG_LEN),
         _ => between(1, limits.max_message_len()),
     }
@@ -750,85 +751,55 @@ impl Message<'_> {
     }
 }
 
-/// The shape of a torrent that wire messages are checked against.
-///
-/// A stand-in for the metainfo engineer's geometry type (branch `metainfo`); once that lands
-/// on main, this becomes a thin conversion from it. Only [`Geometry::new`] builds one, so
-/// the numbers below are consistent.
+/// The shape of a torrent that wire messages are checked against: the metainfo's
+/// [`metainfo::Geometry`] (power-of-two pieces of 16 KiB to 256 MiB, at least one byte, at
+/// most 2^32 - 1 pieces) seen with the `u32` piece indices of the wire, which it checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Geometry {
-    /// At least one byte: SPEC 5 pieces are at least 16 KiB and a power of two, but any
-    /// non-zero length that fits in 32 bits is sound here.
-    piece_length: u32,
-    /// At least one byte.
-    total_length: u64,
-    /// ceil(total_length / piece_length), which fits in 32 bits.
-    piece_count: u32,
-}
+pub struct Geometry(metainfo::Geometry);
 
-/// Why numbers do not describe a torrent.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GeometryError {
-    #[error("piece length {0} is not between 1 byte and 4 GiB")]
-    PieceLength(u64),
-    #[error("total length is 0")]
-    Empty,
-    #[error("{total_length} bytes in pieces of {piece_length} make more than 2^32 pieces")]
-    TooManyPieces {
-        total_length: u64,
-        piece_length: u64,
-    },
+pub use crate::metainfo::GeometryError;
+
+impl From<metainfo::Geometry> for Geometry {
+    fn from(geometry: metainfo::Geometry) -> Self {
+        Geometry(geometry)
+    }
 }
 
 impl Geometry {
     /// # Errors
-    /// A zero or over-32-bit piece length, an empty torrent, or more than 2^32 - 1 pieces.
+    /// As [`metainfo::Geometry::new`]: a piece length that is not a power of two from 16 KiB
+    /// to 256 MiB, an empty torrent, or more than 2^32 - 1 pieces.
     pub fn new(piece_length: u64, total_length: u64) -> Result<Geometry, GeometryError> {
-        let piece_length_u32 = u32::try_from(piece_length)
-            .ok()
-            .filter(|&l| l > 0)
-            .ok_or(GeometryError::PieceLength(piece_length))?;
-        if total_length == 0 {
-            return Err(GeometryError::Empty);
-        }
-        let piece_count = u32::try_from(total_length.div_ceil(piece_length)).map_err(|_| {
-            GeometryError::TooManyPieces {
-                total_length,
-                piece_length,
-            }
-        })?;
-        Ok(Geometry {
-            piece_length: piece_length_u32,
-            total_length,
-            piece_count,
-        })
+        metainfo::Geometry::new(piece_length, total_length).map(Geometry)
+    }
+
+    /// The metainfo's view, with checked [`metainfo::PieceIndex`]es and byte ranges.
+    pub fn metainfo(&self) -> &metainfo::Geometry {
+        &self.0
     }
 
     pub fn piece_count(&self) -> u32 {
-        self.piece_count
+        self.0.piece_count()
     }
 
+    /// The nominal piece length (at most 256 MiB, so it fits in 32 bits).
     pub fn piece_length(&self) -> u32 {
-        self.piece_length
+        // Cannot fail: metainfo::Geometry refuses pieces over 256 MiB.
+        u32::try_from(self.0.piece_length()).unwrap_or(u32::MAX)
     }
 
     pub fn total_length(&self) -> u64 {
-        self.total_length
+        self.0.total_length()
     }
 
     /// The length of piece `index` (the last one may be short); `None` past the end.
     pub fn piece_len(&self, index: u32) -> Option<u32> {
-        if index >= self.piece_count {
-            return None;
-        }
-        let start = u64::from(index) * u64::from(self.piece_length);
-        // Below piece_length, so it fits in 32 bits.
-        Some((self.total_length - start).min(u64::from(self.piece_length)) as u32)
+        self.0.piece_index(index).map(|i| self.0.piece_len(i))
     }
 
     /// The wire limits for this torrent.
     pub fn limits(&self) -> Limits {
-        Limits::for_piece_count(self.piece_count)
+        Limits::for_piece_count(self.piece_count())
     }
 
     /// Checks a bitfield's length and that its spare bits are zero.
@@ -836,14 +807,15 @@ impl Geometry {
     /// # Errors
     /// [`WireError::BitfieldLength`], [`WireError::BitfieldSpareBits`].
     pub fn check_bitfield(&self, bits: &[u8]) -> Result<(), WireError> {
-        let expected = self.piece_count.div_ceil(8);
+        let pieces = self.piece_count();
+        let expected = pieces.div_ceil(8);
         if bits.len() != expected as usize {
             return Err(WireError::BitfieldLength {
                 expected,
                 received: u32::try_from(bits.len()).unwrap_or(u32::MAX),
             });
         }
-        let spare = expected * 8 - self.piece_count;
+        let spare = expected * 8 - pieces;
         if spare > 0 {
             // `bits` is not empty: a geometry has at least one piece.
             let last = bits[bits.len() - 1];
@@ -1379,12 +1351,12 @@ mod tests {
     fn geometry_rejects_nonsense() {
         assert_eq!(Geometry::new(0, 1), Err(GeometryError::PieceLength(0)));
         assert_eq!(
-            Geometry::new(1 << 32, 1),
-            Err(GeometryError::PieceLength(1 << 32))
+            Geometry::new(1 << 29, 1),
+            Err(GeometryError::PieceLengthTooLarge(1 << 29))
         );
         assert_eq!(Geometry::new(16384, 0), Err(GeometryError::Empty));
         assert!(matches!(
-            Geometry::new(1, u64::MAX),
+            Geometry::new(16384, u64::MAX),
             Err(GeometryError::TooManyPieces { .. })
         ));
         let g = Geometry::new(16384, 16384 * 2).unwrap();
@@ -1542,6 +1514,17 @@ mod tests {
             Limits::default().max_frame_len(),
             4 + MAX_EXTENDED_MSG_LEN as usize
         );
+    }
+
+    #[test]
+    fn extreme_limits_do_not_overflow() {
+        let limits = Limits {
+            max_bitfield_len: u32::MAX,
+        };
+        assert_eq!(limits.max_message_len(), u32::MAX);
+        let mut bytes = u32::MAX.to_be_bytes().to_vec();
+        bytes.push(MSGID_BITFIELD);
+        assert_eq!(decode_with(&bytes, &limits), Ok(None));
     }
 
     #[test]

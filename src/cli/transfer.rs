@@ -1,0 +1,290 @@
+//! `ivcsd peer publish | seed | download`: start a peer, run the transfer, show progress, and
+//! stop cleanly (announcing `stopped`) on Ctrl-C or SIGTERM.
+
+use std::io::IsTerminal as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use ivcsd::crypto::identity::Identity;
+use ivcsd::metainfo::Metainfo;
+use ivcsd::peer::node::PeerNode;
+use ivcsd::peer::session::{Progress, Torrent};
+use ivcsd::peer::tracker_client::TrackerClient;
+use ivcsd::peer::{download, publish, seed};
+use tokio_util::sync::CancellationToken;
+
+use super::GlobalArgs;
+use super::peer::{DownloadArgs, PeerCommon, PublishArgs, SeedArgs, identity_path};
+
+/// Peers listen here unless `--listen` says otherwise (SPEC 10).
+const DEFAULT_LISTEN: &str = "0.0.0.0:6881";
+/// New identities made on first use have this many bits.
+const DEFAULT_KEY_BITS: usize = 3072;
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Loads the identity, creating it (mode 0600) on first use at the default place.
+fn load_identity(common: &PeerCommon) -> anyhow::Result<Arc<Identity>> {
+    let path = identity_path(common)?;
+    if !path.exists() {
+        tracing::info!(path = %path.display(), "creating a new identity");
+        let identity = Identity::generate(DEFAULT_KEY_BITS).context("cannot create an identity")?;
+        identity.save(&path)?;
+        return Ok(Arc::new(identity));
+    }
+    Ok(Arc::new(Identity::load(&path)?))
+}
+
+/// Starts a peer for `tracker_url` with this invocation's user, password and identity.
+async fn start_node(
+    common: &PeerCommon,
+    tracker_url: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<PeerNode> {
+    let user = common
+        .credentials
+        .user
+        .clone()
+        .context("no user name: pass --user NAME or set IVCSD_USER")?;
+    let password = super::read_password(
+        common.credentials.password_file.as_deref(),
+        &format!("Password for {user}: "),
+        false,
+    )?;
+    let identity = load_identity(common)?;
+    let tracker = TrackerClient::new(tracker_url, &user, password)?;
+    let listen: SocketAddr = match common.listen {
+        Some(addr) => addr,
+        None => DEFAULT_LISTEN
+            .parse()
+            .context("bad default listen address")?,
+    };
+    Ok(PeerNode::start(tracker, identity, listen, shutdown).await?)
+}
+
+/// Cancels `shutdown` on Ctrl-C or SIGTERM.
+fn stop_on_signals(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
+        }
+        tracing::info!("stopping");
+        shutdown.cancel();
+    });
+}
+
+fn read_torrent(path: &Path) -> anyhow::Result<Metainfo> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Metainfo::from_bytes(&bytes).with_context(|| format!("not a valid torrent: {}", path.display()))
+}
+
+fn tracker_of(metainfo: &Metainfo, given: Option<&str>) -> anyhow::Result<String> {
+    given
+        .map(str::to_owned)
+        .or_else(|| metainfo.announce.clone())
+        .context("the torrent names no tracker: pass --tracker URL")
+}
+
+/// Shows progress on a terminal; nothing otherwise.
+struct ProgressView {
+    bar: indicatif::ProgressBar,
+}
+
+impl ProgressView {
+    fn new(total: u64, quiet: bool) -> Self {
+        let bar = if quiet || !std::io::stderr().is_terminal() {
+            indicatif::ProgressBar::hidden()
+        } else {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{percent:>3}% [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        };
+        ProgressView { bar }
+    }
+
+    fn update(&self, p: &Progress) {
+        self.bar.set_position(p.bytes_have);
+        let tracker = if p.tracker_error.is_some() {
+            ", tracker unreachable"
+        } else {
+            ""
+        };
+        self.bar.set_message(format!("{} peers{tracker}", p.peers));
+    }
+}
+
+/// Waits until the torrent completes (`Ok(true)`), fails, or `shutdown` fires (`Ok(false)`).
+async fn follow(
+    torrent: &Torrent,
+    view: &ProgressView,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<bool> {
+    let mut rx = torrent.subscribe();
+    loop {
+        {
+            let p = rx.borrow_and_update().clone();
+            view.update(&p);
+            if let Some(error) = p.error {
+                bail!("{error}");
+            }
+            if p.complete {
+                return Ok(true);
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(false),
+            changed = rx.changed() => if changed.is_err() { return Ok(false) },
+        }
+    }
+}
+
+/// Stops a torrent and waits (bounded) for its `stopped` announce.
+async fn stop(torrent: &Torrent) {
+    torrent.stop();
+    let _ = tokio::time::timeout(Duration::from_secs(10), torrent.wait_stopped()).await;
+}
+
+pub fn publish(common: &PeerCommon, args: PublishArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let shutdown = CancellationToken::new();
+        stop_on_signals(shutdown.clone());
+        let node = start_node(common, &args.tracker, shutdown.clone()).await?;
+        let published = publish::publish(&node, &args.path, args.piece_length)
+            .await
+            .with_context(|| format!("cannot publish {}", args.path.display()))?;
+        let output = args
+            .output
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.torrent", published.metainfo.info.name)));
+        ivcsd::fsutil::write_atomic(&output, &published.torrent_bytes, 0o644)
+            .with_context(|| format!("cannot write {}", output.display()))?;
+        println!(
+            "published {}: info hash {}, authority {}; torrent written to {}",
+            published.metainfo.info.name,
+            published.metainfo.info_hash,
+            published.authority,
+            output.display()
+        );
+        if args.no_seed {
+            shutdown.cancel();
+            return Ok(());
+        }
+        let torrent = seed::start(
+            &node,
+            &published.metainfo,
+            &args.path,
+            Some(published.key),
+            seed::Trust::JustHashed,
+        )
+        .await?;
+        println!("seeding on {} until interrupted", node.local_addr);
+        shutdown.cancelled().await;
+        stop(&torrent).await;
+        Ok(())
+    })
+}
+
+pub fn seed(common: &PeerCommon, args: SeedArgs) -> anyhow::Result<()> {
+    let metainfo = read_torrent(&args.torrent)?;
+    let url = tracker_of(&metainfo, args.tracker.as_deref())?;
+    runtime()?.block_on(async {
+        let shutdown = CancellationToken::new();
+        stop_on_signals(shutdown.clone());
+        let node = start_node(common, &url, shutdown.clone()).await?;
+        let torrent = seed::start(&node, &metainfo, &args.data, None, seed::Trust::Verify)
+            .await
+            .with_context(|| format!("cannot seed {}", metainfo.info.name))?;
+        println!(
+            "seeding {} ({}) on {} until interrupted",
+            metainfo.info.name, metainfo.info_hash, node.local_addr
+        );
+        let mut rx = torrent.subscribe();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                changed = rx.changed() => {
+                    if changed.is_err() { break; }
+                    if let Some(error) = rx.borrow_and_update().error.clone() {
+                        stop(&torrent).await;
+                        bail!("{error}");
+                    }
+                }
+            }
+        }
+        stop(&torrent).await;
+        Ok(())
+    })
+}
+
+pub fn download(
+    common: &PeerCommon,
+    args: DownloadArgs,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    let metainfo = read_torrent(&args.torrent)?;
+    let url = tracker_of(&metainfo, args.tracker.as_deref())?;
+    let output = args.output.clone().unwrap_or_else(|| PathBuf::from("."));
+    runtime()?.block_on(async {
+        let shutdown = CancellationToken::new();
+        stop_on_signals(shutdown.clone());
+        let node = start_node(common, &url, shutdown.clone()).await?;
+        let recheck = if args.recheck {
+            download::Recheck::Always
+        } else {
+            download::Recheck::IfNeeded
+        };
+        let torrent = download::start(&node, &metainfo, &output, recheck)
+            .await
+            .with_context(|| format!("cannot download {}", metainfo.info.name))?;
+        let view = ProgressView::new(metainfo.info.total_length, global.quiet);
+        let outcome = follow(&torrent, &view, &shutdown).await;
+        view.bar.finish_and_clear();
+        match outcome {
+            Ok(true) => {
+                println!(
+                    "downloaded and verified {} ({} bytes) into {}",
+                    metainfo.info.name,
+                    metainfo.info.total_length,
+                    output.display()
+                );
+                if args.seed {
+                    println!("seeding on {} until interrupted", node.local_addr);
+                    shutdown.cancelled().await;
+                }
+                stop(&torrent).await;
+                Ok(())
+            }
+            Ok(false) => {
+                stop(&torrent).await;
+                bail!("interrupted before the download completed; run the same command again to resume")
+            }
+            Err(e) => {
+                stop(&torrent).await;
+                Err(e)
+            }
+        }
+    })
+}

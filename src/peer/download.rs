@@ -1,0 +1,109 @@
+//! `peer download`: the key from the tracker (checked against the torrent before anything
+//! is decrypted), ciphertext from the swarm, each piece verified, decrypted and written, and a
+//! partial download resumed.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::crypto::content::ContentKey;
+use crate::crypto::identity::CipherTarget;
+use crate::metainfo::Metainfo;
+use crate::peer::bitfield::Bitfield;
+use crate::peer::node::{PeerError, PeerNode};
+use crate::peer::resume;
+use crate::peer::session::Torrent;
+use crate::peer::storage::{self, ContentFiles, OpenMode, PieceStore, PlaintextStore};
+
+/// Asks the tracker for the torrent's key and checks it against `info.ivcsd` (key id and key
+/// check), so a wrong key is reported instead of writing garbage.
+///
+/// # Errors
+/// Not an ivcsd torrent, a refusal, an unreachable tracker, or a key that does not match.
+pub async fn content_key(node: &PeerNode, metainfo: &Metainfo) -> Result<ContentKey, PeerError> {
+    let ivcsd = metainfo.info.ivcsd.ok_or(PeerError::NotEncrypted)?;
+    let grant = node
+        .tracker
+        .get_cipher(&node.identity, CipherTarget::Torrent(metainfo.info_hash))
+        .await?;
+    if grant.key_id != ivcsd.key_id || !grant.key.matches_check(&ivcsd.check) {
+        return Err(PeerError::WrongKey {
+            key_id: grant.key_id.to_hex(),
+        });
+    }
+    Ok(grant.key)
+}
+
+/// Whether to trust a resume record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recheck {
+    /// Use a valid resume record; verify what is on disk only without one.
+    IfNeeded,
+    /// Verify every piece on disk (`--recheck`).
+    Always,
+}
+
+/// Starts downloading `metainfo` into `output` (the torrent's name is created inside it).
+///
+/// # Errors
+/// As [`content_key`], or the files cannot be created.
+pub async fn start(
+    node: &PeerNode,
+    metainfo: &Metainfo,
+    output: &Path,
+    recheck: Recheck,
+) -> Result<Arc<Torrent>, PeerError> {
+    let key = content_key(node, metainfo).await?;
+    let info = metainfo.info.clone();
+    let content = output.join(&info.name);
+    let existed = content.exists();
+    let files = ContentFiles::open(output, &info, OpenMode::Create)?;
+    let paths: Vec<_> = files.paths().map(Path::to_path_buf).collect();
+    let store: Arc<dyn PieceStore> = Arc::new(PlaintextStore::new(files, info.clone(), key));
+    let resume_path = resume::record_path(output, metainfo.info_hash);
+    let recorded = match recheck {
+        Recheck::IfNeeded => resume::load(
+            &resume_path,
+            metainfo.info_hash,
+            info.piece_count(),
+            paths.iter().map(|p| p.as_path()),
+        ),
+        Recheck::Always => None,
+    };
+    let have = match recorded {
+        Some(have) => {
+            tracing::info!(pieces = have.count(), "resuming from the resume record");
+            have
+        }
+        None if existed => {
+            tracing::info!("verifying the data already on disk");
+            let checking = Arc::clone(&store);
+            let ok = tokio::task::spawn_blocking(move || {
+                storage::recheck(checking.as_ref(), &|_, _| {})
+            })
+            .await
+            .map_err(|e| PeerError::Session(format!("verification task failed: {e}")))?;
+            let mut have = Bitfield::new(info.piece_count());
+            for (index, ok) in ok.iter().enumerate() {
+                if *ok {
+                    have.set(index as u32);
+                }
+            }
+            tracing::info!(pieces = have.count(), "verified pieces on disk");
+            have
+        }
+        None => Bitfield::new(info.piece_count()),
+    };
+    let torrent = Torrent::new(
+        metainfo.info_hash,
+        store,
+        have,
+        node.session_config(),
+        Some(Arc::clone(&node.tracker)),
+        Some(resume_path),
+        node.shutdown.child_token(),
+    )
+    .map_err(|e| PeerError::Session(e.to_string()))?;
+    node.registry.insert(Arc::clone(&torrent));
+    torrent.start(&[]);
+    Ok(torrent)
+}

@@ -1,0 +1,99 @@
+//! A running peer process: its identity, its tracker client, its listener for incoming
+//! connections, and the torrents it serves. `peer publish`, `seed`, `download` and `relay`
+//! all start one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::crypto::identity::Identity;
+use crate::peer::listener::{self, Registry};
+use crate::peer::session::SessionConfig;
+use crate::peer::tracker_client::TrackerClient;
+use crate::peer::wire::generate_peer_id;
+use crate::types::PeerId;
+
+/// Why a peer could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tracker(#[from] crate::peer::tracker_client::TrackerError),
+    #[error("{0}")]
+    Torrent(String),
+    #[error(
+        "wrong key: the tracker's key does not match this torrent's key check (key id {key_id}); refusing to decrypt"
+    )]
+    WrongKey { key_id: String },
+    #[error("not an ivcsd torrent (no info.ivcsd): it has no key to ask the tracker for")]
+    NotEncrypted,
+    #[error(transparent)]
+    Storage(#[from] crate::peer::storage::StorageError),
+    #[error(transparent)]
+    Create(#[from] crate::metainfo::CreateError),
+    #[error("{0}")]
+    Session(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// A peer process. Dropping it does not stop it; call [`PeerNode::shutdown`].
+pub struct PeerNode {
+    pub tracker: Arc<TrackerClient>,
+    pub identity: Arc<Identity>,
+    pub peer_id: PeerId,
+    pub registry: Arc<Registry>,
+    /// Where incoming connections are accepted.
+    pub local_addr: SocketAddr,
+    pub shutdown: CancellationToken,
+}
+
+impl PeerNode {
+    /// Binds the listener (port 0 picks a free one) and starts accepting connections.
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub async fn start(
+        tracker: TrackerClient,
+        identity: Arc<Identity>,
+        listen: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> Result<PeerNode, PeerError> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| PeerError::Listen {
+                addr: listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| PeerError::Listen {
+            addr: listen,
+            source,
+        })?;
+        let peer_id = generate_peer_id();
+        let registry = Registry::new();
+        let node = PeerNode {
+            tracker: Arc::new(tracker),
+            identity,
+            peer_id,
+            registry: Arc::clone(&registry),
+            local_addr,
+            shutdown: shutdown.clone(),
+        };
+        let config = node.session_config().connection;
+        tokio::spawn(listener::serve(listener, registry, config, shutdown));
+        tracing::info!(addr = %local_addr, "listening for peers");
+        Ok(node)
+    }
+
+    /// The settings for a torrent of this node.
+    pub fn session_config(&self) -> SessionConfig {
+        SessionConfig::new(self.peer_id, self.local_addr.port())
+    }
+}

@@ -1,0 +1,377 @@
+//! The whole flow with the real binary against a real tracker on 127.0.0.1: publish (and
+//! seed), refusal while the torrent has the highest authority, the administrator lowers it,
+//! downloads with identical plaintext; single- and multi-file; four downloaders at once; a
+//! download killed half way that resumes.
+
+mod common_tracker;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common_tracker::{TestTracker, UserSpec, password};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+fn users() -> Vec<UserSpec> {
+    vec![
+        UserSpec::new("u1", 1),
+        UserSpec::new("u3", 3),
+        UserSpec::new("u5", 5),
+        UserSpec::new("admin", 0).admin(),
+    ]
+}
+
+/// `ivcsd` as `user`, with a copy of the committed 2048-bit test key as its identity.
+fn ivcsd(dir: &Path, user: &str) -> Command {
+    let identity = dir.join(format!("{user}.pem"));
+    if !identity.exists() {
+        std::fs::copy(common_tracker::data("rsa2048.pem"), &identity).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&identity, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ivcsd"));
+    cmd.env("IVCSD_PASSWORD", password(user))
+        .env("IVCSD_USER", user)
+        .env("RUST_LOG", "warn")
+        .arg("--quiet")
+        .arg("peer")
+        .arg("--identity")
+        .arg(identity)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+fn announce(tracker: &TestTracker) -> String {
+    format!("http://{}/announce", tracker.addr)
+}
+
+/// Starts `peer publish` (which seeds afterwards) and waits until it seeds.
+async fn publish(tracker: &TestTracker, dir: &Path, content: &Path) -> (Child, PathBuf) {
+    let torrent = dir.join("published.torrent");
+    let mut child = ivcsd(dir, "u3")
+        .arg("publish")
+        .arg(content)
+        .arg("--tracker")
+        .arg(announce(tracker))
+        .arg("--output")
+        .arg(&torrent)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("seeding on") {
+                return;
+            }
+        }
+        panic!("publish ended without seeding");
+    })
+    .await
+    .expect("publish did not start seeding");
+    (child, torrent)
+}
+
+struct Outcome {
+    code: Option<i32>,
+    stderr: String,
+}
+
+async fn download(dir: &Path, user: &str, torrent: &Path, output: &Path) -> Outcome {
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        ivcsd(dir, user)
+            .arg("download")
+            .arg(torrent)
+            .arg("--output")
+            .arg(output)
+            .output(),
+    )
+    .await
+    .expect("download hung")
+    .unwrap();
+    Outcome {
+        code: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn admin_set_authority(tracker: &TestTracker, torrent: &Path, authority: u32) {
+    let bytes = std::fs::read(torrent).unwrap();
+    let hash = ivcsd::metainfo::Metainfo::from_bytes(&bytes)
+        .unwrap()
+        .info_hash;
+    let out = Command::new(env!("CARGO_BIN_EXE_ivcsd"))
+        .env("IVCSD_PASSWORD", password("admin"))
+        .args(["admin", "--tracker", &announce(tracker), "--user", "admin"])
+        .args([
+            "torrent",
+            "set-authority",
+            &hash.to_hex(),
+            &authority.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn random_file(path: &Path, len: usize, seed: u32) {
+    let mut x = seed | 1;
+    let bytes: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 3) as u8
+        })
+        .collect();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn assert_same(a: &Path, b: &Path) {
+    if a.is_dir() {
+        for entry in std::fs::read_dir(a).unwrap() {
+            let entry = entry.unwrap();
+            assert_same(&entry.path(), &b.join(entry.file_name()));
+        }
+    } else {
+        assert!(
+            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
+            "{} and {} differ",
+            a.display(),
+            b.display()
+        );
+    }
+}
+
+async fn full_flow(content: &Path, dir: &Path) {
+    let tracker = TestTracker::start(&users()).await;
+    let (mut seeder, torrent) = publish(&tracker, dir, content).await;
+    let name = content.file_name().unwrap();
+
+    // Table II: the new torrent has authority 0; u1 (1) is refused.
+    let refused = download(dir, "u1", &torrent, &dir.join("u1-early")).await;
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("tracker refused: torrent not found or not permitted"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        refused.stderr.trim().lines().count(),
+        1,
+        "one clear line: {}",
+        refused.stderr
+    );
+
+    admin_set_authority(&tracker, &torrent, 4).await;
+    let ok = download(dir, "u1", &torrent, &dir.join("u1")).await;
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    assert_same(content, &dir.join("u1").join(name));
+
+    // u5 (5) may not read a torrent of authority 4.
+    let refused = download(dir, "u5", &torrent, &dir.join("u5")).await;
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(
+        !dir.join("u5").join(name).exists(),
+        "nothing written for a refused peer"
+    );
+
+    seeder.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_file_publish_lower_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = dir.path().join("src").join("data.bin");
+    random_file(&content, 3 * 1024 * 1024 + 5, 1);
+    full_flow(&content, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_file_publish_lower_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = dir.path().join("src").join("dataset");
+    random_file(&content.join("a.bin"), 1_000_000, 2);
+    random_file(&content.join("nested/b.bin"), 2_500_001, 3);
+    random_file(&content.join("nested/deeper/c.txt"), 12, 4);
+    full_flow(&content, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_downloaders_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let content = dir.join("src").join("data.bin");
+    random_file(&content, 6 * 1024 * 1024, 5);
+    let tracker = TestTracker::start(&users()).await;
+    let (mut seeder, torrent) = publish(&tracker, dir, &content).await;
+    admin_set_authority(&tracker, &torrent, 1).await;
+    let mut running = Vec::new();
+    for i in 0..4 {
+        let torrent = torrent.clone();
+        let out = dir.join(format!("dl{i}"));
+        let dir = dir.to_owned();
+        running.push(tokio::spawn(async move {
+            // Each downloader has its own identity file (same key; the tracker does not mind).
+            let user_dir = dir.join(format!("id{i}"));
+            std::fs::create_dir_all(&user_dir).unwrap();
+            download(&user_dir, "u1", &torrent, &out).await
+        }));
+    }
+    for (i, r) in running.into_iter().enumerate() {
+        let outcome = r.await.unwrap();
+        assert_eq!(outcome.code, Some(0), "downloader {i}: {}", outcome.stderr);
+        assert_same(&content, &dir.join(format!("dl{i}")).join("data.bin"));
+    }
+    seeder.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_download_resumes_and_finishes_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let content = dir.join("src").join("data.bin");
+    random_file(&content, 24 * 1024 * 1024, 6);
+    let tracker = TestTracker::start(&users()).await;
+    let (mut seeder, torrent) = publish(&tracker, dir, &content).await;
+    admin_set_authority(&tracker, &torrent, 1).await;
+
+    let out = dir.join("dl");
+    let target = out.join("data.bin");
+    let mut child = ivcsd(dir, "u1")
+        .arg("download")
+        .arg(&torrent)
+        .arg("--output")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it (SIGKILL: no clean stop) once some data has been written.
+    let started = tokio::time::Instant::now();
+    loop {
+        let written = std::fs::read(&target)
+            .map(|b| b.iter().filter(|&&x| x != 0).count())
+            .unwrap_or(0);
+        if written > 1024 * 1024 || started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+
+    let resumed = download(dir, "u1", &torrent, &out).await;
+    assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
+    assert_same(&content, &target);
+    seeder.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_a_seeder_cleanly_and_announces_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let content = dir.join("src").join("data.bin");
+    random_file(&content, 300_000, 7);
+    let tracker = TestTracker::start(&users()).await;
+    let (seeder, torrent) = publish(&tracker, dir, &content).await;
+    let hash = ivcsd::metainfo::Metainfo::from_bytes(&std::fs::read(&torrent).unwrap())
+        .unwrap()
+        .info_hash;
+    let seeders = |a: &common_tracker::Answer| a.int("complete");
+    // The seeder is in the swarm (u3 is the owner and may announce).
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = seeders(&tracker.announce("u3", &hash, 1, 1).await.ok());
+        if seen == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, 1, "the seeder announced itself");
+
+    let pid = seeder.id().unwrap() as i32;
+    // SIGINT, as Ctrl-C sends.
+    assert_eq!(unsafe_kill(pid, 2), 0);
+    let status = tokio::time::timeout(Duration::from_secs(20), seeder.wait_with_output())
+        .await
+        .expect("the seeder did not stop")
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let after = tracker.announce("u3", &hash, 1, 1).await.ok();
+    assert_eq!(seeders(&after), 0, "the seeder announced stopped");
+}
+
+/// Sends a signal without a libc dependency in the tests: `kill -s`.
+fn unsafe_kill(pid: i32, signal: i32) -> i32 {
+    std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .map(|s| s.code().unwrap_or(1))
+        .unwrap_or(1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_tracker_is_one_clear_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let content = dir.join("src").join("data.bin");
+    random_file(&content, 100_000, 8);
+    let tracker = TestTracker::start(&users()).await;
+    let (mut seeder, torrent) = publish(&tracker, dir, &content).await;
+    seeder.kill().await.unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/announce", closed.local_addr().unwrap());
+    drop(closed);
+    let out = ivcsd(dir, "u1")
+        .arg("download")
+        .arg(&torrent)
+        .arg("--tracker")
+        .arg(&url)
+        .arg("--output")
+        .arg(dir.join("dl"))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot connect to 127.0.0.1:"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    // A broken torrent file is one clear line too.
+    std::fs::write(dir.join("broken.torrent"), b"d4:infod4:name1:xee").unwrap();
+    let out = ivcsd(dir, "u1")
+        .arg("download")
+        .arg(dir.join("broken.torrent"))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: not a valid torrent:"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
