@@ -129,7 +129,8 @@ async fn tracker_process_starts_serves_and_stops_on_sigterm() {
     // the flags below win over the file's listen and data_dir
     std::fs::write(
         &config,
-        "listen = \"127.0.0.1:1\"\ndata_dir = \"/nonexistent/x\"\n",
+        "listen = \"127.0.0.1:1\"\ndata_dir = \"/nonexistent/x\"\n\
+         authority_poll_secs = 3600\nthrottle_failures = 1000\n",
     )
     .unwrap();
     // a port the OS just handed out (released again for the process to bind)
@@ -168,6 +169,32 @@ async fn tracker_process_starts_serves_and_stops_on_sigterm() {
     assert!(data.join("master.key").exists());
     assert!(data.join("tracker.sqlite").exists());
     let pid = child.id().unwrap().to_string();
+    // SIGHUP reloads authority.xml (polling is off in this config): a user added to the
+    // file can log in afterwards
+    let mut users = standard_users();
+    users.push(UserSpec::new("newbie", 7));
+    write_authority(&authority, &users);
+    let newbie: hyper::Uri = format!("http://{listen}/scrape?{}", creds("newbie"))
+        .parse()
+        .unwrap();
+    let before = ivcsd::http_client::get(&newbie).await.unwrap();
+    assert!(String::from_utf8_lossy(&before.body).contains("invalid credentials"));
+    let hup = Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(hup.success());
+    let mut reloaded = false;
+    for _ in 0..100 {
+        let r = ivcsd::http_client::get(&newbie).await.unwrap();
+        if !String::from_utf8_lossy(&r.body).contains("failure reason") {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reloaded, "SIGHUP did not reload authority.xml");
     let kill = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
