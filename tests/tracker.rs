@@ -639,8 +639,27 @@ async fn publish_refusals() {
         Some("info.ivcsd.key id names no pending key of yours")
     );
     // no credentials
-    let a = t.post("/publish", p.torrent).await;
+    let a = t.post("/publish", p.torrent.clone()).await;
     assert_eq!(a.status, 401);
+    // an announce URL that carries the publisher's password would be served to every reader
+    let leaky = {
+        use ivcsd::bencode::{self, Value};
+        let v = bencode::decode(&p.torrent).unwrap().into_owned();
+        let Value::Dict(mut d) = v else { panic!() };
+        d.insert(
+            &b"announce"[..],
+            Value::from("http://t/announce?username=u3&psw=pw-u3"),
+        );
+        Value::Dict(d).encode()
+    };
+    let a = t.post(&format!("/publish?{c}"), leaky).await;
+    assert_eq!(
+        (a.status, a.failure().as_deref()),
+        (
+            400,
+            Some("the torrent's announce URL carries credentials; peers add their own")
+        )
+    );
 }
 
 #[tokio::test]
