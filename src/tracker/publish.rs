@@ -83,26 +83,6 @@ fn carries_credentials(url: &str) -> bool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::carries_credentials;
-
-    #[test]
-    fn announce_urls_with_credentials_are_recognised() {
-        for (url, expected) in [
-            ("http://t:6969/announce", false),
-            ("http://t:6969/announce?passkey=1", false),
-            ("http://u:p@t:6969/announce", true),
-            ("http://t:6969/announce?username=u&psw=p", true),
-            ("http://t:6969/announce?%70sw=p", true),
-            ("http://t:6969/announce?token=x", true),
-            ("http://t:6969/announce?a=%zz", true),
-        ] {
-            assert_eq!(carries_credentials(url), expected, "{url}");
-        }
-    }
-}
-
 async fn publish(
     state: &State,
     req: &Request<'_>,
@@ -209,5 +189,25 @@ async fn publish_valid(
         PublishOutcome::Conflict => Err(Refusal::malformed(
             "this info hash is already published by another user or with another key",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries_credentials;
+
+    #[test]
+    fn announce_urls_with_credentials_are_recognised() {
+        for (url, expected) in [
+            ("http://t:6969/announce", false),
+            ("http://t:6969/announce?passkey=1", false),
+            ("http://u:p@t:6969/announce", true),
+            ("http://t:6969/announce?username=u&psw=p", true),
+            ("http://t:6969/announce?%70sw=p", true),
+            ("http://t:6969/announce?token=x", true),
+            ("http://t:6969/announce?a=%zz", true),
+        ] {
+            assert_eq!(carries_credentials(url), expected, "{url}");
+        }
     }
 }
