@@ -65,6 +65,8 @@ pub enum TrackerError {
     TaskDied(&'static str),
     #[error("error installing signal handler: {0}")]
     Signal(#[source] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Locks a std mutex, recovering from poisoning: every critical section here leaves the data
