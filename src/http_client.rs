@@ -4,13 +4,16 @@
 //! It is deliberately minimal (GET and POST, no redirects, no cookies): every caller speaks to one
 //! known tracker.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::Uri;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls;
 
 /// Answers larger than this are refused (a .torrent is at most 16 MiB by default).
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
@@ -36,8 +39,14 @@ impl Default for Timeouts {
 pub enum HttpError {
     #[error("invalid URL {url}: {reason}")]
     Url { url: String, reason: String },
-    #[error("https is not supported by this build for {0}")]
-    TlsUnsupported(String),
+    #[error("TLS with {authority} failed: {source}")]
+    Tls {
+        authority: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    TlsConfig(#[from] crate::tls::TlsError),
     #[error("cannot connect to {authority}: {source}")]
     Connect {
         authority: String,
@@ -63,7 +72,18 @@ pub struct Response {
     pub body: Bytes,
 }
 
-/// Sends one request and reads the whole answer (at most `max_bytes`).
+/// The client TLS configuration with the public web's roots, built once.
+fn default_tls() -> Result<Arc<rustls::ClientConfig>, HttpError> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    if let Some(c) = CONFIG.get() {
+        return Ok(Arc::clone(c));
+    }
+    let config = crate::tls::client_config(None)?;
+    Ok(Arc::clone(CONFIG.get_or_init(|| config)))
+}
+
+/// Sends one request and reads the whole answer (at most `max_bytes`). https URLs are
+/// verified against the public web's roots; see [`request_with_tls`] for a private CA.
 ///
 /// # Errors
 /// An unusable URL, a failed or timed out connection, an HTTP protocol error, or an answer over
@@ -75,17 +95,36 @@ pub async fn request(
     timeouts: Timeouts,
     max_bytes: usize,
 ) -> Result<Response, HttpError> {
+    let tls = match uri.scheme_str() {
+        Some("https") => Some(default_tls()?),
+        _ => None,
+    };
+    request_with_tls(tls.as_ref(), method, uri, body, timeouts, max_bytes).await
+}
+
+/// Like [`request`], with the TLS configuration for https URLs (`None`: the public roots).
+///
+/// # Errors
+/// As [`request`], and a TLS handshake or certificate failure.
+pub async fn request_with_tls(
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    method: hyper::Method,
+    uri: &Uri,
+    body: Option<Bytes>,
+    timeouts: Timeouts,
+    max_bytes: usize,
+) -> Result<Response, HttpError> {
     let url_err = |reason: &str| HttpError::Url {
         url: uri.to_string(),
         reason: reason.to_owned(),
     };
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err(HttpError::TlsUnsupported(uri.to_string())),
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
         _ => return Err(url_err("the scheme must be http or https")),
-    }
+    };
     let authority = uri.authority().ok_or_else(|| url_err("no host"))?.clone();
-    let port = authority.port_u16().unwrap_or(80);
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
     let host = authority
         .host()
         .trim_start_matches('[')
@@ -100,55 +139,88 @@ pub async fn request(
             source,
         })?;
     let _ = stream.set_nodelay(true);
-    let protocol = |source| HttpError::Protocol {
-        authority: authority.to_string(),
-        source,
-    };
-
     let exchange = async {
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        if !https {
+            return exchange(stream, method, uri, &authority, body, max_bytes).await;
+        }
+        let config = match tls {
+            Some(c) => Arc::clone(c),
+            None => default_tls()?,
+        };
+        let server_name = rustls_pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|_| url_err("the host is not a valid TLS server name"))?;
+        let tls_stream = tokio_rustls::TlsConnector::from(config)
+            .connect(server_name, stream)
             .await
-            .map_err(protocol)?;
-        // The connection future drives the socket; it ends when the exchange is over.
-        let driver = tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let path = uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_owned();
-        let req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, authority.as_str())
-            .header(
-                hyper::header::USER_AGENT,
-                concat!("ivcsd/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Full::new(body.unwrap_or_default()))
-            .map_err(|e| url_err(&e.to_string()))?;
-        let response = sender.send_request(req).await.map_err(protocol)?;
-        let status = response.status().as_u16();
-        let collected = Limited::new(response.into_body(), max_bytes)
-            .collect()
-            .await
-            .map_err(|e| match e.downcast::<hyper::Error>() {
-                Ok(e) => protocol(*e),
-                Err(_) => HttpError::TooLarge {
-                    authority: authority.to_string(),
-                    max: max_bytes,
-                },
+            .map_err(|source| HttpError::Tls {
+                authority: authority.to_string(),
+                source,
             })?;
-        driver.abort();
-        Ok(Response {
-            status,
-            body: collected.to_bytes(),
-        })
+        exchange(tls_stream, method, uri, &authority, body, max_bytes).await
     };
     tokio::time::timeout(timeouts.request, exchange)
         .await
         .map_err(|_| HttpError::Timeout("waiting for the tracker's answer"))?
+}
+
+/// One request and its whole answer over an established connection.
+async fn exchange<S>(
+    stream: S,
+    method: hyper::Method,
+    uri: &Uri,
+    authority: &hyper::http::uri::Authority,
+    body: Option<Bytes>,
+    max_bytes: usize,
+) -> Result<Response, HttpError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let protocol = |source| HttpError::Protocol {
+        authority: authority.to_string(),
+        source,
+    };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(protocol)?;
+    // The connection future drives the socket; it ends when the exchange is over.
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, authority.as_str())
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("ivcsd/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Full::new(body.unwrap_or_default()))
+        .map_err(|e| HttpError::Url {
+            url: uri.to_string(),
+            reason: e.to_string(),
+        })?;
+    let response = sender.send_request(req).await.map_err(protocol)?;
+    let status = response.status().as_u16();
+    let collected = Limited::new(response.into_body(), max_bytes)
+        .collect()
+        .await
+        .map_err(|e| match e.downcast::<hyper::Error>() {
+            Ok(e) => protocol(*e),
+            Err(_) => HttpError::TooLarge {
+                authority: authority.to_string(),
+                max: max_bytes,
+            },
+        })?;
+    driver.abort();
+    Ok(Response {
+        status,
+        body: collected.to_bytes(),
+    })
 }
 
 /// `GET uri` with the default limits.

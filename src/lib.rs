@@ -20,5 +20,6 @@ pub mod fsutil;
 pub mod http_client;
 pub mod metainfo;
 pub mod peer;
+pub mod tls;
 pub mod tracker;
 pub mod types;

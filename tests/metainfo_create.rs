@@ -6,8 +6,8 @@ use std::path::Path;
 
 use ivcsd::crypto::content::{ContentKey, apply_keystream};
 use ivcsd::metainfo::{
-    Cipher, CreateError, GeometryError, Layout, Metainfo, NameProblem, create_encrypted,
-    create_plain,
+    Cipher, CreateError, GeometryError, Layout, Metainfo, NameProblem, TorrentBuilder,
+    create_encrypted, create_plain,
 };
 use ivcsd::types::KeyId;
 use proptest::prelude::*;
@@ -196,9 +196,20 @@ fn content_larger_than_a_batch() {
     let b = content(15 * 1024 * 1024 + 11, 6);
     write(&root.join("a"), &a);
     write(&root.join("b"), &b);
-    let m = create_plain(&root, ANNOUNCE, Some(16384)).unwrap().metainfo;
+    let mut reports = Vec::new();
+    let mut progress = |done: u64, total: u64| reports.push((done, total));
+    let m = TorrentBuilder::new(&root)
+        .announce(ANNOUNCE)
+        .piece_length(Some(16384))
+        .progress(&mut progress)
+        .plain()
+        .unwrap()
+        .metainfo;
     let all = [a, b].concat();
     assert_eq!(m.info.pieces, piece_hashes(&all, 16384));
+    // One report per 32 MiB batch, the last at the total.
+    let total = all.len() as u64;
+    assert_eq!(reports, [(32 * 1024 * 1024, total), (total, total)]);
 }
 
 // ---- refusals ----
@@ -455,4 +466,22 @@ proptest! {
             prop_assert_eq!(&bytes[..], &plaintext[range.start as usize..range.end as usize]);
         }
     }
+}
+
+#[test]
+fn a_path_without_a_final_name_is_named_after_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("d/sub/x"), b"x");
+    let m = create_plain(&dir.path().join("d/sub/.."), ANNOUNCE, None)
+        .unwrap()
+        .metainfo;
+    assert_eq!(m.info.name, "d");
+    assert_eq!(m.info.files[0].path, ["d", "sub", "x"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_device_given_on_the_command_line_is_refused() {
+    let err = create_plain(Path::new("/dev/null"), ANNOUNCE, None).unwrap_err();
+    assert!(matches!(err, CreateError::SpecialFile { .. }), "{err}");
 }

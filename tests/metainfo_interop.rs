@@ -147,3 +147,35 @@ fn create_plain_matches_mktorrent_info_hash() {
         "03a2210c96dea39c682aa69e72dbee1e784badcb"
     );
 }
+
+/// An ivcsd torrent is a standard torrent: transmission-show reads the committed fixture (made
+/// by `create_encrypted` with a fixed key; `IVCSD_REGENERATE_FIXTURES=1` rewrites it) and prints
+/// the info hash recorded here, and creating it again gives the same info hash.
+#[test]
+fn ivcsd_torrent_is_read_by_stock_tools() {
+    use ivcsd::crypto::content::ContentKey;
+    use ivcsd::metainfo::create_encrypted;
+    use ivcsd::types::KeyId;
+
+    // As printed by `transmission-show tests/data/torrents/ivcsd-dir.torrent` (Transmission 3.00).
+    const HASH: &str = "dd7f1afeeb7ab9f07f039cab78c1cc4d6d7ddb91";
+    let key = ContentKey::from_bytes([0x5a; 32]);
+    let created = create_encrypted(
+        &data().join("input/dir"),
+        &key,
+        KeyId([0x11; 16]),
+        "http://127.0.0.1:6969/announce",
+        Some(16384),
+    )
+    .unwrap();
+    let fixture = data().join("ivcsd-dir.torrent");
+    if std::env::var_os("IVCSD_REGENERATE_FIXTURES").is_some() {
+        std::fs::write(&fixture, &created.bytes).unwrap();
+    }
+    let m = load("ivcsd-dir.torrent");
+    assert_eq!(m.info_hash, created.metainfo.info_hash);
+    assert_eq!(m.info, created.metainfo.info);
+    assert_eq!(m.info_hash.to_hex(), HASH);
+    assert!(m.info.private);
+    assert_eq!(m.info.ivcsd.unwrap().check, key.key_check());
+}

@@ -1039,3 +1039,51 @@ fn collisions_are_found_wherever_the_files_are() {
     let bytes = multi_with(vec![file(20_000, &["ab"]), file(20_000, &["a", "b"])]).torrent();
     assert!(Metainfo::from_bytes(&bytes).is_ok());
 }
+
+mod segments {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// For any layout (zero-length files included) and any range, the segments cover the
+        /// range exactly, in order, each inside its file, and agree with a byte-by-byte map.
+        #[test]
+        fn segments_match_a_naive_map(
+            lengths in prop::collection::vec(prop_oneof![Just(0u64), 1u64..40_000], 1..8),
+            a in any::<prop::sample::Index>(),
+            b in any::<prop::sample::Index>(),
+        ) {
+            let total: u64 = lengths.iter().sum();
+            prop_assume!(total > 0);
+            let names = ["f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"];
+            let files = lengths.iter().zip(names).map(|(&l, n)| file(l as i64, &[n])).collect();
+            let count = total.div_ceil(16384) as usize;
+            let bytes = multi_with(files).set("pieces", pieces(count)).torrent();
+            let m = Metainfo::from_bytes(&bytes).unwrap();
+            let (mut start, mut end) = (a.index(total as usize) as u64, b.index(total as usize + 1) as u64);
+            if start > end {
+                std::mem::swap(&mut start, &mut end);
+            }
+            let Some(segments) = m.info.segments(start..end) else {
+                prop_assert_eq!(start, end);
+                return Ok(());
+            };
+            // Byte by byte: which file and file offset each content byte belongs to.
+            let mut naive = Vec::new();
+            for (i, f) in m.info.files.iter().enumerate() {
+                for o in 0..f.length {
+                    naive.push((i, o));
+                }
+            }
+            let mut mapped = Vec::new();
+            for s in segments {
+                prop_assert!(s.len > 0);
+                prop_assert!(s.file_offset + s.len <= m.info.files[s.file].length);
+                for o in 0..s.len {
+                    mapped.push((s.file, s.file_offset + o));
+                }
+            }
+            prop_assert_eq!(&mapped[..], &naive[start as usize..end as usize]);
+        }
+    }
+}

@@ -242,8 +242,9 @@ async fn getcipher_hands_out_the_torrent_key_and_refuses_everything_else() {
     let key = key3072().unwrap_content_key(&a.bytes("key")).unwrap();
     assert_eq!(key.as_bytes(), p.key.as_bytes());
 
-    // stale ts, both ways
-    for ts in [now() - 301, now() + 301] {
+    // stale ts, both ways (the window is 300 s; 10 s of margin so that a second ticking
+    // over between signing and checking cannot bring ts back into the window)
+    for ts in [now() - 310, now() + 310] {
         let a = t
             .getcipher("u1", torrent, key2048(), ts, &fresh_nonce())
             .await;
@@ -638,8 +639,27 @@ async fn publish_refusals() {
         Some("info.ivcsd.key id names no pending key of yours")
     );
     // no credentials
-    let a = t.post("/publish", p.torrent).await;
+    let a = t.post("/publish", p.torrent.clone()).await;
     assert_eq!(a.status, 401);
+    // an announce URL that carries the publisher's password would be served to every reader
+    let leaky = {
+        use ivcsd::bencode::{self, Value};
+        let v = bencode::decode(&p.torrent).unwrap().into_owned();
+        let Value::Dict(mut d) = v else { panic!() };
+        d.insert(
+            &b"announce"[..],
+            Value::from("http://t/announce?username=u3&psw=pw-u3"),
+        );
+        Value::Dict(d).encode()
+    };
+    let a = t.post(&format!("/publish?{c}"), leaky).await;
+    assert_eq!(
+        (a.status, a.failure().as_deref()),
+        (
+            400,
+            Some("the torrent's announce URL carries credentials; peers add their own")
+        )
+    );
 }
 
 #[tokio::test]
@@ -841,4 +861,29 @@ async fn restart_keeps_torrents_keys_authorities_and_relays() {
     let mut t = t;
     t.stop().await;
     assert!(ivcsd::tracker::audit::verify_chain(&t.audit_log()).is_ok());
+}
+
+/// SPEC 4.3: a pending key that no torrent claims in time cannot be published with.
+/// (Real time: the store and the HTTP stack run on threads that tokio's paused clock would
+/// race; the TTL is one second.)
+#[tokio::test]
+async fn expired_pending_keys_cannot_be_claimed() {
+    let t = TestTracker::start_with(&standard_users(), |c| c.pending_key_ttl_secs = 1).await;
+    let answer = t
+        .getcipher("u3", CipherTarget::New, key2048(), now(), &fresh_nonce())
+        .await
+        .ok();
+    let key_id = ivcsd::types::KeyId::from_slice(&answer.bytes("key id")).unwrap();
+    let key = key2048().unwrap_content_key(&answer.bytes("key")).unwrap();
+    let file = t.dir.path().join("late");
+    std::fs::write(&file, b"too late").unwrap();
+    let created = ivcsd::metainfo::create_encrypted(&file, &key, key_id, "", None).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let a = t
+        .post(&format!("/publish?{}", creds("u3")), created.bytes)
+        .await;
+    assert_eq!(
+        (a.status, a.failure().as_deref()),
+        (400, Some("info.ivcsd.key id names no pending key of yours"))
+    );
 }

@@ -6,6 +6,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use common_tracker::*;
+use ivcsd::crypto::identity::CipherTarget;
 use tokio::process::Command;
 
 async fn ivcsd(args: &[&str], password: &str) -> Output {
@@ -128,7 +129,8 @@ async fn tracker_process_starts_serves_and_stops_on_sigterm() {
     // the flags below win over the file's listen and data_dir
     std::fs::write(
         &config,
-        "listen = \"127.0.0.1:1\"\ndata_dir = \"/nonexistent/x\"\n",
+        "listen = \"127.0.0.1:1\"\ndata_dir = \"/nonexistent/x\"\n\
+         authority_poll_secs = 3600\nthrottle_failures = 1000\n",
     )
     .unwrap();
     // a port the OS just handed out (released again for the process to bind)
@@ -167,6 +169,32 @@ async fn tracker_process_starts_serves_and_stops_on_sigterm() {
     assert!(data.join("master.key").exists());
     assert!(data.join("tracker.sqlite").exists());
     let pid = child.id().unwrap().to_string();
+    // SIGHUP reloads authority.xml (polling is off in this config): a user added to the
+    // file can log in afterwards
+    let mut users = standard_users();
+    users.push(UserSpec::new("newbie", 7));
+    write_authority(&authority, &users);
+    let newbie: hyper::Uri = format!("http://{listen}/scrape?{}", creds("newbie"))
+        .parse()
+        .unwrap();
+    let before = ivcsd::http_client::get(&newbie).await.unwrap();
+    assert!(String::from_utf8_lossy(&before.body).contains("invalid credentials"));
+    let hup = Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(hup.success());
+    let mut reloaded = false;
+    for _ in 0..100 {
+        let r = ivcsd::http_client::get(&newbie).await.unwrap();
+        if !String::from_utf8_lossy(&r.body).contains("failure reason") {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reloaded, "SIGHUP did not reload authority.xml");
     let kill = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -181,6 +209,73 @@ async fn tracker_process_starts_serves_and_stops_on_sigterm() {
     // the audit log was flushed at shutdown
     let log = std::fs::read_to_string(data.join("audit.log")).unwrap();
     assert!(log.contains("\"endpoint\":\"scrape\""));
+}
+
+/// Starts `ivcsd tracker` on a fresh port and waits until it answers.
+async fn spawn_tracker(
+    authority: &std::path::Path,
+    data: &std::path::Path,
+) -> (tokio::process::Child, std::net::SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_ivcsd"))
+        .args(["--quiet", "tracker", "--authority"])
+        .arg(authority)
+        .args(["--listen", &addr.to_string(), "--data-dir"])
+        .arg(data)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let uri: hyper::Uri = format!("http://{addr}/scrape?{}", creds("u1"))
+        .parse()
+        .unwrap();
+    for _ in 0..200 {
+        if ivcsd::http_client::get(&uri).await.is_ok() {
+            return (child, addr);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the tracker at {addr} never answered");
+}
+
+/// SPEC 4.4: a publish that was answered survives the process being killed at once.
+#[tokio::test]
+async fn answered_publish_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let authority = dir.path().join("authority.xml");
+    write_authority(&authority, &standard_users());
+    let data = dir.path().join("data");
+    let (mut child, addr) = spawn_tracker(&authority, &data).await;
+    let t = TestTracker::attach(addr, tempfile::tempdir().unwrap(), test_config(&data));
+    let p = t.publish("u3", b"must survive").await;
+    t.set_authority(&p.info_hash, 1).await;
+    child.kill().await.unwrap(); // SIGKILL: no shutdown, no flush
+    let (_child, addr) = spawn_tracker(&authority, &data).await;
+    let t = TestTracker::attach(addr, tempfile::tempdir().unwrap(), test_config(&data));
+    let a = t
+        .getcipher(
+            "u1",
+            CipherTarget::Torrent(p.info_hash),
+            key2048(),
+            now(),
+            &fresh_nonce(),
+        )
+        .await
+        .ok();
+    let key = key2048().unwrap_content_key(&a.bytes("key")).unwrap();
+    assert_eq!(key.as_bytes(), p.key.as_bytes());
+    let file = t
+        .get(&format!(
+            "/torrent?{}&info_hash={}",
+            creds("u1"),
+            enc(&p.info_hash.0)
+        ))
+        .await;
+    assert_eq!(file.body.as_ref(), p.torrent.as_slice());
 }
 
 #[tokio::test]
@@ -209,4 +304,46 @@ async fn tracker_process_refuses_bad_setup_with_one_line() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("bad.toml"), "{}", stderr(&o));
     assert!(stderr(&o).contains("intervall_secs"), "{}", stderr(&o));
+}
+
+#[tokio::test]
+async fn audit_follow_prints_new_entries_as_they_come() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let t = TestTracker::start(&standard_users()).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ivcsd"))
+        .args([
+            "admin",
+            "--tracker",
+            &format!("http://{}", t.addr),
+            "--user",
+            "admin",
+        ])
+        .args(["audit", "--follow"])
+        .env("IVCSD_PASSWORD", password("admin"))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // its own first call is audited, and shows up on a later poll
+    t.get(&format!(
+        "/scrape?{}&info_hash={}",
+        creds("u5"),
+        enc(&[7u8; 20])
+    ))
+    .await
+    .ok();
+    let seen = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("\"user\":\"u5\"") {
+                return line;
+            }
+        }
+        panic!("audit --follow ended");
+    })
+    .await
+    .expect("the new entry never appeared");
+    let entry: serde_json::Value = serde_json::from_str(&seen).unwrap();
+    assert_eq!(entry["endpoint"], "scrape");
+    child.kill().await.unwrap();
 }

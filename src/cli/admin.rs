@@ -162,6 +162,8 @@ struct AdminClient {
     base: String,
     /// `username=…&psw=…`, percent-encoded.
     credentials: Zeroizing<String>,
+    /// A private CA for an https tracker (`--ca`).
+    tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 /// Everything but unreserved characters is percent-encoded in query values.
@@ -213,6 +215,10 @@ impl AdminClient {
                 encode(user.as_bytes()),
                 encode(password.as_bytes())
             )),
+            tls: match &credentials.ca {
+                Some(ca) => Some(ivcsd::tls::client_config(Some(ca))?),
+                None => None,
+            },
         })
     }
 
@@ -228,7 +234,8 @@ impl AdminClient {
             Method::POST => Some(bytes::Bytes::new()),
             _ => None,
         };
-        let response = http_client::request(
+        let response = http_client::request_with_tls(
+            self.tls.as_ref(),
             method,
             &uri,
             body,

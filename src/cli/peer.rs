@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use ivcsd::crypto::identity::Identity;
+use ivcsd::crypto::identity::{DEFAULT_RSA_BITS, Identity};
 
 use super::GlobalArgs;
 
@@ -62,7 +62,7 @@ pub enum PeerCommand {
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
     /// Key size in bits (at least 2048).
-    #[arg(long, default_value_t = 3072, value_name = "BITS")]
+    #[arg(long, default_value_t = DEFAULT_RSA_BITS, value_name = "BITS")]
     pub bits: usize,
     /// Replace an existing identity file.
     #[arg(long)]

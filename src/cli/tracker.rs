@@ -38,11 +38,6 @@ pub struct TrackerArgs {
 }
 
 pub fn run(args: TrackerArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
-    if args.tls_cert.is_some() {
-        anyhow::bail!(
-            "https is not supported by this build of the tracker; serve it behind a TLS proxy"
-        );
-    }
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -52,6 +47,10 @@ pub fn run(args: TrackerArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     }
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
+    }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls_cert = Some(cert);
+        config.tls_key = Some(key);
     }
     let users = Arc::new(AuthoritySource::load(&args.authority)?);
     let runtime = tokio::runtime::Runtime::new().context("error starting the async runtime")?;

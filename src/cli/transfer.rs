@@ -60,7 +60,10 @@ pub(super) async fn start_node(
         false,
     )?;
     let identity = load_identity(common)?;
-    let tracker = TrackerClient::new(tracker_url, &user, password)?;
+    let mut tracker = TrackerClient::new(tracker_url, &user, password)?;
+    if let Some(ca) = &common.credentials.ca {
+        tracker = tracker.with_tls(ivcsd::tls::client_config(Some(ca))?);
+    }
     let listen: SocketAddr = match common.listen {
         Some(addr) => addr,
         None => DEFAULT_LISTEN

@@ -19,8 +19,7 @@
 //! Call this off the async reactor (`spawn_blocking`), and not from inside the rayon pool: it
 //! blocks on file reads and on the pool.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -28,7 +27,9 @@ use rayon::prelude::*;
 use sha1::{Digest, Sha1};
 
 use super::geometry::{Geometry, GeometryError, check_piece_length, default_piece_length};
-use super::parse::{MetainfoError, NameProblem, check_name};
+use super::names::NameProblem;
+use super::parse::MetainfoError;
+use super::source::{ContentReader, Source, SourceFile, scan};
 use super::{Cipher, IvcsdInfo, Metainfo};
 use crate::bencode::{Dict, Value};
 use crate::crypto::content::{ContentKey, apply_keystream};
@@ -72,7 +73,7 @@ pub enum CreateError {
     NoName { path: PathBuf },
     #[error("{} holds no data: a torrent needs at least one non-empty file", path.display())]
     Empty { path: PathBuf },
-    #[error("{}: the total length does not fit in 64 bits", path.display())]
+    #[error("{}: the total length does not fit in a bencode integer (2^63 - 1)", path.display())]
     TooLarge { path: PathBuf },
     #[error("{} changed while it was read (expected {expected} bytes)", path.display())]
     FileChanged { path: PathBuf, expected: u64 },
@@ -88,7 +89,7 @@ pub enum CreateError {
 /// or directory at `path`: for tests and for interoperability with stock clients.
 ///
 /// `announce` is written as given (an empty string leaves `announce` out); `piece_length`
-/// defaults to [`default_piece_length`].
+/// defaults to [`default_piece_length`]. Shorthand for [`TorrentBuilder::plain`].
 ///
 /// # Errors
 /// See [`CreateError`].
@@ -97,7 +98,10 @@ pub fn create_plain(
     announce: &str,
     piece_length: Option<u64>,
 ) -> Result<CreatedTorrent, CreateError> {
-    create(path, announce, piece_length, None)
+    TorrentBuilder::new(path)
+        .announce(announce)
+        .piece_length(piece_length)
+        .plain()
 }
 
 /// Builds an encrypted ivcsd torrent (SPEC 5) of the file or directory at `path`: `pieces` are
@@ -106,7 +110,8 @@ pub fn create_plain(
 /// written to disk.
 ///
 /// `announce` is the tracker's /announce URL without credentials (an empty string leaves it
-/// out); `piece_length` defaults to [`default_piece_length`].
+/// out); `piece_length` defaults to [`default_piece_length`]. Shorthand for
+/// [`TorrentBuilder::encrypted`].
 ///
 /// # Errors
 /// See [`CreateError`]; an announce URL with credentials is refused.
@@ -117,17 +122,123 @@ pub fn create_encrypted(
     announce: &str,
     piece_length: Option<u64>,
 ) -> Result<CreatedTorrent, CreateError> {
-    let transform = |offset: u64, buf: &mut [u8]| apply_keystream(key, offset, buf);
-    let encryption = Encryption {
-        transform: &transform,
-        ivcsd: IvcsdInfo {
-            version: 1,
-            cipher: Cipher::Rc4Plus,
-            key_id,
-            check: key.key_check(),
-        },
-    };
-    create(path, announce, piece_length, Some(encryption))
+    TorrentBuilder::new(path)
+        .announce(announce)
+        .piece_length(piece_length)
+        .encrypted(key, key_id)
+}
+
+/// Reports progress: `(bytes hashed so far, total bytes)`.
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
+/// A torrent build with every option: the announce URL, the piece length, and a progress
+/// callback for long builds (a progress bar in `peer publish`).
+pub struct TorrentBuilder<'a> {
+    path: &'a Path,
+    announce: &'a str,
+    piece_length: Option<u64>,
+    progress: Option<Progress<'a>>,
+}
+
+impl<'a> TorrentBuilder<'a> {
+    /// A build of the file or directory at `path`, without announce URL, at the default piece
+    /// length.
+    pub fn new(path: &'a Path) -> Self {
+        TorrentBuilder {
+            path,
+            announce: "",
+            piece_length: None,
+            progress: None,
+        }
+    }
+
+    /// The `announce` URL, without credentials; empty leaves it out.
+    pub fn announce(mut self, url: &'a str) -> Self {
+        self.announce = url;
+        self
+    }
+
+    /// The piece length; `None` picks [`default_piece_length`].
+    pub fn piece_length(mut self, piece_length: Option<u64>) -> Self {
+        self.piece_length = piece_length;
+        self
+    }
+
+    /// Called on the calling thread after each batch of pieces (about every 32 MiB) with the
+    /// bytes done and the total.
+    pub fn progress(mut self, progress: Progress<'a>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Builds a plain torrent: see [`create_plain`].
+    ///
+    /// # Errors
+    /// See [`CreateError`].
+    pub fn plain(self) -> Result<CreatedTorrent, CreateError> {
+        self.build(None)
+    }
+
+    /// Builds an encrypted ivcsd torrent: see [`create_encrypted`].
+    ///
+    /// # Errors
+    /// See [`CreateError`].
+    pub fn encrypted(self, key: &ContentKey, key_id: KeyId) -> Result<CreatedTorrent, CreateError> {
+        let transform = |offset: u64, buf: &mut [u8]| apply_keystream(key, offset, buf);
+        let encryption = Encryption {
+            transform: &transform,
+            ivcsd: IvcsdInfo {
+                version: 1,
+                cipher: Cipher::Rc4Plus,
+                key_id,
+                check: key.key_check(),
+            },
+        };
+        self.build(Some(encryption))
+    }
+
+    /// The one build behind both kinds.
+    fn build(self, encryption: Option<Encryption<'_>>) -> Result<CreatedTorrent, CreateError> {
+        let TorrentBuilder {
+            path,
+            announce,
+            piece_length,
+            mut progress,
+        } = self;
+        check_announce(announce)?;
+        if let Some(piece_length) = piece_length {
+            // Before the scan, which may walk a large tree.
+            check_piece_length(piece_length).map_err(CreateError::PieceLength)?;
+        }
+        let source = scan(path)?;
+        let piece_length =
+            piece_length.unwrap_or_else(|| default_piece_length(source.total_length));
+        let geometry = Geometry::new(piece_length, source.total_length).map_err(|e| match e {
+            GeometryError::Empty => CreateError::Empty {
+                path: path.to_owned(),
+            },
+            e => CreateError::PieceLength(e),
+        })?;
+        let pieces = hash_pieces(
+            &source.files,
+            &geometry,
+            encryption.as_ref().map(|e| e.transform),
+            &mut |done, total| {
+                if let Some(progress) = progress.as_mut() {
+                    progress(done, total);
+                }
+            },
+        )?;
+        let bytes = encode(
+            &source,
+            announce,
+            &geometry,
+            &pieces,
+            encryption.as_ref().map(|e| &e.ivcsd),
+        );
+        let metainfo = Metainfo::from_bytes(&bytes).map_err(CreateError::Invalid)?;
+        Ok(CreatedTorrent { bytes, metainfo })
+    }
 }
 
 /// Encrypts content in place: `buf` holds content bytes from absolute offset `offset`.
@@ -137,42 +248,6 @@ type Transform<'a> = &'a (dyn Fn(u64, &mut [u8]) + Sync);
 struct Encryption<'a> {
     transform: Transform<'a>,
     ivcsd: IvcsdInfo,
-}
-
-/// The one builder behind [`create_plain`] and [`create_encrypted`].
-fn create(
-    path: &Path,
-    announce: &str,
-    piece_length: Option<u64>,
-    encryption: Option<Encryption<'_>>,
-) -> Result<CreatedTorrent, CreateError> {
-    check_announce(announce)?;
-    if let Some(piece_length) = piece_length {
-        // Before the scan, which may walk a large tree.
-        check_piece_length(piece_length).map_err(CreateError::PieceLength)?;
-    }
-    let source = scan(path)?;
-    let piece_length = piece_length.unwrap_or_else(|| default_piece_length(source.total_length));
-    let geometry = Geometry::new(piece_length, source.total_length).map_err(|e| match e {
-        GeometryError::Empty => CreateError::Empty {
-            path: path.to_owned(),
-        },
-        e => CreateError::PieceLength(e),
-    })?;
-    let pieces = hash_pieces(
-        &source.files,
-        &geometry,
-        encryption.as_ref().map(|e| e.transform),
-    )?;
-    let bytes = encode(
-        &source,
-        announce,
-        &geometry,
-        &pieces,
-        encryption.as_ref().map(|e| &e.ivcsd),
-    );
-    let metainfo = Metainfo::from_bytes(&bytes).map_err(CreateError::Invalid)?;
-    Ok(CreatedTorrent { bytes, metainfo })
 }
 
 /// Refuses an announce URL with a user:password part or credential query parameters
@@ -201,219 +276,12 @@ fn check_announce(url: &str) -> Result<(), CreateError> {
     Ok(())
 }
 
-/// One file to read: where it is on disk and where it goes in the torrent.
-struct SourceFile {
-    fs_path: PathBuf,
-    /// Components below the torrent's name; empty for a single-file torrent.
-    rel: Vec<String>,
-    length: u64,
-}
-
-struct Source {
-    name: String,
-    /// True when `path` is a directory (a multi-file torrent, even with one file inside).
-    directory: bool,
-    files: Vec<SourceFile>,
-    total_length: u64,
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CreateError + '_ {
-    move |error| CreateError::Io {
-        path: path.to_owned(),
-        error,
-    }
-}
-
-fn checked_name(os: &std::ffi::OsStr, path: &Path) -> Result<String, CreateError> {
-    let name = os.to_str().ok_or_else(|| CreateError::NotUtf8 {
-        path: path.to_owned(),
-    })?;
-    check_name(name).map_err(|problem| CreateError::UnsafeName {
-        path: path.to_owned(),
-        name: name.escape_debug().to_string(),
-        problem,
-    })?;
-    Ok(name.to_owned())
-}
-
-fn scan(path: &Path) -> Result<Source, CreateError> {
-    let meta = std::fs::metadata(path).map_err(io_err(path))?;
-    let name_os = match path.file_name() {
-        Some(n) => n.to_owned(),
-        // "." or "/": name the torrent after the directory it resolves to.
-        None => std::fs::canonicalize(path)
-            .map_err(io_err(path))?
-            .file_name()
-            .ok_or_else(|| CreateError::NoName {
-                path: path.to_owned(),
-            })?
-            .to_owned(),
-    };
-    let name = checked_name(&name_os, path)?;
-    let mut files = Vec::new();
-    let directory = if meta.is_file() {
-        files.push(SourceFile {
-            fs_path: path.to_owned(),
-            rel: Vec::new(),
-            length: meta.len(),
-        });
-        false
-    } else if meta.is_dir() {
-        walk(path, &mut Vec::new(), &mut files)?;
-        true
-    } else {
-        return Err(CreateError::SpecialFile {
-            path: path.to_owned(),
-        });
-    };
-    let total_length = files
-        .iter()
-        .try_fold(0u64, |acc, f| acc.checked_add(f.length))
-        .ok_or_else(|| CreateError::TooLarge {
-            path: path.to_owned(),
-        })?;
-    if total_length == 0 {
-        return Err(CreateError::Empty {
-            path: path.to_owned(),
-        });
-    }
-    Ok(Source {
-        name,
-        directory,
-        files,
-        total_length,
-    })
-}
-
-/// Appends the files below `dir` in sorted order; `rel` is `dir`'s path below the root.
-fn walk(dir: &Path, rel: &mut Vec<String>, out: &mut Vec<SourceFile>) -> Result<(), CreateError> {
-    let mut entries = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
-        let entry = entry.map_err(io_err(dir))?;
-        let path = entry.path();
-        let name = checked_name(&entry.file_name(), &path)?;
-        let file_type = entry.file_type().map_err(io_err(&path))?;
-        entries.push((name, path, file_type));
-    }
-    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    for (name, path, file_type) in entries {
-        if file_type.is_symlink() {
-            return Err(CreateError::Symlink { path });
-        } else if file_type.is_dir() {
-            rel.push(name);
-            walk(&path, rel, out)?;
-            rel.pop();
-        } else if file_type.is_file() {
-            let length = std::fs::symlink_metadata(&path)
-                .map_err(io_err(&path))?
-                .len();
-            let mut file_rel = rel.clone();
-            file_rel.push(name);
-            out.push(SourceFile {
-                fs_path: path,
-                rel: file_rel,
-                length,
-            });
-        } else {
-            return Err(CreateError::SpecialFile { path });
-        }
-    }
-    Ok(())
-}
-
-/// Reads the concatenated content of the source files, in order, into buffers.
-struct ContentReader<'a> {
-    files: &'a [SourceFile],
-    /// Index of the file being read, and its handle with the bytes still to read.
-    current: Option<(usize, File, u64)>,
-    next_file: usize,
-}
-
-impl<'a> ContentReader<'a> {
-    fn new(files: &'a [SourceFile]) -> Self {
-        ContentReader {
-            files,
-            current: None,
-            next_file: 0,
-        }
-    }
-
-    /// After the last batch: the file read last must end where the scan said it did.
-    fn finish(&mut self) -> Result<(), CreateError> {
-        if let Some((index, file, 0)) = &mut self.current {
-            let source = &self.files[*index];
-            let mut probe = [0u8; 1];
-            if file.read(&mut probe).map_err(io_err(&source.fs_path))? != 0 {
-                return Err(CreateError::FileChanged {
-                    path: source.fs_path.clone(),
-                    expected: source.length,
-                });
-            }
-        }
-        self.current = None;
-        Ok(())
-    }
-
-    /// Fills all of `buf` with the next content bytes.
-    fn fill(&mut self, mut buf: &mut [u8]) -> Result<(), CreateError> {
-        while !buf.is_empty() {
-            let (index, file, left) = match &mut self.current {
-                Some(current) => current,
-                None => {
-                    let Some(source) = self.files.get(self.next_file) else {
-                        // The lengths were summed from these files, so this means a bug.
-                        return Err(CreateError::FileChanged {
-                            path: self
-                                .files
-                                .last()
-                                .map(|f| f.fs_path.clone())
-                                .unwrap_or_default(),
-                            expected: self.files.last().map_or(0, |f| f.length),
-                        });
-                    };
-                    let file = File::open(&source.fs_path).map_err(io_err(&source.fs_path))?;
-                    self.current = Some((self.next_file, file, source.length));
-                    self.next_file += 1;
-                    continue;
-                }
-            };
-            let source = &self.files[*index];
-            if *left == 0 {
-                // The file must end exactly where the scan said it did.
-                let mut probe = [0u8; 1];
-                if file.read(&mut probe).map_err(io_err(&source.fs_path))? != 0 {
-                    return Err(CreateError::FileChanged {
-                        path: source.fs_path.clone(),
-                        expected: source.length,
-                    });
-                }
-                self.current = None;
-                continue;
-            }
-            let want = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-            let n = match file.read(&mut buf[..want]) {
-                Ok(0) => {
-                    return Err(CreateError::FileChanged {
-                        path: source.fs_path.clone(),
-                        expected: source.length,
-                    });
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_err(&source.fs_path)(e)),
-            };
-            *left -= n as u64;
-            buf = &mut buf[n..];
-        }
-        Ok(())
-    }
-}
-
 /// SHA-1 of every piece of the content, after `transform` when given.
 fn hash_pieces(
     files: &[SourceFile],
     geometry: &Geometry,
     transform: Option<Transform<'_>>,
+    progress: Progress<'_>,
 ) -> Result<Vec<[u8; 20]>, CreateError> {
     let piece_length = geometry.piece_length();
     let total = geometry.total_length();
@@ -441,6 +309,7 @@ fn hash_pieces(
             || hash_batch_of_pieces(&mut current, start, piece_length, hash_batch, transform),
         );
         read?;
+        progress(next_start, total);
         std::mem::swap(&mut current, &mut next);
         start = next_start;
     }
@@ -475,7 +344,9 @@ fn hash_batch_of_pieces(
         });
 }
 
-/// The bencoded torrent. Keys are sorted by the encoder.
+/// The bencoded torrent. Keys are sorted by the encoder. The `as i64` casts cannot wrap:
+/// `scan` keeps the total length (so every file length) at most `i64::MAX`, and a piece length
+/// is at most 2^28.
 fn encode(
     source: &Source,
     announce: &str,

@@ -5,11 +5,12 @@
 //! - `parse.rs`, [`Metainfo::from_bytes`]: bytes in, a validated [`Metainfo`] out, or a
 //!   [`MetainfoError`] that names the field (`info.files[3].path[1]: '..' would escape the
 //!   download directory`). The info hash is SHA-1 over the exact bytes of `info` as received.
+//! - `names.rs`, [`check_name`]: which file names are safe, for parsing and creation alike.
 //! - `geometry.rs`: [`Geometry`], the only maker of [`PieceIndex`], and [`FileSegments`], the
 //!   map from a content range to the file runs it covers.
 //! - `create.rs`, [`create_encrypted`] and [`create_plain`]: build a torrent from a file or a
-//!   directory, hashing ciphertext (or plaintext) on all cores with bounded memory. The only
-//!   part that does I/O.
+//!   directory, hashing ciphertext (or plaintext) on all cores with bounded memory; with
+//!   `source.rs`, which walks the directory and reads the files, the only part that does I/O.
 //!
 //! What a validated torrent guarantees (the rest of ivcsd relies on it):
 //! - every file path is a list of safe components (see [`NameProblem`]) that cannot leave the
@@ -22,16 +23,21 @@
 
 mod create;
 mod geometry;
+mod names;
 mod parse;
+mod source;
 
 use std::fmt;
 
-pub use create::{CreateError, CreatedTorrent, create_encrypted, create_plain};
+pub use create::{
+    CreateError, CreatedTorrent, Progress, TorrentBuilder, create_encrypted, create_plain,
+};
 pub use geometry::{
     FileSegment, FileSegments, Geometry, GeometryError, MAX_PIECE_COUNT, MAX_PIECE_LENGTH,
     MIN_PIECE_LENGTH, PieceIndex, check_piece_length, default_piece_length,
 };
-pub use parse::{MetainfoError, NameProblem, check_name};
+pub use names::{NameProblem, check_name};
+pub use parse::MetainfoError;
 
 use crate::types::{InfoHash, KeyId};
 

@@ -45,13 +45,13 @@ use crate::peer::storage::{PieceStore, piece_matches};
 use crate::peer::tracker_client::{AnnounceEvent, AnnounceRequest, TrackerClient};
 use crate::peer::wire::{BlockRequest, Geometry};
 use crate::types::{InfoHash, PeerId};
+use sha1::{Digest as _, Sha1};
 
 /// A connection's id inside one torrent.
 pub type PeerKey = u64;
 
-/// Pieces failing verification, with other peers contributing, before a peer is banned (a
-/// peer that alone sent a failing piece is banned at once).
-const CORRUPT_STRIKES_TO_BAN: u32 = 2;
+/// The size of the blocks we request, and of the blocks the cipher keys: 16 KiB.
+const BLOCK_LEN: usize = crate::peer::picker::BLOCK_LEN as usize;
 /// Connections a peer may end by breaking the protocol (docs/protocol.md 7) before it is banned.
 const PROTOCOL_STRIKES_TO_BAN: u32 = 3;
 
@@ -135,8 +135,12 @@ struct State {
     picker: Picker<PeerKey>,
     peers: HashMap<PeerKey, PeerSlot>,
     /// Pieces being assembled; each buffer has the piece's length.
-    partial: HashMap<u32, Vec<u8>>,
+    partial: HashMap<u32, PartialPiece>,
     partial_bytes: u64,
+    /// Pieces that failed verification: who sent which block, and its hash. When the piece
+    /// later verifies, the peers whose blocks differ from the good ones are banned; honest
+    /// peers that shared a bad piece with a liar are never blamed.
+    suspects: HashMap<u32, Vec<SentBlock>>,
     next_key: PeerKey,
     /// Addresses connected or being dialed, and addresses that are ourselves.
     dialing: HashSet<SocketAddr>,
@@ -145,13 +149,36 @@ struct State {
     /// addresses never dialed again. (Not whole IP addresses: many honest peers can share one
     /// behind a NAT, or on 127.0.0.1.)
     banned: Banned,
-    /// Faults of each peer: failed pieces it contributed to, connections it ended by breaking
-    /// the protocol.
+    /// Connections each peer ended by breaking the protocol.
     strikes: HashMap<PeerId, u32>,
     optimistic: Option<PeerKey>,
     choke_rounds: u64,
     complete: bool,
     resume_dirty: bool,
+}
+
+/// A piece being assembled: its bytes and who sent each block.
+struct PartialPiece {
+    data: Vec<u8>,
+    /// Per 16 KiB block, the peer that sent it.
+    senders: Vec<Option<(PeerId, Option<SocketAddr>)>>,
+}
+
+/// A block of a piece that failed verification.
+#[derive(Clone, Copy)]
+struct SentBlock {
+    block: usize,
+    peer_id: PeerId,
+    addr: Option<SocketAddr>,
+    sha1: [u8; 20],
+}
+
+/// What verifying a complete piece found.
+enum Verdict {
+    /// Stored; these peers sent blocks that differ from the verified ones.
+    Good { liars: Vec<SentBlock> },
+    /// The hash did not match; the hash of each block, for telling liars apart later.
+    Bad { block_hashes: Vec<[u8; 20]> },
 }
 
 /// Who sent corrupt data.
@@ -225,6 +252,7 @@ impl Torrent {
                 peers: HashMap::new(),
                 partial: HashMap::new(),
                 partial_bytes: 0,
+                suspects: HashMap::new(),
                 next_key: 0,
                 dialing: HashSet::new(),
                 banned: Banned::default(),
@@ -531,19 +559,28 @@ impl Torrent {
                     }
                 }
                 let piece_len = self.geometry.piece_len(index).unwrap_or(0) as usize;
-                let buffer = state.partial.entry(index).or_default();
-                if buffer.is_empty() {
-                    buffer.resize(piece_len, 0);
-                    state.partial_bytes += piece_len as u64;
-                }
+                let sender = state.peers.get(&key).map(|s| (s.peer_id, s.addr));
+                let mut added = 0;
+                let piece = state.partial.entry(index).or_insert_with(|| {
+                    added = piece_len as u64;
+                    PartialPiece {
+                        data: vec![0; piece_len],
+                        senders: vec![None; piece_len.div_ceil(BLOCK_LEN)],
+                    }
+                });
                 let start = begin as usize;
                 // The picker accepted the block, so it lies inside the piece.
-                if let Some(dst) = buffer.get_mut(start..start + data.len()) {
+                if let Some(dst) = piece.data.get_mut(start..start + data.len()) {
                     dst.copy_from_slice(data);
                 }
-                if piece_complete && let Some(buffer) = state.partial.remove(&index) {
-                    state.partial_bytes -= buffer.len() as u64;
-                    self.verify_piece(index, buffer);
+                if let Some(slot) = piece.senders.get_mut(start / BLOCK_LEN) {
+                    *slot = sender;
+                }
+                state.partial_bytes += added;
+                if piece_complete && let Some(piece) = state.partial.remove(&index) {
+                    state.partial_bytes -= piece.data.len() as u64;
+                    let suspects = state.suspects.remove(&index).unwrap_or_default();
+                    self.verify_piece(index, piece, suspects);
                 }
             }
             BlockOutcome::Duplicate | BlockOutcome::Unrequested => {}
@@ -555,7 +592,8 @@ impl Torrent {
     }
 
     /// Hashes and stores a complete piece off the reactor, then records the outcome.
-    fn verify_piece(self: &Arc<Self>, index: u32, mut buffer: Vec<u8>) {
+    /// `suspects` are the blocks of earlier failed attempts at this piece.
+    fn verify_piece(self: &Arc<Self>, index: u32, piece: PartialPiece, suspects: Vec<SentBlock>) {
         let me = Arc::clone(self);
         let permits = Arc::clone(&self.verifiers);
         self.tasks.spawn(async move {
@@ -568,24 +606,55 @@ impl Torrent {
                 return;
             }
             let store = Arc::clone(&me.store);
+            let PartialPiece { mut data, senders } = piece;
+            let blocks = senders.len();
             let checked = tokio::task::spawn_blocking(move || {
                 let info = store.info();
                 let Some(piece) = info.piece_index(index) else {
-                    return Ok(false);
+                    return Ok(Verdict::Bad {
+                        block_hashes: Vec::new(),
+                    });
                 };
-                if !piece_matches(info, piece, &buffer) {
-                    return Ok(false);
+                let block_sha1 = |b: usize| -> [u8; 20] {
+                    let end = ((b + 1) * BLOCK_LEN).min(data.len());
+                    Sha1::digest(&data[b * BLOCK_LEN..end]).into()
+                };
+                if !piece_matches(info, piece, &data) {
+                    let block_hashes = (0..blocks).map(block_sha1).collect();
+                    return Ok(Verdict::Bad { block_hashes });
                 }
-                store.write_piece(piece, &mut buffer).map(|()| true)
+                let liars = suspects
+                    .into_iter()
+                    .filter(|s| s.block < blocks && block_sha1(s.block) != s.sha1)
+                    .collect();
+                store
+                    .write_piece(piece, &mut data)
+                    .map(|()| Verdict::Good { liars })
             })
             .await;
             match checked {
-                Ok(Ok(true)) => me.piece_done(index),
-                Ok(Ok(false)) => me.piece_bad(index),
+                Ok(Ok(Verdict::Good { liars })) => {
+                    for liar in liars {
+                        me.strike(liar.peer_id, liar.addr, 1);
+                        me.close_peer(liar.peer_id);
+                    }
+                    me.piece_done(index);
+                }
+                Ok(Ok(Verdict::Bad { block_hashes })) => {
+                    me.piece_bad(index, &senders, &block_hashes)
+                }
                 Ok(Err(e)) => me.fail(format!("cannot store piece {index}: {e}")),
                 Err(e) => me.fail(format!("piece {index}: verification task failed: {e}")),
             }
         });
+    }
+
+    /// Closes the connections of a (banned) peer.
+    fn close_peer(&self, peer_id: PeerId) {
+        let state = self.lock();
+        for slot in state.peers.values().filter(|s| s.peer_id == peer_id) {
+            send(&slot.handle, Command::Close);
+        }
     }
 
     fn piece_done(self: &Arc<Self>, index: u32) {
@@ -628,28 +697,40 @@ impl Torrent {
         }
     }
 
-    /// A piece failed its hash check: it is wanted again, and the peers that sent it are
-    /// struck (a peer that alone sent a bad piece is banned at once, others at two strikes).
-    fn piece_bad(&self, index: u32) {
+    /// A piece failed its hash check: it is wanted again. A peer that alone sent all of it is
+    /// banned at once; otherwise who sent which block is kept, and the liars are found when
+    /// the piece verifies (see [`State::suspects`]).
+    fn piece_bad(
+        &self,
+        index: u32,
+        senders: &[Option<(PeerId, Option<SocketAddr>)>],
+        block_hashes: &[[u8; 20]],
+    ) {
         let mut state = self.lock();
-        let contributors = state.picker.piece_failed(index);
-        tracing::warn!(
-            index,
-            peers = contributors.len(),
-            "piece failed verification"
-        );
-        let alone = contributors.len() == 1;
-        for key in contributors {
-            let Some((peer_id, addr, handle)) = state
-                .peers
-                .get(&key)
-                .map(|s| (s.peer_id, s.addr, s.handle.clone()))
-            else {
-                continue;
-            };
-            let limit = if alone { 1 } else { CORRUPT_STRIKES_TO_BAN };
-            if Self::strike_locked(&mut state, peer_id, addr, limit) {
-                send(&handle, Command::Close);
+        state.picker.piece_failed(index);
+        let mut distinct: Vec<(PeerId, Option<SocketAddr>)> = Vec::new();
+        for (peer_id, addr) in senders.iter().flatten() {
+            if !distinct.iter().any(|(p, _)| p == peer_id) {
+                distinct.push((*peer_id, *addr));
+            }
+        }
+        tracing::warn!(index, peers = distinct.len(), "piece failed verification");
+        if let [(peer_id, addr)] = distinct[..] {
+            Self::strike_locked(&mut state, peer_id, addr, 1);
+            for slot in state.peers.values().filter(|s| s.peer_id == peer_id) {
+                send(&slot.handle, Command::Close);
+            }
+        } else {
+            let record = state.suspects.entry(index).or_default();
+            for (block, sender) in senders.iter().enumerate() {
+                if let (Some((peer_id, addr)), Some(sha1)) = (sender, block_hashes.get(block)) {
+                    record.push(SentBlock {
+                        block,
+                        peer_id: *peer_id,
+                        addr: *addr,
+                        sha1: *sha1,
+                    });
+                }
             }
         }
         let keys: Vec<PeerKey> = state.peers.keys().copied().collect();

@@ -98,6 +98,8 @@ pub struct TrackerClient {
     username: String,
     password: Zeroizing<String>,
     token: Mutex<Option<Zeroizing<String>>>,
+    /// For an https tracker with a private CA (`--ca`); `None`: the public web's roots.
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 /// Percent-encodes every byte that is not unreserved (RFC 3986).
@@ -155,7 +157,14 @@ impl TrackerClient {
             username: username.to_owned(),
             password,
             token: Mutex::new(None),
+            tls: None,
         })
+    }
+
+    /// Verifies an https tracker against this configuration (a private CA, `--ca FILE`).
+    pub fn with_tls(mut self, tls: Arc<tokio_rustls::rustls::ClientConfig>) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     pub fn username(&self) -> &str {
@@ -231,10 +240,20 @@ impl TrackerClient {
         use_token: bool,
     ) -> Result<Bytes, TrackerError> {
         let uri = self.endpoint(path, query, use_token)?;
-        let response = match body {
-            Some(body) => http_client::post(&uri, body).await?,
-            None => http_client::get(&uri).await?,
+        let method = if body.is_some() {
+            hyper::Method::POST
+        } else {
+            hyper::Method::GET
         };
+        let response = http_client::request_with_tls(
+            self.tls.as_ref(),
+            method,
+            &uri,
+            body,
+            http_client::Timeouts::default(),
+            http_client::DEFAULT_MAX_RESPONSE_BYTES,
+        )
+        .await?;
         if response.body.first() == Some(&b'd')
             && let Ok(Value::Dict(d)) = bencode::decode(&response.body)
         {

@@ -40,6 +40,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Database, master key and audit log (the `--data-dir` flag wins).
     pub data_dir: PathBuf,
+    /// Serve https with this certificate chain and key (PEM); both or neither. The
+    /// `--tls-cert` and `--tls-key` flags win.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 
     /// Announce interval sent to clients.
     pub interval_secs: u64,
@@ -108,6 +112,8 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 6969)),
             data_dir: PathBuf::from("ivcsd-data"),
+            tls_cert: None,
+            tls_key: None,
             interval_secs: 1800,
             min_interval_secs: 900,
             numwant_default: 50,
@@ -179,6 +185,11 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_cert and tls_key go together: give both or neither".into(),
+            ));
+        }
         let positive = [
             ("interval_secs", self.interval_secs),
             ("relay_interval_secs", self.relay_interval_secs),

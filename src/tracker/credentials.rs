@@ -28,7 +28,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
-use super::authority::{AuthoritySource, User, UserTable};
+use super::authority::{AuthoritySource, PasswordHash, User, UserTable};
 use super::clock::Clock;
 use super::config::Config;
 use super::decide::Requester;
@@ -281,6 +281,9 @@ impl Credentials {
     ) -> Result<Authenticated, Refusal> {
         let table = self.users.current();
         let Some(user) = table.get(&name) else {
+            // Spend the same argon2 time as for a wrong password, so that response times do
+            // not tell which user names exist (throttling bounds what this costs).
+            self.dummy_verify(psw).await;
             return Err(self.refuse(source, now, format!("unknown user {name:?}")));
         };
         if let Some(rule) = &user.ip
@@ -322,6 +325,20 @@ impl Credentials {
             username: name,
             token: None,
         })
+    }
+
+    /// An argon2 verification that always fails, as long as a real one.
+    async fn dummy_verify(&self, psw: Zeroizing<Vec<u8>>) {
+        static DUMMY: std::sync::OnceLock<Option<PasswordHash>> = std::sync::OnceLock::new();
+        let Ok(_permit) = self.argon2.acquire().await else {
+            return;
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            let dummy =
+                DUMMY.get_or_init(|| PasswordHash::new_argon2id(b"ivcsd: no such user").ok());
+            dummy.as_ref().is_some_and(|h| h.verify(&psw))
+        })
+        .await;
     }
 
     fn remember(&self, name: &str, remembered: [u8; 32], now: u64) {
@@ -434,7 +451,7 @@ impl Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracker::authority::{PasswordHash, User, UserTable};
+    use crate::tracker::authority::{User, UserTable};
     use crate::types::Authority;
     use std::time::Duration;
 

@@ -65,6 +65,8 @@ pub enum TrackerError {
     TaskDied(&'static str),
     #[error("error installing signal handler: {0}")]
     Signal(#[source] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Locks a std mutex, recovering from poisoning: every critical section here leaves the data
@@ -149,8 +151,8 @@ impl State {
     }
 }
 
-/// The user a request claims to be, for the audit log of a refused request: `username`, or
-/// the name inside a token (unverified; the log says "claimed" by the decision).
+/// The user a request claims to be (`username`, unverified, at most 64 characters), for the
+/// audit log of a refused request.
 pub(crate) fn claimed_user(query: &query::Query<'_>) -> Option<String> {
     if let Ok(Some(name)) = query.get_str("username") {
         return Some(name.chars().take(64).collect());

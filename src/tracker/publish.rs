@@ -63,6 +63,26 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
 
 type Published = (TorrentRecord, &'static str);
 
+/// Whether an announce URL has a `user@` part or a `username`, `psw` or `token` parameter
+/// (SPEC 5: the announce URL is written without credentials).
+fn carries_credentials(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if rest[..authority_end].contains('@') {
+        return true;
+    }
+    let Some((_, query)) = url.split_once('?') else {
+        return false;
+    };
+    let query = query.split('#').next().unwrap_or(query);
+    match Query::parse(query) {
+        Ok(q) => ["username", "psw", "token"]
+            .iter()
+            .any(|name| q.all(name).next().is_some()),
+        Err(_) => true, // unreadable: refuse rather than serve something that might hold one
+    }
+}
+
 async fn publish(
     state: &State,
     req: &Request<'_>,
@@ -98,6 +118,18 @@ async fn publish_valid(
         return Err(Refusal::malformed(
             "torrent is not private (info.private must be 1)",
         ));
+    }
+    let urls = metainfo
+        .announce
+        .iter()
+        .chain(metainfo.announce_list.iter().flatten());
+    for url in urls {
+        if carries_credentials(url) {
+            // /torrent hands these bytes to every reader: they must not carry a password
+            return Err(Refusal::malformed(
+                "the torrent's announce URL carries credentials; peers add their own",
+            ));
+        }
     }
     let Some(ivcsd) = metainfo.info.ivcsd else {
         return Err(Refusal::malformed(
@@ -157,5 +189,25 @@ async fn publish_valid(
         PublishOutcome::Conflict => Err(Refusal::malformed(
             "this info hash is already published by another user or with another key",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries_credentials;
+
+    #[test]
+    fn announce_urls_with_credentials_are_recognised() {
+        for (url, expected) in [
+            ("http://t:6969/announce", false),
+            ("http://t:6969/announce?passkey=1", false),
+            ("http://u:p@t:6969/announce", true),
+            ("http://t:6969/announce?username=u&psw=p", true),
+            ("http://t:6969/announce?%70sw=p", true),
+            ("http://t:6969/announce?token=x", true),
+            ("http://t:6969/announce?a=%zz", true),
+        ] {
+            assert_eq!(carries_credentials(url), expected, "{url}");
+        }
     }
 }

@@ -52,9 +52,18 @@ pub enum QueryError {
 /// A decoded `(name, value)` pair.
 type Pair<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Query<'a> {
     pairs: Vec<Pair<'a>>,
+}
+
+/// Only parameter names: values include passwords and tokens.
+impl std::fmt::Debug for Query<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.pairs.iter().map(|(n, _)| String::from_utf8_lossy(n)))
+            .finish()
+    }
 }
 
 /// Decodes `%XX` escapes (either hex case) to bytes. `base` is the offset of `s` in the whole
@@ -269,6 +278,16 @@ mod tests {
         assert_eq!(q.get("psw").unwrap(), Some(&b"p w"[..]));
         assert_eq!(q.require_u64("port").unwrap(), 6881);
         assert_eq!(q.get_flag("compact").unwrap(), Some(true));
+    }
+
+    #[test]
+    fn debug_shows_no_values() {
+        let q = Query::parse("username=u&psw=secret").unwrap();
+        let shown = format!("{q:?}");
+        assert!(
+            shown.contains("psw") && !shown.contains("secret"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -58,6 +58,12 @@ pub async fn run(
     users: Arc<AuthoritySource>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), TrackerError> {
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::tls::server_config(cert, key)?,
+        )),
+        _ => None,
+    };
     let clock = Clock::start();
     let data_dir = config.data_dir.clone();
     let (store, store_thread, master) = tokio::task::spawn_blocking(move || Store::open(&data_dir))
@@ -111,7 +117,7 @@ pub async fn run(
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(TrackerError::Signal)?;
     let mut maintenance = tokio::spawn(maintain(state.clone(), cancel.clone()));
-    let server = tokio::spawn(serve(listener, state.clone(), cancel.clone()));
+    let server = tokio::spawn(serve(listener, state.clone(), tls, cancel.clone()));
 
     let mut failure = None;
     let mut check = tokio::time::interval(Duration::from_secs(1));
@@ -181,8 +187,14 @@ async fn maintain(state: Arc<State>, cancel: CancellationToken) {
     }
 }
 
-async fn serve(listener: TcpListener, state: Arc<State>, stop: CancellationToken) {
+async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stop: CancellationToken,
+) {
     let limit = Arc::new(Semaphore::new(state.config.max_connections));
+    let handshake_timeout = Duration::from_secs(state.config.header_read_timeout_secs);
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
@@ -216,13 +228,48 @@ async fn serve(listener: TcpListener, state: Arc<State>, stop: CancellationToken
             let state = state.clone();
             async move { Ok::<_, Infallible>(handle(&state, remote, req).await) }
         });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(e) = conn.await {
-                tracing::debug!("connection from {remote}: {e}");
+        match &tls {
+            None => {
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    if let Err(e) = conn.await {
+                        tracing::debug!("connection from {remote}: {e}");
+                    }
+                });
             }
-        });
+            Some(acceptor) => {
+                // The TLS handshake runs in the connection's own task, under the same
+                // deadline as reading headers, so slow handshakes cannot hold the accept loop.
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let stream = match tokio::time::timeout(
+                        handshake_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!("TLS handshake with {remote} failed: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake with {remote} timed out");
+                            return;
+                        }
+                    };
+                    let conn =
+                        watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+                    if let Err(e) = conn.await {
+                        tracing::debug!("connection from {remote}: {e}");
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     let drain = Duration::from_secs(state.config.drain_timeout_secs);

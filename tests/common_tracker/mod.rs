@@ -243,6 +243,22 @@ impl TestTracker {
         }
     }
 
+    /// A handle on a tracker running elsewhere (another process) at `addr`; `dir` is a
+    /// scratch directory for the content the helpers publish.
+    pub fn attach(addr: SocketAddr, dir: tempfile::TempDir, config: Config) -> TestTracker {
+        TestTracker {
+            users: Arc::new(AuthoritySource::from_table(
+                dir.path().join("authority.xml"),
+                UserTable::default(),
+            )),
+            dir,
+            addr,
+            config,
+            stop: None,
+            task: None,
+        }
+    }
+
     /// Stops the tracker and waits until it has closed its database and audit log.
     pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
