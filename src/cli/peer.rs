@@ -182,7 +182,13 @@ fn run_relay(common: &PeerCommon, args: RelayArgs) -> anyhow::Result<()> {
                 }
             });
         }
-        let node = super::transfer::start_node(common, &args.tracker, shutdown.clone()).await?;
+        let node = super::transfer::start_node(
+            common,
+            &args.tracker,
+            super::transfer::IdentityUse::NotNeeded,
+            shutdown.clone(),
+        )
+        .await?;
         println!(
             "relaying for {} on {}, store {}, until interrupted (SIGHUP: ask for assignments now)",
             node.tracker.username(),

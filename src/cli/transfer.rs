@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use ivcsd::crypto::identity::Identity;
+use ivcsd::crypto::identity::{DEFAULT_RSA_BITS, Identity};
 use ivcsd::metainfo::Metainfo;
 use ivcsd::peer::node::PeerNode;
 use ivcsd::peer::session::{Progress, Torrent};
@@ -21,8 +21,6 @@ use super::peer::{DownloadArgs, PeerCommon, PublishArgs, SeedArgs, identity_path
 
 /// Peers listen here unless `--listen` says otherwise (SPEC 10).
 const DEFAULT_LISTEN: &str = "0.0.0.0:6881";
-/// New identities made on first use have this many bits.
-const DEFAULT_KEY_BITS: usize = 3072;
 
 pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -31,22 +29,28 @@ pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Loads the identity, creating it (mode 0600) on first use at the default place.
+/// Loads the identity, creating it (mode 0600) on first use.
 fn load_identity(common: &PeerCommon) -> anyhow::Result<Arc<Identity>> {
     let path = identity_path(common)?;
-    if !path.exists() {
-        tracing::info!(path = %path.display(), "creating a new identity");
-        let identity = Identity::generate(DEFAULT_KEY_BITS).context("cannot create an identity")?;
-        identity.save(&path)?;
-        return Ok(Arc::new(identity));
+    let (identity, created) = Identity::load_or_create(&path, DEFAULT_RSA_BITS)?;
+    if created {
+        tracing::info!(path = %path.display(), "created a new identity");
     }
-    Ok(Arc::new(Identity::load(&path)?))
+    Ok(Arc::new(identity))
+}
+
+/// Whether a peer needs an RSA identity: everyone who asks for keys does; a relay never does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IdentityUse {
+    Needed,
+    NotNeeded,
 }
 
 /// Starts a peer for `tracker_url` with this invocation's user, password and identity.
 pub(super) async fn start_node(
     common: &PeerCommon,
     tracker_url: &str,
+    identity: IdentityUse,
     shutdown: CancellationToken,
 ) -> anyhow::Result<PeerNode> {
     let user = common
@@ -59,7 +63,10 @@ pub(super) async fn start_node(
         &format!("Password for {user}: "),
         false,
     )?;
-    let identity = load_identity(common)?;
+    let identity = match identity {
+        IdentityUse::Needed => Some(load_identity(common)?),
+        IdentityUse::NotNeeded => None,
+    };
     let mut tracker = TrackerClient::new(tracker_url, &user, password)?;
     if let Some(ca) = &common.credentials.ca {
         tracker = tracker.with_tls(ivcsd::tls::client_config(Some(ca))?);
@@ -174,7 +181,7 @@ pub fn publish(common: &PeerCommon, args: PublishArgs, _global: &GlobalArgs) -> 
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
         stop_on_signals(shutdown.clone());
-        let node = start_node(common, &args.tracker, shutdown.clone()).await?;
+        let node = start_node(common, &args.tracker, IdentityUse::Needed, shutdown.clone()).await?;
         let published = publish::publish(&node, &args.path, args.piece_length)
             .await
             .with_context(|| format!("cannot publish {}", args.path.display()))?;
@@ -216,7 +223,7 @@ pub fn seed(common: &PeerCommon, args: SeedArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
         stop_on_signals(shutdown.clone());
-        let node = start_node(common, &url, shutdown.clone()).await?;
+        let node = start_node(common, &url, IdentityUse::Needed, shutdown.clone()).await?;
         let torrent = seed::start(&node, &metainfo, &args.data, None, seed::Trust::Verify)
             .await
             .with_context(|| format!("cannot seed {}", metainfo.info.name))?;
@@ -253,7 +260,7 @@ pub fn download(
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
         stop_on_signals(shutdown.clone());
-        let node = start_node(common, &url, shutdown.clone()).await?;
+        let node = start_node(common, &url, IdentityUse::Needed, shutdown.clone()).await?;
         let recheck = if args.recheck {
             download::Recheck::Always
         } else {

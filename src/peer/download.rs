@@ -24,7 +24,7 @@ pub async fn content_key(node: &PeerNode, metainfo: &Metainfo) -> Result<Content
     let ivcsd = metainfo.info.ivcsd.ok_or(PeerError::NotEncrypted)?;
     let grant = node
         .tracker
-        .get_cipher(&node.identity, CipherTarget::Torrent(metainfo.info_hash))
+        .get_cipher(node.identity()?, CipherTarget::Torrent(metainfo.info_hash))
         .await?;
     if grant.key_id != ivcsd.key_id || !grant.key.matches_check(&ivcsd.check) {
         return Err(PeerError::WrongKey {

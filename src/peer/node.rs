@@ -40,14 +40,15 @@ pub enum PeerError {
     Create(#[from] crate::metainfo::CreateError),
     #[error("{0}")]
     Session(String),
-    #[error("interrupted")]
-    Interrupted,
+    #[error("this peer has no RSA identity, so it cannot ask for content keys")]
+    NoIdentity,
 }
 
 /// A peer process. Dropping it does not stop it; call [`PeerNode::shutdown`].
 pub struct PeerNode {
     pub tracker: Arc<TrackerClient>,
-    pub identity: Arc<Identity>,
+    /// The RSA identity keys are wrapped for; a relay has none (it never gets a key).
+    identity: Option<Arc<Identity>>,
     pub peer_id: PeerId,
     pub registry: Arc<Registry>,
     /// Where incoming connections are accepted.
@@ -62,7 +63,7 @@ impl PeerNode {
     /// The address cannot be bound.
     pub async fn start(
         tracker: TrackerClient,
-        identity: Arc<Identity>,
+        identity: Option<Arc<Identity>>,
         listen: SocketAddr,
         shutdown: CancellationToken,
     ) -> Result<PeerNode, PeerError> {
@@ -90,6 +91,14 @@ impl PeerNode {
         tokio::spawn(listener::serve(listener, registry, config, shutdown));
         tracing::info!(addr = %local_addr, "listening for peers");
         Ok(node)
+    }
+
+    /// The identity to ask the tracker for keys with.
+    ///
+    /// # Errors
+    /// [`PeerError::NoIdentity`] for a node started without one (a relay).
+    pub fn identity(&self) -> Result<&Arc<Identity>, PeerError> {
+        self.identity.as_ref().ok_or(PeerError::NoIdentity)
     }
 
     /// The settings for a torrent of this node.

@@ -34,7 +34,7 @@ pub async fn publish(
 ) -> Result<Published, PeerError> {
     let grant = node
         .tracker
-        .get_cipher(&node.identity, CipherTarget::New)
+        .get_cipher(node.identity()?, CipherTarget::New)
         .await?;
     let announce = node.tracker.announce_url();
     let path: PathBuf = path.to_owned();
