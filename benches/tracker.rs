@@ -7,6 +7,13 @@
 //! tracker's keyed cache, as for a stock client that sends them on every announce. getcipher
 //! requests are signed before the clock starts (signing is the client's cost, not the
 //! tracker's); the tracker's cost is one PSS verification and one OAEP wrap per request.
+//!
+//! Figures on the shared 2-vCPU machine (load average 5 to 9 from other builds, so these are
+//! lower bounds), release build, client and tracker in one process:
+//! - announce, audit log on: 14.5 k/s (12.7 to 16.9 k/s, 68.7 µs per request per connection
+//!   slot of 8);
+//! - announce, audit log off: 19.8 k/s (18.8 to 20.7 k/s);
+//! - getcipher (RSA-2048): 3.1 k/s (2.6 to 3.4 k/s).
 
 #[path = "../tests/common_tracker/mod.rs"]
 mod common_tracker;
