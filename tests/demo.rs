@@ -21,8 +21,13 @@ fn the_demo_runs_end_to_end() {
         stdout
             .matches("tracker refused: torrent not found or not permitted")
             .count(),
-        2,
-        "{stdout}"
+        3,
+        "bob before the authority is lowered, carol, and the relay: {stdout}"
+    );
+    assert!(
+        stdout.contains("relay: carrying all of it")
+            && stdout.contains("the relay's copy equals alice's plaintext: no, it is ciphertext"),
+        "the relay carries the ciphertext: {stdout}"
     );
     assert!(
         stdout.contains("\"decision\":\"refuse\""),

@@ -382,16 +382,6 @@ hostile!(
     })
 );
 hostile!(
-    bitfield_after_have,
-    Reserved::IVCSD,
-    [
-        frame(wire::MSGID_HAVE, &[0, 0, 0, 1]),
-        frame(wire::MSGID_BITFIELD, &[0xf0])
-    ]
-    .concat(),
-    ConnectionError::Protocol("bitfield after the first message")
-);
-hostile!(
     have_all_without_fast,
     Reserved([0; 8]),
     frame(wire::MSGID_HAVE_ALL, &[]),
@@ -692,6 +682,45 @@ async fn cancel_with_fast_is_answered_with_reject() {
     );
     let events = events.lock().unwrap().clone();
     assert!(events.iter().any(|e| e.starts_with("Cancel")), "{events:?}");
+}
+
+/// aria2 sends a bitfield after other messages, in place of a run of haves: it replaces the
+/// peer's set instead of closing the connection.
+#[tokio::test]
+async fn a_later_bitfield_replaces_the_peers_set() {
+    let recorder = Recorder {
+        unchoke_interested: true,
+        ..Recorder::default()
+    };
+    let events = recorder.events.clone();
+    let config = ConnectionConfig::new(generate_peer_id());
+    let (addr, task, _handle) = serve_one(recorder, config).await;
+    let mut peer = raw_peer(addr, Reserved::IVCSD).await;
+    let mut buf = Vec::new();
+    read_message(&mut peer, &mut buf).await.unwrap();
+    read_message(&mut peer, &mut buf).await.unwrap();
+    peer.write_all(
+        &[
+            frame(wire::MSGID_HAVE_NONE, &[]),
+            frame(wire::MSGID_HAVE, &[0, 0, 0, 1]),
+            frame(wire::MSGID_BITFIELD, &[0xf0]),
+            frame(wire::MSGID_HAVE_ALL, &[]),
+            Message::Interested.encode(),
+        ]
+        .concat(),
+    )
+    .await
+    .unwrap();
+    // The unchoke answers the last message, so every one before it was handled.
+    assert_eq!(
+        read_message(&mut peer, &mut buf).await.unwrap(),
+        Message::Unchoke.encode()
+    );
+    assert!(!task.is_finished(), "the connection stays open");
+    let events = events.lock().unwrap().clone();
+    let bitfields = events.iter().filter(|e| e.starts_with("Bitfield")).count();
+    assert_eq!(bitfields, 3, "{events:?}");
+    assert!(events.iter().any(|e| e == "Have(1)"), "{events:?}");
 }
 
 /// Random bytes after a good handshake: the connection ends with an error or on the peer's

@@ -24,12 +24,16 @@ pub struct DemoArgs {
 }
 
 /// The demo's users: (name, authority, admin).
-const USERS: [(&str, u32, bool); 4] = [
+const USERS: [(&str, u32, bool); 5] = [
     ("admin", 0, true),
     ("alice", 3, false),
     ("bob", 1, false),
     ("carol", 5, false),
+    ("relay", 9, false),
 ];
+
+/// How long the relay may take to carry the whole demo file.
+const RELAY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Children are killed when the demo ends, however it ends.
 struct Children(Vec<Child>);
@@ -193,7 +197,8 @@ pub fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     demo.say(
         "Users and authority levels",
         "authority.xml lists who may use the tracker. A smaller number is a higher authority:\n\
-         admin (0, administrator), alice (3, publishes), bob (1), carol (5).",
+         admin (0, administrator), alice (3, publishes), bob (1), carol (5), and relay (9), a\n\
+         machine that will carry data it may not read.",
     );
     for (name, authority, admin) in USERS {
         let authority = authority.to_string();
@@ -259,6 +264,7 @@ pub fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
         .spawn()
         .context("cannot start the publisher")?;
     let stdout = seeder.stdout.take().context("no publisher output")?;
+    let seeder_index = children.0.len();
     children.0.push(seeder);
     let mut info_hash = String::new();
     for line in BufReader::new(stdout).lines() {
@@ -274,6 +280,71 @@ pub fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     if info_hash.len() != 40 {
         bail!("the publisher did not publish");
     }
+
+    demo.say(
+        "The administrator assigns the torrent to the relay, which starts carrying it",
+        "The tracker's relay assignments tell intermediaries what to carry (Fig. 11 of the\n\
+         paper). The relay fetches the torrent, downloads the ciphertext, verifies every piece\n\
+         against the torrent's hashes of ciphertext, stores it as received, and seeds it.\n\
+         It never gets the key.",
+    );
+    demo.run(
+        Some("admin"),
+        &[
+            "admin",
+            "--tracker",
+            &tracker_url,
+            "--user",
+            "admin",
+            "relay",
+            "assign",
+            &info_hash,
+            "relay",
+        ],
+        true,
+    )?;
+    let relay_identity = dir.join("relay.pem").display().to_string();
+    let mut relay = demo
+        .command(
+            Some("relay"),
+            &[
+                "--log-format",
+                "json",
+                "peer",
+                "--user",
+                "relay",
+                "--identity",
+                &relay_identity,
+                "--listen",
+                "127.0.0.1:0",
+                "relay",
+                "--tracker",
+                &tracker_url,
+                "--store",
+                "relay-store",
+            ],
+        )
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start the relay")?;
+    let relay_log = relay.stderr.take().context("no relay output")?;
+    children.0.push(relay);
+    wait_for_relay(relay_log, &info_hash)?;
+    let relay_copy = dir
+        .join("relay-store")
+        .join(&info_hash)
+        .join("data")
+        .join("survey.bin");
+    println!(
+        "     the relay's copy equals alice's plaintext: {}",
+        if same_file(&dir.join("survey.bin"), &relay_copy)? {
+            "YES"
+        } else {
+            "no, it is ciphertext"
+        }
+    );
 
     demo.say(
         "bob tries to download: refused",
@@ -305,10 +376,14 @@ pub fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     )?;
 
     demo.say(
-        "bob downloads",
-        "bob gets the key wrapped for his RSA key, downloads ciphertext, verifies each piece,\n\
-         decrypts it and writes plaintext.",
+        "alice goes offline; bob downloads from the relay alone",
+        "bob gets the key wrapped for his RSA key, downloads ciphertext from the relay,\n\
+         verifies each piece, decrypts it and writes plaintext.",
     );
+    if let Some(seeder) = children.0.get_mut(seeder_index) {
+        let _ = seeder.kill();
+        let _ = seeder.wait();
+    }
     let t = Instant::now();
     demo.run(Some("bob"), &bob_dl, true)?;
     let secs = t.elapsed().as_secs_f64();
@@ -333,6 +408,17 @@ pub fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     );
     let carol_dl: Vec<&str> = carol_dl.iter().map(String::as_str).collect();
     demo.run(Some("carol"), &carol_dl, false)?;
+
+    demo.say(
+        "The relay asks for the key: refused",
+        "It carries the torrent but may never read it, whatever its authority.",
+    );
+    let relay_dl = demo.peer_args(
+        "relay",
+        &["download", "survey.torrent", "--output", "relay-plain"],
+    );
+    let relay_dl: Vec<&str> = relay_dl.iter().map(String::as_str).collect();
+    demo.run(Some("relay"), &relay_dl, false)?;
 
     demo.say(
         "The audit log",
@@ -361,6 +447,44 @@ pub fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
+}
+
+/// Shows the relay's log about `info_hash` until it carries all of it. The relay logs JSON
+/// lines; a reader thread keeps draining them afterwards so the relay never blocks on a pipe.
+fn wait_for_relay(log: std::process::ChildStderr, info_hash: &str) -> anyhow::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(log).lines() {
+            let Ok(line) = line else { return };
+            // After the demo stops listening, lines are read and dropped.
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + RELAY_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match rx.recv_timeout(left) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                bail!("the relay did not carry the torrent within {RELAY_TIMEOUT:?}")
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                bail!("the relay exited before it carried the torrent")
+            }
+        };
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let fields = &entry["fields"];
+        if fields["info_hash"] != info_hash {
+            continue;
+        }
+        let message = fields["message"].as_str().unwrap_or("");
+        println!("     relay: {message}");
+        if message.starts_with("carrying all of it") {
+            return Ok(());
+        }
+    }
 }
 
 /// A fresh private directory under the system's temporary directory.

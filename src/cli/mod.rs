@@ -84,11 +84,6 @@ pub fn init_logging(global: &GlobalArgs) {
     }
 }
 
-/// The answer of a command that a later issue implements.
-pub fn not_implemented(command: &str) -> anyhow::Result<()> {
-    anyhow::bail!("`ivcsd {command}` is not implemented yet")
-}
-
 /// Reads a password: from `--password-file` (its first line), else from `IVCSD_PASSWORD`,
 /// else from a prompt on the terminal (asked twice when `confirm`, for a new password).
 pub fn read_password(

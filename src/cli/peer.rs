@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use ivcsd::crypto::identity::Identity;
+use ivcsd::crypto::identity::{DEFAULT_RSA_BITS, Identity};
 
 use super::GlobalArgs;
 
@@ -62,7 +62,7 @@ pub enum PeerCommand {
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
     /// Key size in bits (at least 2048).
-    #[arg(long, default_value_t = 3072, value_name = "BITS")]
+    #[arg(long, default_value_t = DEFAULT_RSA_BITS, value_name = "BITS")]
     pub bits: usize,
     /// Replace an existing identity file.
     #[arg(long)]
@@ -123,9 +123,14 @@ pub struct RelayArgs {
     /// Where ciphertext and resume records are kept [default: ./ivcsd-relay].
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
-    /// Refuse assignments that would make the store larger than this many bytes.
+    /// Refuse assignments that would make the carried torrents add up to more than this
+    /// many bytes.
     #[arg(long, value_name = "BYTES")]
     pub max_store: Option<u64>,
+    /// Delete the data of a torrent once it is unassigned [default: keep it, so that a new
+    /// assignment resumes from it].
+    #[arg(long)]
+    pub delete_unassigned: bool,
 }
 
 pub fn run(args: PeerArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -136,8 +141,58 @@ pub fn run(args: PeerArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         PeerCommand::Download(download) => {
             super::transfer::download(&args.common, download, global)
         }
-        PeerCommand::Relay(_) => super::not_implemented("peer relay"),
+        PeerCommand::Relay(relay) => run_relay(&args.common, relay),
     }
+}
+
+/// The store directory unless `--store` says otherwise.
+const DEFAULT_RELAY_STORE: &str = "ivcsd-relay";
+
+/// `ivcsd peer relay`: carries every torrent the tracker assigns to this user until
+/// interrupted; SIGHUP asks the tracker for the assignments at once.
+fn run_relay(common: &PeerCommon, args: RelayArgs) -> anyhow::Result<()> {
+    use ivcsd::peer::relay::{Relay, RelayConfig, Unassigned};
+    use tokio_util::sync::CancellationToken;
+
+    let store = args
+        .store
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_RELAY_STORE));
+    std::fs::create_dir_all(&store)
+        .with_context(|| format!("cannot create the store directory {}", store.display()))?;
+    let config = RelayConfig {
+        store,
+        max_store_bytes: args.max_store,
+        unassigned: if args.delete_unassigned {
+            Unassigned::Delete
+        } else {
+            Unassigned::Keep
+        },
+    };
+    super::transfer::runtime()?.block_on(async {
+        let shutdown = CancellationToken::new();
+        super::transfer::stop_on_signals(shutdown.clone());
+        let poll_now = std::sync::Arc::new(tokio::sync::Notify::new());
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot install the SIGHUP handler")?;
+        {
+            let poll_now = std::sync::Arc::clone(&poll_now);
+            tokio::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    poll_now.notify_one();
+                }
+            });
+        }
+        let node = super::transfer::start_node(common, &args.tracker, shutdown.clone()).await?;
+        println!(
+            "relaying for {} on {}, store {}, until interrupted (SIGHUP: ask for assignments now)",
+            node.tracker.username(),
+            node.local_addr,
+            config.store.display()
+        );
+        let result = Relay::new(&node, config).run(&poll_now).await;
+        shutdown.cancel();
+        Ok(result?)
+    })
 }
 
 /// Where the identity lives unless `--identity` says otherwise: `ivcsd/identity.pem` in the

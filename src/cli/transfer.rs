@@ -24,7 +24,7 @@ const DEFAULT_LISTEN: &str = "0.0.0.0:6881";
 /// New identities made on first use have this many bits.
 const DEFAULT_KEY_BITS: usize = 3072;
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -44,7 +44,7 @@ fn load_identity(common: &PeerCommon) -> anyhow::Result<Arc<Identity>> {
 }
 
 /// Starts a peer for `tracker_url` with this invocation's user, password and identity.
-async fn start_node(
+pub(super) async fn start_node(
     common: &PeerCommon,
     tracker_url: &str,
     shutdown: CancellationToken,
@@ -74,7 +74,7 @@ async fn start_node(
 }
 
 /// Cancels `shutdown` on Ctrl-C or SIGTERM.
-fn stop_on_signals(shutdown: CancellationToken) {
+pub(super) fn stop_on_signals(shutdown: CancellationToken) {
     tokio::spawn(async move {
         let terminate = async {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

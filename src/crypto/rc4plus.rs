@@ -7,9 +7,9 @@
 //!
 //! This module is only the bare cipher. How content is cut into blocks and how each block is
 //! keyed lives in [`super::content`]. The keystream functions never allocate: the state is one
-//! 256-byte table and two indices. [`Rc4Plus4`] runs four independent streams in lock-step,
-//! which hides part of the latency of the dependent table loads (the multi-block paths of
-//! [`super::content`] use it).
+//! 256-byte table and two indices. [`Rc4Plus4`] runs four independent streams in lock-step;
+//! on the project's machine that is slower than one stream at a time, so [`super::content`]
+//! does not use it (see its doc and `benches/cipher.rs`).
 //!
 //! All indexing is with `u8` values into `[u8; 256]`, so the bounds checks compile away and
 //! the module needs no `unsafe`.
@@ -207,9 +207,12 @@ fn prga_step(s: &mut [u8; 256], i: u8, j: u8) -> (u8, u8, u8) {
 
 /// Four independent RC4+ keystreams advanced in lock-step.
 ///
-/// PRGA+ is a chain of dependent loads and stores through one table; a single stream leaves
-/// most of the core idle while it waits. Interleaving four streams gives the out-of-order core
-/// four independent chains. The output of each lane is exactly its own [`Rc4Plus`] keystream.
+/// PRGA+ is a chain of dependent loads and stores through one table; interleaving four
+/// streams gives an out-of-order core four independent chains. CIPHER.md reports a gain in C
+/// (about 450 to 605 MB/s) on another machine; on the project's AMD EPYC it is a loss (about
+/// 340 against 420 MB/s in Rust, 330 against 370 in C, CPU time), so the content paths use
+/// single streams. Kept, tested and benchmarked so the choice can be re-measured on other
+/// hardware. The output of each lane is exactly its own [`Rc4Plus`] keystream.
 #[derive(Debug, Clone)]
 pub struct Rc4Plus4 {
     lanes: [Rc4Plus; 4],

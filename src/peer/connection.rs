@@ -203,7 +203,6 @@ impl Handshaken {
             extended: self.extended(),
             am_choking: true,
             am_interested: false,
-            first_message_seen: false,
             incoming_requests: VecDeque::new(),
             out: SendQueue::default(),
             last_read: now,
@@ -578,8 +577,6 @@ struct Core<H> {
     extended: bool,
     am_choking: bool,
     am_interested: bool,
-    /// A message other than keep-alive or extended arrived; a bitfield is allowed only before.
-    first_message_seen: bool,
     /// Requests of the peer handed to the handler and not answered yet; at most
     /// `config.max_incoming_requests`.
     incoming_requests: VecDeque<BlockRequest>,
@@ -725,10 +722,6 @@ impl<H: Handler> Core<H> {
 
     fn on_message(&mut self, message: Message<'_>) -> Result<(), ConnectionError> {
         message.validate(&self.geometry)?;
-        let first = !self.first_message_seen;
-        if !matches!(message, Message::KeepAlive | Message::Extended(_)) {
-            self.first_message_seen = true;
-        }
         let event = match message {
             Message::KeepAlive | Message::Port(_) | Message::Unknown { .. } => return Ok(()),
             Message::Choke => Event::Choke,
@@ -736,21 +729,11 @@ impl<H: Handler> Core<H> {
             Message::Interested => Event::Interested,
             Message::NotInterested => Event::NotInterested,
             Message::Have { index } => Event::Have(index),
-            Message::Bitfield(bits) => {
-                if !first {
-                    return Err(ConnectionError::Protocol(
-                        "bitfield after the first message",
-                    ));
-                }
-                Event::Bitfield(Bitfield::from_wire(bits, &self.geometry)?)
-            }
+            // BEP 3 sends a bitfield only as the first message, but aria2 sends a bitfield (or
+            // have-all) later in place of a run of haves; a later one replaces the peer's set.
+            Message::Bitfield(bits) => Event::Bitfield(Bitfield::from_wire(bits, &self.geometry)?),
             Message::HaveAll | Message::HaveNone => {
                 self.require_fast("have-all or have-none without the fast extension")?;
-                if !first {
-                    return Err(ConnectionError::Protocol(
-                        "have-all or have-none after the first message",
-                    ));
-                }
                 let pieces = self.geometry.piece_count();
                 Event::Bitfield(if matches!(message, Message::HaveAll) {
                     Bitfield::full(pieces)

@@ -13,6 +13,7 @@ use crate::peer::node::{PeerError, PeerNode};
 use crate::peer::resume;
 use crate::peer::session::Torrent;
 use crate::peer::storage::{self, ContentFiles, OpenMode, PieceStore, PlaintextStore};
+use crate::types::InfoHash;
 
 /// Asks the tracker for the torrent's key and checks it against `info.ivcsd` (key id and key
 /// check), so a wrong key is reported instead of writing garbage.
@@ -57,42 +58,10 @@ pub async fn start(
     let content = output.join(&info.name);
     let existed = content.exists();
     let files = ContentFiles::open(output, &info, OpenMode::Create)?;
-    let paths: Vec<_> = files.paths().map(Path::to_path_buf).collect();
     let store: Arc<dyn PieceStore> = Arc::new(PlaintextStore::new(files, info.clone(), key));
     let resume_path = resume::record_path(output, metainfo.info_hash);
-    let recorded = match recheck {
-        Recheck::IfNeeded => resume::load(
-            &resume_path,
-            metainfo.info_hash,
-            info.piece_count(),
-            paths.iter().map(|p| p.as_path()),
-        ),
-        Recheck::Always => None,
-    };
-    let have = match recorded {
-        Some(have) => {
-            tracing::info!(pieces = have.count(), "resuming from the resume record");
-            have
-        }
-        None if existed => {
-            tracing::info!("verifying the data already on disk");
-            let checking = Arc::clone(&store);
-            let ok = tokio::task::spawn_blocking(move || {
-                storage::recheck(checking.as_ref(), &|_, _| {})
-            })
-            .await
-            .map_err(|e| PeerError::Session(format!("verification task failed: {e}")))?;
-            let mut have = Bitfield::new(info.piece_count());
-            for (index, ok) in ok.iter().enumerate() {
-                if *ok {
-                    have.set(index as u32);
-                }
-            }
-            tracing::info!(pieces = have.count(), "verified pieces on disk");
-            have
-        }
-        None => Bitfield::new(info.piece_count()),
-    };
+    let (have, _) =
+        pieces_on_disk(&store, metainfo.info_hash, &resume_path, existed, recheck).await?;
     let torrent = Torrent::new(
         metainfo.info_hash,
         store,
@@ -106,4 +75,63 @@ pub async fn start(
     node.registry.insert(Arc::clone(&torrent));
     torrent.start(&[]);
     Ok(torrent)
+}
+
+/// Where the verified pieces of a store came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDisk {
+    /// A valid fast-resume record.
+    ResumeRecord,
+    /// Every piece on disk was hashed.
+    Verified,
+    /// Nothing was on disk.
+    Nothing,
+}
+
+/// The verified pieces of `store`: from its resume record at `resume_path` when that is valid
+/// (and `recheck` allows it), else by hashing the data on disk (off the reactor) when `existed`,
+/// else none. Downloads and relays both resume this way.
+///
+/// # Errors
+/// The verification task failed.
+pub async fn pieces_on_disk(
+    store: &Arc<dyn PieceStore>,
+    info_hash: InfoHash,
+    resume_path: &Path,
+    existed: bool,
+    recheck: Recheck,
+) -> Result<(Bitfield, OnDisk), PeerError> {
+    let piece_count = store.info().piece_count();
+    let recorded = match recheck {
+        Recheck::IfNeeded => {
+            let paths = store.file_paths();
+            resume::load(
+                resume_path,
+                info_hash,
+                piece_count,
+                paths.iter().map(|p| p.as_path()),
+            )
+        }
+        Recheck::Always => None,
+    };
+    if let Some(have) = recorded {
+        tracing::info!(%info_hash, pieces = have.count(), "resuming from the resume record");
+        return Ok((have, OnDisk::ResumeRecord));
+    }
+    if !existed {
+        return Ok((Bitfield::new(piece_count), OnDisk::Nothing));
+    }
+    tracing::info!(%info_hash, "verifying the data already on disk");
+    let checking = Arc::clone(store);
+    let ok = tokio::task::spawn_blocking(move || storage::recheck(checking.as_ref(), &|_, _| {}))
+        .await
+        .map_err(|e| PeerError::Session(format!("verification task failed: {e}")))?;
+    let mut have = Bitfield::new(piece_count);
+    for (index, ok) in ok.iter().enumerate() {
+        if *ok {
+            have.set(index as u32);
+        }
+    }
+    tracing::info!(%info_hash, pieces = have.count(), "verified pieces on disk");
+    Ok((have, OnDisk::Verified))
 }

@@ -9,6 +9,7 @@ pub mod listener;
 pub mod node;
 pub mod picker;
 pub mod publish;
+pub mod relay;
 pub mod resume;
 pub mod seed;
 pub mod session;
