@@ -887,3 +887,20 @@ async fn expired_pending_keys_cannot_be_claimed() {
         (400, Some("info.ivcsd.key id names no pending key of yours"))
     );
 }
+
+/// BEP 7 via BEP 23's `peers6`: peers that reach the tracker over IPv6 are handed out as
+/// 18-byte compact entries, and not in `peers`.
+#[tokio::test]
+async fn ipv6_peers_are_compact_in_peers6() {
+    let t = TestTracker::start_on(&standard_users(), "[::1]:0").await;
+    let p = t.publish("u3", b"over ipv6").await;
+    t.announce("u3", &p.info_hash, 6881, 0).await.ok();
+    let a = t.announce("u3", &p.info_hash, 6882, 0).await.ok(); // same peer id: updated
+    assert_eq!(a.int("complete"), 1);
+    t.set_authority(&p.info_hash, 1).await;
+    let a = t.announce("u1", &p.info_hash, 7001, 10).await.ok();
+    assert_eq!(a.bytes("peers"), Vec::<u8>::new());
+    let mut expected = std::net::Ipv6Addr::LOCALHOST.octets().to_vec();
+    expected.extend_from_slice(&6882u16.to_be_bytes());
+    assert_eq!(a.bytes("peers6"), expected);
+}

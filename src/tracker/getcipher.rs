@@ -291,15 +291,10 @@ async fn getcipher(
     let (key_id, content_key, reason) = match params.target {
         CipherTarget::Torrent(hash) => {
             let (key_id, grant) = torrent_key_id(state, &hash, auth)?;
-            let row = state
-                .store
-                .sealed_key(key_id)
-                .await
-                .map_err(|e| Refusal::internal(e.to_string()))?
-                .ok_or_else(|| Refusal::internal(format!("key {key_id} of {hash} missing")))?;
+            let sealed = sealed_torrent_key(state, key_id, &hash).await?;
             let raw = state
                 .master
-                .open(&key_id, &row.sealed)
+                .open(&key_id, &sealed)
                 .map_err(|e| Refusal::internal(e.to_string()))?;
             (
                 key_id,
@@ -342,6 +337,33 @@ async fn getcipher(
         .await
         .map_err(|_| Refusal::internal("key wrapping panicked"))?;
     Ok((key_id, wrapped, reason))
+}
+
+/// The sealed key of a published torrent: from memory, or from the store the first time.
+/// A published torrent's key never changes, and sealed keys are no secret without the master
+/// key, so they are kept (one per published torrent) to spare a database round trip.
+async fn sealed_torrent_key(
+    state: &State,
+    key_id: KeyId,
+    hash: &InfoHash,
+) -> Result<std::sync::Arc<[u8]>, Refusal> {
+    if let Some(sealed) = super::lock(&state.sealed_keys).get(&key_id) {
+        return Ok(sealed.clone());
+    }
+    let row = state
+        .store
+        .sealed_key(key_id)
+        .await
+        .map_err(|e| Refusal::internal(e.to_string()))?
+        .ok_or_else(|| Refusal::internal(format!("key {key_id} of {hash} missing")))?;
+    if row.info_hash != Some(*hash) {
+        return Err(Refusal::internal(format!(
+            "key {key_id} is not bound to {hash}"
+        )));
+    }
+    let sealed: std::sync::Arc<[u8]> = row.sealed.into();
+    super::lock(&state.sealed_keys).insert(key_id, sealed.clone());
+    Ok(sealed)
 }
 
 fn torrent_key_id(

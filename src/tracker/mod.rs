@@ -88,6 +88,8 @@ pub struct State {
     pub(crate) store: Store,
     pub(crate) master: MasterKey,
     pub(crate) audit: AuditLog,
+    /// Sealed keys of published torrents, filled on first use (at most one per torrent).
+    pub(crate) sealed_keys: Mutex<HashMap<crate::types::KeyId, Arc<[u8]>>>,
     /// getcipher nonces seen within the window.
     pub(crate) nonces: Mutex<getcipher::NonceCache>,
     /// Bounds RSA work (verify, wrap) on the blocking pool.

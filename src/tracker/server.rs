@@ -102,6 +102,7 @@ pub async fn run(
         store,
         master,
         audit,
+        sealed_keys: Mutex::new(std::collections::HashMap::new()),
         nonces: Mutex::new(NonceCache::new(config.nonce_cache_entries)),
         rsa: Semaphore::new(
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),

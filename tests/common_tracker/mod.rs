@@ -220,9 +220,18 @@ impl TestTracker {
         Self::start_in(dir, config).await
     }
 
+    /// Starts a tracker listening on `bind` (for example `[::1]:0`).
+    pub async fn start_on(users: &[UserSpec], bind: &str) -> TestTracker {
+        let dir = tempfile::tempdir().unwrap();
+        write_authority(&dir.path().join("authority.xml"), users);
+        let mut config = test_config(&dir.path().join("data"));
+        config.listen = bind.parse().unwrap();
+        Self::start_in(dir, config).await
+    }
+
     async fn start_in(dir: tempfile::TempDir, config: Config) -> TestTracker {
         let users = Arc::new(AuthoritySource::load(dir.path().join("authority.xml")).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(ivcsd::tracker::run(
