@@ -253,27 +253,29 @@ struct Encryption<'a> {
 /// Refuses an announce URL with a user:password part or credential query parameters
 /// (SPEC 5: "without credentials; clients add their own").
 fn check_announce(url: &str) -> Result<(), CreateError> {
+    match announce_credentials(url) {
+        Some(what) => Err(CreateError::AnnounceCredentials { what }),
+        None => Ok(()),
+    }
+}
+
+/// What kind of credentials an announce URL carries, if any: a `user@` part, or a
+/// `username`, `psw` or `token` parameter. Torrents are served to every reader, so their
+/// announce URL must carry none (docs/protocol.md 5).
+pub fn announce_credentials(url: &str) -> Option<&'static str> {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     if rest[..authority_end].contains('@') {
-        return Err(CreateError::AnnounceCredentials {
-            what: "a user name in the host part",
-        });
+        return Some("a user name in the host part");
     }
-    let Some((_, query)) = url.split_once('?') else {
-        return Ok(());
-    };
+    let (_, query) = url.split_once('?')?;
     let query = query.split('#').next().unwrap_or(query);
-    for pair in query.split('&') {
-        let key = pair.split('=').next().unwrap_or(pair);
-        let key = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
-        if ["username", "psw", "token"].contains(&key.as_ref()) {
-            return Err(CreateError::AnnounceCredentials {
-                what: "a username, psw or token parameter",
-            });
-        }
-    }
-    Ok(())
+    query
+        .split('&')
+        .map(|pair| pair.split('=').next().unwrap_or(pair))
+        .map(|key| percent_encoding::percent_decode_str(key).decode_utf8_lossy())
+        .any(|key| ["username", "psw", "token"].contains(&key.as_ref()))
+        .then_some("a username, psw or token parameter")
 }
 
 /// SHA-1 of every piece of the content, after `transform` when given.
@@ -393,4 +395,24 @@ fn encode(
         top = top.with("creation date", now.as_secs() as i64);
     }
     Value::from(top).encode()
+}
+
+#[cfg(test)]
+mod announce_tests {
+    use super::announce_credentials;
+
+    #[test]
+    fn announce_urls_with_credentials_are_recognised() {
+        for (url, expected) in [
+            ("http://t:6969/announce", false),
+            ("http://t:6969/announce?passkey=1", false),
+            ("http://t:6969/announce?a=%zz", false),
+            ("http://u:p@t:6969/announce", true),
+            ("http://t:6969/announce?username=u&psw=p", true),
+            ("http://t:6969/announce?%70sw=p", true),
+            ("http://t:6969/announce?token=x", true),
+        ] {
+            assert_eq!(announce_credentials(url).is_some(), expected, "{url}");
+        }
+    }
 }

@@ -30,7 +30,8 @@ mod source;
 use std::fmt;
 
 pub use create::{
-    CreateError, CreatedTorrent, Progress, TorrentBuilder, create_encrypted, create_plain,
+    CreateError, CreatedTorrent, Progress, TorrentBuilder, announce_credentials, create_encrypted,
+    create_plain,
 };
 pub use geometry::{
     FileSegment, FileSegments, Geometry, GeometryError, MAX_PIECE_COUNT, MAX_PIECE_LENGTH,
