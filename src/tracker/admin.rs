@@ -66,23 +66,19 @@ pub async fn handle(state: &State, req: &Request<'_>, path: &str) -> Response<Bo
         "audit" => "admin/audit",
         _ => "admin",
     };
-    let query = match Query::parse(req.query) {
+    let query = match state
+        .parse_query(req, endpoint, RefusalStatus::ByKind)
+        .await
+    {
         Ok(q) => q,
-        Err(e) => {
-            let refusal = Refusal::from(e);
-            state.audit(req, endpoint, None, None, Err(&refusal)).await;
-            return response::refusal(&refusal, RefusalStatus::ByKind);
-        }
+        Err(response) => return response,
     };
-    let auth = match state.credentials.authenticate(&query, req.source).await {
+    let auth = match state
+        .authenticate(req, &query, endpoint, None, RefusalStatus::ByKind)
+        .await
+    {
         Ok(auth) => auth,
-        Err(refusal) => {
-            let user = super::claimed_user(&query);
-            state
-                .audit(req, endpoint, user.as_deref(), None, Err(&refusal))
-                .await;
-            return response::refusal(&refusal, RefusalStatus::ByKind);
-        }
+        Err(response) => return response,
     };
     let user = Some(auth.username());
     if let Err(refusal) = decide_admin(&auth.requester()) {

@@ -128,29 +128,23 @@ pub fn encode_answer(
 }
 
 pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
-    let query = match Query::parse(req.query) {
+    let query = match state
+        .parse_query(req, "announce", RefusalStatus::Always200)
+        .await
+    {
         Ok(q) => q,
-        Err(e) => {
-            let refusal = Refusal::from(e);
-            state
-                .audit(req, "announce", None, None, Err(&refusal))
-                .await;
-            return response::refusal(&refusal, RefusalStatus::Always200);
-        }
+        Err(response) => return response,
     };
     if matches!(query.get("getCipher"), Ok(Some(v)) if v.eq_ignore_ascii_case(b"yes")) {
         return super::getcipher::handle_query(state, req, &query, "announce?getCipher").await;
     }
     let info_hash = query.info_hash().ok();
-    let auth = match state.credentials.authenticate(&query, req.source).await {
+    let auth = match state
+        .authenticate(req, &query, "announce", info_hash, RefusalStatus::Always200)
+        .await
+    {
         Ok(auth) => auth,
-        Err(refusal) => {
-            let user = super::claimed_user(&query);
-            state
-                .audit(req, "announce", user.as_deref(), info_hash, Err(&refusal))
-                .await;
-            return response::refusal(&refusal, RefusalStatus::Always200);
-        }
+        Err(response) => return response,
     };
     let result = announce(state, req.source, &query, &auth);
     let user = Some(auth.username());

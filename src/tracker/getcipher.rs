@@ -186,15 +186,12 @@ pub async fn handle_query(
     endpoint: &'static str,
 ) -> Response<Body> {
     let info_hash = query.info_hash().ok();
-    let auth = match state.credentials.authenticate(query, req.source).await {
+    let auth = match state
+        .authenticate(req, query, endpoint, info_hash, RefusalStatus::ByKind)
+        .await
+    {
         Ok(auth) => auth,
-        Err(refusal) => {
-            let user = super::claimed_user(query);
-            state
-                .audit(req, endpoint, user.as_deref(), info_hash, Err(&refusal))
-                .await;
-            return response::refusal(&refusal, RefusalStatus::ByKind);
-        }
+        Err(response) => return response,
     };
     let user = Some(auth.username());
     match getcipher(state, query, &auth).await {

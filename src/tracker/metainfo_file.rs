@@ -4,30 +4,25 @@
 use hyper::Response;
 
 use super::decide::{Action, decide};
-use super::query::Query;
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
 use super::{Request, State};
 
 pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
     const ENDPOINT: &str = "torrent";
-    let query = match Query::parse(req.query) {
+    let query = match state
+        .parse_query(req, ENDPOINT, RefusalStatus::ByKind)
+        .await
+    {
         Ok(q) => q,
-        Err(e) => {
-            let refusal = Refusal::from(e);
-            state.audit(req, ENDPOINT, None, None, Err(&refusal)).await;
-            return response::refusal(&refusal, RefusalStatus::ByKind);
-        }
+        Err(response) => return response,
     };
-    let auth = match state.credentials.authenticate(&query, req.source).await {
+    let auth = match state
+        .authenticate(req, &query, ENDPOINT, None, RefusalStatus::ByKind)
+        .await
+    {
         Ok(auth) => auth,
-        Err(refusal) => {
-            let user = super::claimed_user(&query);
-            state
-                .audit(req, ENDPOINT, user.as_deref(), None, Err(&refusal))
-                .await;
-            return response::refusal(&refusal, RefusalStatus::ByKind);
-        }
+        Err(response) => return response,
     };
     let user = Some(auth.username());
     let info_hash = match query.info_hash() {

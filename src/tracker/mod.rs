@@ -151,6 +151,44 @@ impl State {
             })
             .await;
     }
+
+    /// Parses the request's query; a malformed one is audited and answered here.
+    pub(crate) async fn parse_query<'q>(
+        &self,
+        req: &Request<'q>,
+        endpoint: &'static str,
+        status: response::RefusalStatus,
+    ) -> Result<query::Query<'q>, hyper::Response<response::Body>> {
+        match query::Query::parse(req.query) {
+            Ok(q) => Ok(q),
+            Err(e) => {
+                let refusal = Refusal::from(e);
+                self.audit(req, endpoint, None, None, Err(&refusal)).await;
+                Err(response::refusal(&refusal, status))
+            }
+        }
+    }
+
+    /// Checks the request's credentials (docs/protocol.md 3.2); a refusal is audited with the
+    /// user the request claims to be, and answered here.
+    pub(crate) async fn authenticate(
+        &self,
+        req: &Request<'_>,
+        query: &query::Query<'_>,
+        endpoint: &'static str,
+        info_hash: Option<InfoHash>,
+        status: response::RefusalStatus,
+    ) -> Result<credentials::Authenticated, hyper::Response<response::Body>> {
+        match self.credentials.authenticate(query, req.source).await {
+            Ok(auth) => Ok(auth),
+            Err(refusal) => {
+                let user = claimed_user(query);
+                self.audit(req, endpoint, user.as_deref(), info_hash, Err(&refusal))
+                    .await;
+                Err(response::refusal(&refusal, status))
+            }
+        }
+    }
 }
 
 /// The user a request claims to be (`username`, unverified, at most 64 characters), for the

@@ -13,7 +13,6 @@ use crate::crypto::content::ContentKey;
 use crate::metainfo::Metainfo;
 
 use super::credentials::Authenticated;
-use super::query::Query;
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
 use super::store::{PublishOutcome, TorrentRecord};
@@ -22,23 +21,19 @@ use super::{Request, State};
 const ENDPOINT: &str = "publish";
 
 pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
-    let query = match Query::parse(req.query) {
+    let query = match state
+        .parse_query(req, ENDPOINT, RefusalStatus::ByKind)
+        .await
+    {
         Ok(q) => q,
-        Err(e) => {
-            let refusal = Refusal::from(e);
-            state.audit(req, ENDPOINT, None, None, Err(&refusal)).await;
-            return response::refusal(&refusal, RefusalStatus::ByKind);
-        }
+        Err(response) => return response,
     };
-    let auth = match state.credentials.authenticate(&query, req.source).await {
+    let auth = match state
+        .authenticate(req, &query, ENDPOINT, None, RefusalStatus::ByKind)
+        .await
+    {
         Ok(auth) => auth,
-        Err(refusal) => {
-            let user = super::claimed_user(&query);
-            state
-                .audit(req, ENDPOINT, user.as_deref(), None, Err(&refusal))
-                .await;
-            return response::refusal(&refusal, RefusalStatus::ByKind);
-        }
+        Err(response) => return response,
     };
     let (info_hash, result) = publish(state, req, &auth).await;
     let user = Some(auth.username());

@@ -11,29 +11,24 @@ use crate::bencode::{Dict, Value};
 use crate::types::InfoHash;
 
 use super::decide::{Action, decide};
-use super::query::Query;
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
 use super::{Request, State};
 
 pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
-    let query = match Query::parse(req.query) {
+    let query = match state
+        .parse_query(req, "scrape", RefusalStatus::Always200)
+        .await
+    {
         Ok(q) => q,
-        Err(e) => {
-            let refusal = Refusal::from(e);
-            state.audit(req, "scrape", None, None, Err(&refusal)).await;
-            return response::refusal(&refusal, RefusalStatus::Always200);
-        }
+        Err(response) => return response,
     };
-    let auth = match state.credentials.authenticate(&query, req.source).await {
+    let auth = match state
+        .authenticate(req, &query, "scrape", None, RefusalStatus::Always200)
+        .await
+    {
         Ok(auth) => auth,
-        Err(refusal) => {
-            let user = super::claimed_user(&query);
-            state
-                .audit(req, "scrape", user.as_deref(), None, Err(&refusal))
-                .await;
-            return response::refusal(&refusal, RefusalStatus::Always200);
-        }
+        Err(response) => return response,
     };
     let requested = match query.info_hashes() {
         Ok(h) => h,
