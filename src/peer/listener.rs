@@ -21,8 +21,10 @@ use crate::types::InfoHash;
 
 /// Most incoming connections that may be in their handshake at once.
 pub const MAX_PENDING_HANDSHAKES: usize = 64;
-/// Most of those from one source address; more from it are closed as soon as accepted.
-pub const MAX_PENDING_HANDSHAKES_PER_ADDRESS: usize = 8;
+/// Most of those from one source address; more from it are closed as soon as accepted. Half
+/// the total: one address can never take every slot, and a few honest peers behind one NAT
+/// address still get through while others from it stall.
+pub const MAX_PENDING_HANDSHAKES_PER_ADDRESS: usize = MAX_PENDING_HANDSHAKES / 2;
 
 /// The torrents this process serves, by info hash.
 #[derive(Default)]
