@@ -10,11 +10,13 @@
 //! - [`crypto`]: RC4+, per-block content keying, RSA identities and the signed getcipher message.
 //! - [`tracker`]: the HTTP tracker daemon: identity, authority, keys, durable state, audit.
 //! - [`peer`]: the BitTorrent engine of publishers, seeders, downloaders and relays.
-//! - [`types`]: identifiers shared by all of them; [`fsutil`]: durable, atomic file writes.
+//! - [`types`]: identifiers shared by all of them; [`fsutil`]: durable, atomic file writes;
+//!   [`conn_limit`]: connections per source address, for both servers.
 //!
 //! The contract every part keeps is `docs/protocol.md`.
 
 pub mod bencode;
+pub mod conn_limit;
 pub mod crypto;
 pub mod fsutil;
 pub mod http_client;

@@ -1,8 +1,9 @@
 //! Incoming peer connections: one TCP listener per process, each connection routed after its
 //! handshake to the torrent it names (a relay serves many torrents on one port).
 //!
-//! Handshakes in progress are bounded ([`MAX_PENDING_HANDSHAKES`]) and each has a deadline, so
-//! idle or trickling connections cannot pile up.
+//! Handshakes in progress are bounded ([`MAX_PENDING_HANDSHAKES`], of which at most
+//! [`MAX_PENDING_HANDSHAKES_PER_ADDRESS`] from one address) and each has a deadline, so idle or
+//! trickling connections cannot pile up, and one address cannot keep honest peers out.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,12 +14,17 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::conn_limit::AddressLimit;
 use crate::peer::connection::{self, ConnectionConfig};
 use crate::peer::session::Torrent;
 use crate::types::InfoHash;
 
 /// Most incoming connections that may be in their handshake at once.
 pub const MAX_PENDING_HANDSHAKES: usize = 64;
+/// Most of those from one source address; more from it are closed as soon as accepted. Half
+/// the total: one address can never take every slot, and a few honest peers behind one NAT
+/// address still get through while others from it stall.
+pub const MAX_PENDING_HANDSHAKES_PER_ADDRESS: usize = MAX_PENDING_HANDSHAKES / 2;
 
 /// The torrents this process serves, by info hash.
 #[derive(Default)]
@@ -57,6 +63,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let per_address = AddressLimit::new(MAX_PENDING_HANDSHAKES_PER_ADDRESS);
     let config = Arc::new(config);
     loop {
         // Take a permit before accepting: at most MAX_PENDING_HANDSHAKES at once.
@@ -80,13 +87,17 @@ pub async fn serve(
                 continue;
             }
         };
+        let Some(address_permit) = per_address.try_acquire(addr.ip()) else {
+            tracing::debug!(%addr, "incoming connection closed: too many handshakes from its address");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let registry = Arc::clone(&registry);
         let config = Arc::clone(&config);
         tokio::spawn(async move {
             let result =
                 connection::accept(stream, |hash| registry.get(hash).is_some(), &config).await;
-            drop(permit);
+            drop((permit, address_permit));
             match result {
                 Ok(handshaken) => {
                     if let Some(torrent) = registry.get(&handshaken.info_hash()) {

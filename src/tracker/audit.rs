@@ -119,6 +119,37 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Cuts a torn last line (no final newline: the tracker died or the disk filled while the
+/// line was being written) off an existing log, so that the chain continues from the last
+/// whole line instead of gluing the next entry onto the torn one. A torn line was never a
+/// whole entry; the cut is logged with its size.
+fn cut_torn_tail(path: &Path, file: &mut File) -> std::io::Result<()> {
+    let len = file.seek(SeekFrom::End(0))?;
+    if len == 0 {
+        return Ok(());
+    }
+    let start = len.saturating_sub(64 * 1024);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    if tail.last() == Some(&b'\n') {
+        return Ok(());
+    }
+    let keep = match tail.iter().rposition(|&b| b == b'\n') {
+        Some(i) => start + i as u64 + 1,
+        None if start == 0 => 0,
+        // No newline in the last 64 KiB: not a torn line of ours; leave it for verify to report.
+        None => return Ok(()),
+    };
+    tracing::warn!(
+        "audit log {} ended with a torn line of {} bytes (a crash while writing); cut it off",
+        path.display(),
+        len - keep
+    );
+    file.set_len(keep)?;
+    file.sync_data()
+}
+
 /// The hash of the last line of an existing log, to continue its chain.
 fn last_line_hash(file: &mut File) -> std::io::Result<String> {
     let len = file.seek(SeekFrom::End(0))?;
@@ -164,6 +195,7 @@ impl AuditLog {
             .append(true)
             .open(path)
             .map_err(open)?;
+        cut_torn_tail(path, &mut file).map_err(open)?;
         let prev = last_line_hash(&mut file).map_err(open)?;
         let (tx, rx) = mpsc::channel(queue);
         let thread = std::thread::Builder::new()
@@ -332,5 +364,43 @@ mod tests {
             .map(|(_, l)| l)
             .collect();
         assert_eq!(verify_chain(&removed.join("\n")), Err(3));
+        // two lines swapped
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.swap(6, 7);
+        assert_eq!(verify_chain(&lines.join("\n")), Err(7));
+        // the first line removed
+        assert_eq!(
+            verify_chain(&text.lines().skip(1).collect::<Vec<_>>().join("\n")),
+            Err(1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_line_is_cut_and_the_chain_continues() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_FILE);
+        for torn in [None, Some(&b"{\"seq\":3,\"time_ms\":1,\"sou"[..])] {
+            let (log, writer) = AuditLog::start(Some(&path), 4).unwrap();
+            for i in 0..3 {
+                log.record(entry(&format!("r{i}"))).await;
+            }
+            log.close();
+            tokio::task::spawn_blocking(move || writer.finish())
+                .await
+                .unwrap();
+            if let Some(torn) = torn {
+                // A crash in the middle of writing a line.
+                let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+                f.write_all(torn).unwrap();
+            }
+        }
+        let (log, writer) = AuditLog::start(Some(&path), 4).unwrap();
+        log.record(entry("after the crash")).await;
+        log.close();
+        tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(verify_chain(&text), Ok(7), "{text}");
     }
 }

@@ -89,6 +89,9 @@ pub struct Config {
 
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Connections served at once from one source address; more from it are closed at once,
+    /// so one address cannot hold the whole `max_connections` with idle connections.
+    pub max_connections_per_ip: usize,
     /// Largest request head (request line and headers).
     pub max_header_bytes: usize,
     /// Time allowed to receive a request head, including the idle time of a kept-alive
@@ -135,6 +138,7 @@ impl Default for Config {
             pending_key_ttl_secs: 24 * 3600,
             pending_keys_per_user: 64,
             max_connections: 1024,
+            max_connections_per_ip: 64,
             max_header_bytes: 32 * 1024,
             header_read_timeout_secs: 30,
             request_timeout_secs: 30,
@@ -204,6 +208,7 @@ impl Config {
             ("max_peers_per_torrent", self.max_peers_per_torrent as u64),
             ("argon2_concurrency", self.argon2_concurrency as u64),
             ("max_connections", self.max_connections as u64),
+            ("max_connections_per_ip", self.max_connections_per_ip as u64),
             ("max_torrent_bytes", self.max_torrent_bytes as u64),
             ("nonce_cache_entries", self.nonce_cache_entries as u64),
             ("throttle_entries", self.throttle_entries as u64),

@@ -2,7 +2,9 @@
 //! file per endpoint; this file only routes and supervises.
 //!
 //! Limits: at most `max_connections` connections are served at once (a permit is taken before
-//! `accept`, so excess connections wait in the kernel's backlog); a request head must arrive
+//! `accept`, so excess connections wait in the kernel's backlog), and at most
+//! `max_connections_per_ip` from one source address (more are closed as soon as they are
+//! accepted, so one address cannot fill the cap: slowloris); a request head must arrive
 //! within `header_read_timeout_secs` and fit in `max_header_bytes`; a body is read only for
 //! POST and only up to `max_torrent_bytes`; a whole request must be answered within
 //! `request_timeout_secs`.
@@ -24,6 +26,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+use crate::conn_limit::AddressLimit;
 
 use super::audit::{AUDIT_FILE, AuditLog};
 use super::authority::AuthoritySource;
@@ -196,6 +200,7 @@ async fn serve(
 ) {
     let limit = Arc::new(Semaphore::new(state.config.max_connections));
     let handshake_timeout = Duration::from_secs(state.config.header_read_timeout_secs);
+    let per_address = AddressLimit::new(state.config.max_connections_per_ip);
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
@@ -223,6 +228,10 @@ async fn serve(
             },
             () = stop.cancelled() => break,
         };
+        let Some(address_permit) = per_address.try_acquire(canonical_ip(remote.ip())) else {
+            tracing::debug!("connection from {remote} closed: too many from its address");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let service = service_fn(move |req| {
@@ -233,7 +242,7 @@ async fn serve(
             None => {
                 let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
-                    let _permit = permit;
+                    let _permits = (permit, address_permit);
                     if let Err(e) = conn.await {
                         tracing::debug!("connection from {remote}: {e}");
                     }
@@ -246,7 +255,7 @@ async fn serve(
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let _permit = permit;
+                    let _permits = (permit, address_permit);
                     let stream = match tokio::time::timeout(
                         handshake_timeout,
                         acceptor.accept(stream),
