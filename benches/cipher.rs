@@ -9,10 +9,13 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ivcsd::crypto::content::{BLOCK_LEN, ContentKey, apply_keystream, apply_keystream_parallel};
 use ivcsd::crypto::rc4plus::{Rc4Plus, Rc4Plus4};
+
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::ThreadCpuTime;
 
 const MIB: usize = 1 << 20;
 
@@ -74,74 +77,8 @@ fn blocks(c: &mut Criterion) {
     group.finish();
 }
 
-/// CPU time of the calling thread in nanoseconds: the first field of
-/// /proc/thread-self/schedstat (Linux), time spent running on a CPU.
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .expect("/proc/thread-self/schedstat is readable (Linux)")
-}
-
-/// Criterion measurement: CPU time of the benchmark thread, in nanoseconds.
-struct ThreadCpuTime;
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = u64;
-    type Value = u64;
-    fn start(&self) -> u64 {
-        thread_cpu_ns()
-    }
-    fn end(&self, start: u64) -> u64 {
-        thread_cpu_ns().saturating_sub(start)
-    }
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-    fn zero(&self) -> u64 {
-        0
-    }
-    fn to_f64(&self, v: &u64) -> f64 {
-        *v as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        &CpuFormatter
-    }
-}
-
-/// Nanoseconds shown as µs/ms of CPU; byte throughputs in MB/s (10^6) of CPU time.
-struct CpuFormatter;
-
-impl ValueFormatter for CpuFormatter {
-    fn scale_values(&self, typical: f64, values: &mut [f64]) -> &'static str {
-        let (factor, unit) = if typical < 1e3 {
-            (1.0, "ns cpu")
-        } else if typical < 1e6 {
-            (1e-3, "µs cpu")
-        } else {
-            (1e-6, "ms cpu")
-        };
-        values.iter_mut().for_each(|v| *v *= factor);
-        unit
-    }
-    fn scale_throughputs(&self, _typical: f64, t: &Throughput, values: &mut [f64]) -> &'static str {
-        let (amount, unit) = match *t {
-            Throughput::Bytes(b) | Throughput::BytesDecimal(b) => (b as f64 / 1e6, "MB/s cpu"),
-            Throughput::Elements(e) | Throughput::ElementsAndBytes { elements: e, .. } => {
-                (e as f64, "elem/s cpu")
-            }
-            Throughput::Bits(b) => (b as f64 / 1e6, "Mbit/s cpu"),
-        };
-        values.iter_mut().for_each(|v| *v = amount * 1e9 / *v);
-        unit
-    }
-    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
-        "ns"
-    }
-}
-
 /// The single-core figures again, in CPU time of the thread.
-fn cpu_time(c: &mut Criterion<ThreadCpuTime>) {
+fn cpu_figures(c: &mut Criterion<ThreadCpuTime>) {
     let mut group = c.benchmark_group("cpu time");
     group.throughput(Throughput::Bytes(MIB as u64));
     let mut buf = vec![0u8; MIB];
@@ -149,7 +86,24 @@ fn cpu_time(c: &mut Criterion<ThreadCpuTime>) {
     group.bench_function("rc4plus keystream 1 MiB, one stream", |b| {
         b.iter(|| cipher.apply_keystream(black_box(&mut buf)))
     });
+    let mut four = Rc4Plus4::new(std::array::from_fn(|n| Rc4Plus::with_key32(&[n as u8; 32])));
+    group.bench_function("rc4plus keystream 1 MiB, four interleaved streams", |b| {
+        b.iter(|| {
+            let (x, rest) = buf.split_at_mut(MIB / 4);
+            let (y, rest) = rest.split_at_mut(MIB / 4);
+            let (z, w) = rest.split_at_mut(MIB / 4);
+            four.apply_keystream([x, y, z, w]);
+            black_box(&buf);
+        })
+    });
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("rc4plus KSA+ of a 32-byte key", |b| {
+        b.iter(|| Rc4Plus::with_key32(black_box(&[9; 32])))
+    });
     let key = ContentKey::from_bytes([3; 32]);
+    group.bench_function("content block key (SHA-256)", |b| {
+        b.iter(|| key.block_key(black_box(5)))
+    });
     let len = 4 * MIB;
     group.throughput(Throughput::Bytes(len as u64));
     let mut buf = vec![0u8; len];
@@ -163,6 +117,6 @@ criterion_group!(benches, keystream, blocks);
 criterion_group! {
     name = cpu_benches;
     config = Criterion::default().with_measurement(ThreadCpuTime);
-    targets = cpu_time
+    targets = cpu_figures
 }
 criterion_main!(benches, cpu_benches);

@@ -59,9 +59,14 @@ chmod 755 "$work"
 pids=()
 cleanup() {
   local p
-  # Children first: GNU time does not pass signals on to the command it runs.
-  for p in "${pids[@]}"; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do
+    # Only our own children that still run: a finished child's pid may belong to someone else
+    # by now. Their children first: GNU time does not pass signals on to what it runs.
+    [ "$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')" = "$$" ] || continue
+    pkill -P "$p" 2>/dev/null || true
+    kill "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -4,16 +4,21 @@
 //! bounds getcipher per second; benches/tracker_load.sh prints it beside `openssl speed`
 //! (verify + encrypt per second) for the same key sizes.
 //!
-//! Run with `cargo bench --bench tracker`.
+//! Measured in CPU time of the thread (like `openssl speed`), so that other load on the machine
+//! does not count. Run with `cargo bench --bench tracker`.
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::ThreadCpuTime;
 use ivcsd::crypto::content::ContentKey;
 use ivcsd::crypto::identity::{CipherTarget, GetcipherMessage, Identity, PublicIdentity};
 use ivcsd::types::InfoHash;
 
-fn getcipher(c: &mut Criterion) {
+fn getcipher(c: &mut Criterion<ThreadCpuTime>) {
     let mut group = c.benchmark_group("getcipher rsa work");
     for bits in [2048usize, 3072] {
         // Key generation is slow and random in time; one key per size, outside the timing.
@@ -52,5 +57,9 @@ fn getcipher(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, getcipher);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = getcipher
+}
 criterion_main!(benches);

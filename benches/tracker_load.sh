@@ -8,7 +8,10 @@
 #    - ivcsd, authenticated with a token (getToken=y), authority check on, audit log on;
 #    - ivcsd, authenticated with username + psw (the remembered-password path), audit log on;
 #    - the same two with the audit log off (`audit = false` in the config);
-#    - opentracker (Debian), unauthenticated, with the same 8 info hashes whitelisted.
+#    - ivcsd, token, audit on, with `Connection: close` on every request;
+#    - opentracker (Debian), unauthenticated, with the same 8 info hashes whitelisted. It closes
+#      every connection after its answer (no keep-alive; wrk counts those as read errors), so
+#      the close case above is the like-for-like comparison.
 #    Each is run REPEAT times for DURATION seconds; the median is printed, with the ratios.
 # 2. getcipher's RSA work on one core (benches/tracker.rs: SPKI parse + PSS verify + OAEP wrap)
 #    beside `openssl speed` for rsa2048 and rsa3072 on one core. A getcipher costs two RSA
@@ -42,9 +45,14 @@ chmod 755 "$work"
 pids=()
 cleanup() {
   local p
-  # Children first: GNU time does not pass signals on to the command it runs.
-  for p in "${pids[@]}"; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do
+    # Only our own children that still run: a finished child's pid may belong to someone else
+    # by now. Their children first: GNU time does not pass signals on to what it runs.
+    [ "$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')" = "$$" ] || continue
+    pkill -P "$p" 2>/dev/null || true
+    kill "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -114,10 +122,13 @@ bench() {
   check "$url" "$auth"
   for r in $(seq "$repeat"); do
     local out rate
-    out=$(wrk -t "$wthreads" -c "$conns" -d "${duration}s" --latency -s "$repo/benches/announce.lua" \
-      "$url" -- "$auth" "${enc[@]}")
+    local hdr=()
+    [ -n "${CLOSE:-}" ] && hdr=(-H "Connection: close")
+    out=$(wrk -t "$wthreads" -c "$conns" -d "${duration}s" --latency "${hdr[@]}" \
+      -s "$repo/benches/announce.lua" "$url" -- "$auth" "${enc[@]}")
     rate=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
-    grep -q 'Non-2xx\|Socket errors' <<<"$out" && { echo "$out" | grep 'Non-2xx\|Socket errors' >&2; }
+    # opentracker closes each connection after answering: wrk counts that as a read error.
+    grep -q 'Non-2xx\|Socket errors' <<<"$out" && { echo "$out" | grep 'Non-2xx\|Socket errors' | sed 's/^ */  /' >&2; }
     echo "$name run $r: $rate announces/s, latency p50 $(awk '$1 == "50%" {print $2}' <<<"$out") p99 $(awk '$1 == "99%" {print $2}' <<<"$out") (load $(load))"
     rates+=("$rate")
   done
@@ -127,6 +138,8 @@ bench() {
 }
 
 bench "ivcsd token, audit on" "$base" "$auth_token"
+# opentracker closes every connection after its answer (no keep-alive); the same for ivcsd:
+CLOSE=1 bench "ivcsd token, audit on, close" "$base" "$auth_token"
 bench "ivcsd psw, audit on" "$base" "$auth_psw"
 audit_lines=$(wc -l <"$work/data/audit.log" 2>/dev/null || echo 0)
 echo "audit log: $audit_lines lines, $(du -h "$work/data/audit.log" 2>/dev/null | cut -f1)"
@@ -153,7 +166,7 @@ bench "opentracker" "http://127.0.0.1:$oport" ""
 echo
 echo "# Announces per second (median of $repeat), ratio to opentracker (unauthenticated)"
 ot=${median[opentracker]}
-for name in "ivcsd token, audit on" "ivcsd token, audit off" "ivcsd psw, audit on" "ivcsd psw, audit off" "opentracker"; do
+for name in "ivcsd token, audit on" "ivcsd token, audit on, close" "ivcsd token, audit off" "ivcsd psw, audit on" "ivcsd psw, audit off" "opentracker"; do
   printf '%-24s %10.0f  %.2fx\n' "$name" "${median[$name]}" "$(python3 -c "print(${median[$name]} / $ot)")"
 done
 for a in token psw; do
@@ -163,11 +176,20 @@ done
 
 # --- getcipher's RSA work against openssl -------------------------------------------------------
 echo
-echo "# getcipher RSA work on one core (criterion, benches/tracker.rs) vs openssl speed (one core)"
-cargo bench --quiet --bench tracker -- --noplot 2>/dev/null | grep -E 'getcipher|time:' | paste - - |
-  awk '{name = $1; for (i = 2; i < NF; i++) if ($i == "time:") break; else name = name " " $i;
-        t = $(i + 3); u = $(i + 4); sub(/\]/, "", u);
-        s = (u == "ms") ? t / 1e3 : (u == "µs" || u == "us") ? t / 1e6 : t / 1e9;
-        printf "%-48s %8.1f µs  %8.0f /s\n", name, s * 1e6, 1 / s}'
+echo "# getcipher RSA work on one core (criterion, benches/tracker.rs, thread CPU time) vs openssl speed (one core, CPU time)"
+cargo bench --quiet --bench tracker -- --noplot 2>/dev/null | python3 -c '
+import re, sys
+name = None
+for line in sys.stdin:
+    m = re.match(r"^(getcipher\S* .*?)\s*$", line)
+    if m and "time:" not in line:
+        name = m.group(1)
+    m = re.search(r"time:\s+\[\S+ \S+(?: cpu)? (\S+) (\S+)", line)
+    if m:
+        head = line.split("time:")[0].strip() or name
+        v, u = float(m.group(1)), m.group(2)
+        us = v * {"ns": 1e-3, "µs": 1.0, "us": 1.0, "ms": 1e3, "s": 1e6}[u]
+        print(f"{head:<48} {us:8.1f} µs CPU  {1e6 / us:8.0f} /s per core")
+'
 openssl speed -seconds 3 rsa2048 rsa3072 2>/dev/null | grep -E '^rsa +[0-9]+ bits' |
   awk '{printf "openssl rsa%s: sign %s/s, verify %s/s -> bound for verify+encrypt: %.0f getcipher/s\n", $2, $6, $7, $7 / 2}'
