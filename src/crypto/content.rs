@@ -163,23 +163,29 @@ fn apply_head<'a>(key: &ContentKey, offset: u64, buf: &'a mut [u8]) -> (u64, &'a
 /// Encrypts `buf`, which starts at the beginning of block `first_block`.
 fn apply_aligned(key: &ContentKey, first_block: u64, buf: &mut [u8]) {
     let mut block = first_block;
-    let mut groups = buf.chunks_exact_mut(4 * BLOCK_LEN);
+    let (blocks, tail) = buf.as_chunks_mut::<BLOCK_LEN>();
+    let mut groups = blocks.chunks_exact_mut(4);
     for group in &mut groups {
-        let (a, rest) = group.split_at_mut(BLOCK_LEN);
-        let (b, rest) = rest.split_at_mut(BLOCK_LEN);
-        let (c, d) = rest.split_at_mut(BLOCK_LEN);
+        let group: &mut [[u8; BLOCK_LEN]; 4] = match group.try_into() {
+            Ok(group) => group,
+            // chunks_exact_mut(4) yields exactly four blocks.
+            Err(_) => unreachable!("a group is four blocks"),
+        };
         let mut four = Rc4Plus4::new([
             key.block_cipher(block),
             key.block_cipher(block + 1),
             key.block_cipher(block + 2),
             key.block_cipher(block + 3),
         ]);
-        four.apply_keystream([a, b, c, d]);
+        four.apply_keystream_parts(group);
         block += 4;
     }
-    for chunk in groups.into_remainder().chunks_mut(BLOCK_LEN) {
-        key.block_cipher(block).apply_keystream(chunk);
+    for whole in groups.into_remainder() {
+        key.block_cipher(block).apply_keystream(whole);
         block += 1;
+    }
+    if !tail.is_empty() {
+        key.block_cipher(block).apply_keystream(tail);
     }
 }
 

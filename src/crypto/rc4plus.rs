@@ -261,6 +261,60 @@ impl Rc4Plus4 {
     }
 }
 
+impl Rc4Plus4 {
+    /// XORs lane `n`'s next `L` keystream bytes into `parts[n]`: four equal, consecutive parts
+    /// of one buffer, such as four content blocks.
+    ///
+    /// When the four lanes stand at the same position (fresh lanes always do) they share the
+    /// PRGA+ index `i`, so each step computes `i` and the `i` halves of `t'` once for all four,
+    /// and one buffer pointer with constant lane offsets replaces four. This is the fast path
+    /// of [`super::content`]; lanes at different positions take [`Self::apply_keystream`].
+    pub fn apply_keystream_parts<const L: usize>(&mut self, parts: &mut [[u8; L]; 4]) {
+        let i0 = self.lanes[0].i;
+        if self.lanes.iter().any(|lane| lane.i != i0) {
+            let [a, b, c, d] = parts;
+            return self.apply_keystream([a, b, c, d]);
+        }
+        let mut i = i0;
+        let mut j = [
+            self.lanes[0].j,
+            self.lanes[1].j,
+            self.lanes[2].j,
+            self.lanes[3].j,
+        ];
+        // `n` indexes the four parts in lock-step; an iterator per part would be four
+        // pointers again, which is what this path avoids.
+        #[allow(clippy::needless_range_loop)]
+        for n in 0..L {
+            i = i.wrapping_add(1);
+            let iu = usize::from(i);
+            // The `i` halves of t' = S[(i >> 3) ^ (j << 5)] + S[(i << 5) ^ (j >> 3)].
+            let (ih, il) = (i >> 3, i << 5);
+            for lane in 0..4 {
+                let s = &mut self.lanes[lane].s;
+                let si = s[iu];
+                let jl = j[lane].wrapping_add(si);
+                let sj = s[usize::from(jl)];
+                s[iu] = sj;
+                s[usize::from(jl)] = si;
+                let t = si.wrapping_add(sj);
+                let t1 = s[usize::from(ih ^ (jl << 5))]
+                    .wrapping_add(s[usize::from(il ^ (jl >> 3))])
+                    ^ 0xAA;
+                let t2 = jl.wrapping_add(si);
+                let z = s[usize::from(t)].wrapping_add(s[usize::from(t1)]) ^ s[usize::from(t2)];
+                j[lane] = jl;
+                parts[lane][n] ^= z;
+            }
+        }
+        for (lane, jl) in self.lanes.iter_mut().zip(j) {
+            // L may exceed 255: i wraps exactly as the single-stream PRGA+ does.
+            lane.i = i;
+            lane.j = jl;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,6 +502,42 @@ mod tests {
             let mut expected = vec![0x5a; lens[n]];
             Rc4Plus::with_key32(&keys[n]).apply_keystream(&mut expected);
             assert_eq!(bufs[n], expected, "lane {n}");
+        }
+    }
+
+    #[test]
+    fn four_parts_equal_four_single_streams() {
+        // Fresh lanes (the shared-`i` path), twice in a row so that the second call starts
+        // mid-stream, then lanes at different positions (the fallback).
+        const L: usize = 700;
+        let keys: [[u8; 32]; 4] = std::array::from_fn(|n| [n as u8 * 3 + 1; 32]);
+        let mut four = Rc4Plus4::new(keys.map(|k| Rc4Plus::with_key32(&k)));
+        let mut got = [[0x33u8; L]; 4];
+        four.apply_keystream_parts(&mut got);
+        let mut second = [[0u8; L]; 4];
+        four.apply_keystream_parts(&mut second);
+        for n in 0..4 {
+            let mut expected = vec![0x33; 2 * L];
+            expected[L..].fill(0);
+            Rc4Plus::with_key32(&keys[n]).apply_keystream(&mut expected);
+            assert_eq!(got[n][..], expected[..L], "lane {n}, first call");
+            assert_eq!(second[n][..], expected[L..], "lane {n}, second call");
+        }
+
+        let mut lanes = keys.map(|k| Rc4Plus::with_key32(&k));
+        lanes[2].skip(5);
+        let mut four = Rc4Plus4::new(lanes);
+        let mut got = [[0u8; L]; 4];
+        four.apply_keystream_parts(&mut got);
+        for n in 0..4 {
+            let mut expected = vec![0u8; L + 5];
+            Rc4Plus::with_key32(&keys[n]).apply_keystream(&mut expected);
+            let skip = if n == 2 { 5 } else { 0 };
+            assert_eq!(
+                got[n][..],
+                expected[skip..skip + L],
+                "lane {n}, uneven lanes"
+            );
         }
     }
 
