@@ -128,6 +128,8 @@ struct State {
     peers: HashMap<PeerKey, PeerSlot>,
     /// Pieces being assembled; each buffer has the piece's length.
     partial: HashMap<u32, Vec<u8>>,
+    /// Bytes of piece buffers in memory: those in `partial`, and complete pieces still waiting
+    /// to be hashed and written (a slow disk must not let them pile up without bound).
     partial_bytes: u64,
     next_key: PeerKey,
     /// Addresses connected or being dialed, and addresses that are ourselves.
@@ -526,8 +528,12 @@ impl Torrent {
                     dst.copy_from_slice(data);
                 }
                 if piece_complete && let Some(buffer) = state.partial.remove(&index) {
-                    state.partial_bytes -= buffer.len() as u64;
-                    self.verify_piece(index, buffer);
+                    // Keep the verified ciphertext for uploads when someone may ask us for
+                    // it, so a downloader that also serves does not encrypt again what it
+                    // has just decrypted.
+                    let share = state.peers.values().any(|p| p.peer_interested);
+                    // Still counted in `partial_bytes` until verify_piece is done with it.
+                    self.verify_piece(index, buffer, share);
                 }
             }
             BlockOutcome::Duplicate | BlockOutcome::Unrequested => {}
@@ -538,11 +544,17 @@ impl Torrent {
         self.fill_requests(state, key, Some(out));
     }
 
-    /// Hashes and stores a complete piece off the reactor, then records the outcome.
-    fn verify_piece(self: &Arc<Self>, index: u32, mut buffer: Vec<u8>) {
+    /// Hashes and stores a complete piece off the reactor, then records the outcome. The
+    /// buffer stays counted in `partial_bytes` until then, so pieces waiting for a verifier
+    /// hold back new pieces instead of growing memory with the file.
+    /// With `share`, the ciphertext also goes to the upload cache (see
+    /// [`BlockCache::offer_piece`]).
+    fn verify_piece(self: &Arc<Self>, index: u32, mut buffer: Vec<u8>, share: bool) {
         let me = Arc::clone(self);
         let permits = Arc::clone(&self.verifiers);
+        let len = buffer.len() as u64;
         self.tasks.spawn(async move {
+            let _counted = PieceBytes { torrent: &me, len };
             let Ok(_permit) = permits.acquire_owned().await else {
                 return;
             };
@@ -551,18 +563,23 @@ impl Torrent {
             if me.shutdown.is_cancelled() {
                 return;
             }
-            let store = Arc::clone(&me.store);
+            let torrent = Arc::clone(&me);
             let checked = tokio::task::spawn_blocking(move || {
-                let info = store.info();
+                let info = torrent.store.info();
                 let Some(piece) = info.piece_index(index) else {
                     return Ok(false);
                 };
                 if !piece_matches(info, piece, &buffer) {
                     return Ok(false);
                 }
-                store.write_piece(piece, &mut buffer).map(|()| true)
+                if share {
+                    torrent.cache.offer_piece(index, &buffer);
+                }
+                torrent.store.write_piece(piece, &mut buffer).map(|()| true)
             })
             .await;
+            // The buffer is gone: uncount it before the outcome asks for more blocks.
+            drop(_counted);
             match checked {
                 Ok(Ok(true)) => me.piece_done(index),
                 Ok(Ok(false)) => me.piece_bad(index),
@@ -921,6 +938,20 @@ impl Torrent {
                 true
             }
         });
+    }
+}
+
+/// A complete piece's buffer counted in `State::partial_bytes`; uncounted when dropped, on
+/// every path out of verification.
+struct PieceBytes<'a> {
+    torrent: &'a Torrent,
+    len: u64,
+}
+
+impl Drop for PieceBytes<'_> {
+    fn drop(&mut self) {
+        let mut state = self.torrent.lock();
+        state.partial_bytes = state.partial_bytes.saturating_sub(self.len);
     }
 }
 
