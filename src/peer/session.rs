@@ -578,7 +578,9 @@ impl Torrent {
                 }
                 state.partial_bytes += added;
                 if piece_complete && let Some(piece) = state.partial.remove(&index) {
-                    state.partial_bytes -= piece.data.len() as u64;
+                    // The piece stays counted in `partial_bytes` until it is verified and
+                    // written (`verify_piece` releases it): if verification falls behind, no
+                    // new pieces start, and memory stays bounded whatever the file's size.
                     let suspects = state.suspects.remove(&index).unwrap_or_default();
                     self.verify_piece(index, piece, suspects);
                 }
@@ -597,16 +599,20 @@ impl Torrent {
         let me = Arc::clone(self);
         let permits = Arc::clone(&self.verifiers);
         self.tasks.spawn(async move {
+            let release = |me: &Torrent| me.lock().partial_bytes -= piece.data.len() as u64;
             let Ok(_permit) = permits.acquire_owned().await else {
+                release(&me);
                 return;
             };
             // After shutdown nothing more is written: the last resume record must describe
             // the files as they stay.
             if me.shutdown.is_cancelled() {
+                release(&me);
                 return;
             }
             let store = Arc::clone(&me.store);
             let PartialPiece { mut data, senders } = piece;
+            let piece_bytes = data.len() as u64;
             let blocks = senders.len();
             let checked = tokio::task::spawn_blocking(move || {
                 let info = store.info();
@@ -632,6 +638,7 @@ impl Torrent {
                     .map(|()| Verdict::Good { liars })
             })
             .await;
+            me.lock().partial_bytes -= piece_bytes;
             match checked {
                 Ok(Ok(Verdict::Good { liars })) => {
                     for liar in liars {

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# The tracker under load (issue 7, item 2), in one run on 127.0.0.1.
+#
+#   benches/tracker_load.sh                 DURATION=8 REPEAT=3 CONNECTIONS=32 WRK_THREADS=1
+#
+# 1. Announces per second, driven by wrk over keep-alive loopback connections with
+#    benches/announce.lua (8 torrents, 10,000 peers per wrk thread cycling through peer_id and port):
+#    - ivcsd, authenticated with a token (getToken=y), authority check on, audit log on;
+#    - ivcsd, authenticated with username + psw (the remembered-password path), audit log on;
+#    - the same two with the audit log off (`audit = false` in the config);
+#    - ivcsd, token, audit on, with `Connection: close` on every request;
+#    - opentracker (Debian), unauthenticated, with the same 8 info hashes whitelisted. It closes
+#      every connection after its answer (no keep-alive; wrk counts those as read errors), so
+#      the close case above is the like-for-like comparison.
+#    Each is run REPEAT times for DURATION seconds; the median is printed, with the ratios.
+# 2. getcipher's RSA work on one core (benches/tracker.rs: SPKI parse + PSS verify + OAEP wrap)
+#    beside `openssl speed` for rsa2048 and rsa3072 on one core. A getcipher costs two RSA
+#    public-key operations (verify, encrypt), so the machine's bound is verify/s / 2 (OpenSSL
+#    3.0's speed prints sign and verify; RSA public encryption costs what verification does).
+#
+# wrk and the tracker share the machine's cores. It installs what is missing from Debian (wrk,
+# opentracker), works in a temporary directory and stops every process it started on exit.
+# Raw output of a run: benches/results/tracker_load.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+duration=${DURATION:-8}
+repeat=${REPEAT:-3}
+conns=${CONNECTIONS:-32}
+wthreads=${WRK_THREADS:-1}
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v opentracker >/dev/null || need+=(opentracker)
+command -v openssl >/dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing from Debian: ${need[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >&2
+fi
+cargo build --release --quiet --bin ivcsd
+bin=${CARGO_TARGET_DIR:-$repo/target}/release/ivcsd
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/ivcsd-tracker-load.XXXXXX")
+chmod 755 "$work"
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do
+    # Only our own children that still run: a finished child's pid may belong to someone else
+    # by now. Their children first: GNU time does not pass signals on to what it runs.
+    [ "$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')" = "$$" ] || continue
+    pkill -P "$p" 2>/dev/null || true
+    kill "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  local n
+  for n in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "nothing listens on port $1" >&2; exit 1
+}
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+pct() { python3 -c 'import sys; print("".join("%%%02X" % b for b in bytes.fromhex(sys.argv[1])))' "$1"; }
+
+echo "# benches/tracker_load.sh: wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $wthreads thread(s), $conns keep-alive connections, ${duration} s x $repeat"
+echo "# $(date -u '+%F %T UTC'), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')); load average at start: $(load)"
+
+# --- ivcsd: users, 8 published torrents readable by `dl` -------------------------------------
+export IVCSD_PASSWORD=bench-password
+for u in "admin 0 --admin" "pub 1" "dl 1"; do
+  set -- $u
+  "$bin" admin user add "$1" --authority "$2" ${3:-} --authority-file "$work/authority.xml" >/dev/null
+done
+port=$(free_port)
+base="http://127.0.0.1:$port"
+start_ivcsd() {
+  "$bin" --quiet tracker --authority "$work/authority.xml" --listen "127.0.0.1:$port" \
+    --data-dir "$work/data" --config "$1" &
+  tracker=$!
+  pids+=($tracker)
+  wait_port "$port"
+}
+printf 'audit = true\n' >"$work/audit-on.toml"
+printf 'audit = false\n' >"$work/audit-off.toml"
+start_ivcsd "$work/audit-on.toml"
+hashes=()
+for k in $(seq 8); do
+  mkdir -p "$work/t$k"
+  head -c 65536 /dev/urandom >"$work/t$k/file$k.bin"
+  "$bin" --quiet peer publish "$work/t$k/file$k.bin" --tracker "$base/announce" --user pub \
+    --identity "$work/pub.pem" --output "$work/t$k.torrent" --no-seed
+  h=$("$bin" torrent show "$work/t$k.torrent" | awk '/^info hash/ {print $3}')
+  "$bin" --quiet admin --tracker "$base/announce" --user admin torrent set-authority "$h" 5 >/dev/null
+  hashes+=("$h")
+done
+enc=()
+for h in "${hashes[@]}"; do enc+=("$(pct "$h")"); done
+
+q="peer_id=-WK0001-000000000000&port=9999&left=1&compact=1"
+token=$(curl -sf "$base/announce?info_hash=${enc[0]}&$q&username=dl&psw=$IVCSD_PASSWORD&getToken=y" |
+  python3 -c 'import sys, re; b = sys.stdin.buffer.read(); m = re.search(rb"5:token(\d+):", b); n = int(m.group(1)); print(b[m.end():m.end() + n].decode())')
+auth_token="&token=$token"
+auth_psw="&username=dl&psw=$IVCSD_PASSWORD"
+
+# check URL AUTH: one announce must answer peers, not a refusal.
+check() {
+  local body
+  body=$(curl -sf "$1/announce?info_hash=${enc[0]}&$q$2" | tr -c '[:print:]' '.')
+  case $body in
+    *"failure reason"*|"") echo "announce refused: $body" >&2; exit 1 ;;
+  esac
+}
+# bench NAME URL AUTH: REPEAT wrk runs; prints each and the median, records it.
+declare -A median
+bench() {
+  local name=$1 url=$2 auth=$3 r rates=()
+  check "$url" "$auth"
+  for r in $(seq "$repeat"); do
+    local out rate
+    local hdr=()
+    [ -n "${CLOSE:-}" ] && hdr=(-H "Connection: close")
+    out=$(wrk -t "$wthreads" -c "$conns" -d "${duration}s" --latency "${hdr[@]}" \
+      -s "$repo/benches/announce.lua" "$url" -- "$auth" "${enc[@]}")
+    rate=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+    # opentracker closes each connection after answering: wrk counts that as a read error.
+    grep -q 'Non-2xx\|Socket errors' <<<"$out" && { echo "$out" | grep 'Non-2xx\|Socket errors' | sed 's/^ */  /' >&2; }
+    echo "$name run $r: $rate announces/s, latency p50 $(awk '$1 == "50%" {print $2}' <<<"$out") p99 $(awk '$1 == "99%" {print $2}' <<<"$out") (load $(load))"
+    rates+=("$rate")
+  done
+  median[$name]=$(printf '%s\n' "${rates[@]}" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+  echo "$name median: ${median[$name]} announces/s"
+  check "$url" "$auth"
+}
+
+bench "ivcsd token, audit on" "$base" "$auth_token"
+# opentracker closes every connection after its answer (no keep-alive); the same for ivcsd:
+CLOSE=1 bench "ivcsd token, audit on, close" "$base" "$auth_token"
+bench "ivcsd psw, audit on" "$base" "$auth_psw"
+audit_lines=$(wc -l <"$work/data/audit.log" 2>/dev/null || echo 0)
+echo "audit log: $audit_lines lines, $(du -h "$work/data/audit.log" 2>/dev/null | cut -f1)"
+kill "$tracker"
+wait "$tracker" 2>/dev/null || true
+start_ivcsd "$work/audit-off.toml"
+bench "ivcsd token, audit off" "$base" "$auth_token"
+bench "ivcsd psw, audit off" "$base" "$auth_psw"
+kill "$tracker"
+
+# --- opentracker -----------------------------------------------------------------------------
+oport=$(free_port)
+mkdir -p "$work/ot"
+chmod 755 "$work/ot"
+printf '%s\n' "${hashes[@]}" >"$work/ot/whitelist.txt"
+chmod 644 "$work/ot/whitelist.txt"
+printf 'access.whitelist /whitelist.txt\n' >"$work/ot/opentracker.conf"
+opentracker -i 127.0.0.1 -p "$oport" -P "$oport" -d "$work/ot" -u nobody -f "$work/ot/opentracker.conf" \
+  >"$work/ot/log" 2>&1 &
+pids+=($!)
+wait_port "$oport"
+bench "opentracker" "http://127.0.0.1:$oport" ""
+
+echo
+echo "# Announces per second (median of $repeat), ratio to opentracker (unauthenticated)"
+ot=${median[opentracker]}
+for name in "ivcsd token, audit on" "ivcsd token, audit on, close" "ivcsd token, audit off" "ivcsd psw, audit on" "ivcsd psw, audit off" "opentracker"; do
+  printf '%-24s %10.0f  %.2fx\n' "$name" "${median[$name]}" "$(python3 -c "print(${median[$name]} / $ot)")"
+done
+for a in token psw; do
+  printf 'audit log cost (%s): %.1f%%\n' "$a" \
+    "$(python3 -c "print(100 * (1 - ${median["ivcsd $a, audit on"]} / ${median["ivcsd $a, audit off"]}))")"
+done
+
+# --- getcipher's RSA work against openssl -------------------------------------------------------
+echo
+echo "# getcipher RSA work on one core (criterion, benches/tracker.rs, thread CPU time) vs openssl speed (one core, CPU time)"
+cargo bench --quiet --bench tracker -- --noplot 2>/dev/null | python3 -c '
+import re, sys
+name = None
+for line in sys.stdin:
+    m = re.match(r"^(getcipher\S* .*?)\s*$", line)
+    if m and "time:" not in line:
+        name = m.group(1)
+    m = re.search(r"time:\s+\[\S+ \S+(?: cpu)? (\S+) (\S+)", line)
+    if m:
+        head = line.split("time:")[0].strip() or name
+        v, u = float(m.group(1)), m.group(2)
+        us = v * {"ns": 1e-3, "µs": 1.0, "us": 1.0, "ms": 1e3, "s": 1e6}[u]
+        print(f"{head:<48} {us:8.1f} µs CPU  {1e6 / us:8.0f} /s per core")
+'
+openssl speed -seconds 3 rsa2048 rsa3072 2>/dev/null | grep -E '^rsa +[0-9]+ bits' |
+  awk '{printf "openssl rsa%s: sign %s/s, verify %s/s -> bound for verify+encrypt: %.0f getcipher/s\n", $2, $6, $7, $7 / 2}'
