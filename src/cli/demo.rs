@@ -106,6 +106,20 @@ impl Demo {
         Ok(stdout)
     }
 
+    /// `ivcsd admin --tracker URL --user admin ARGS…`, expected to succeed.
+    fn admin(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["admin", "--tracker", &self.tracker_url, "--user", "admin"];
+        all.extend_from_slice(args);
+        self.run(Some("admin"), &all, true)
+    }
+
+    /// `USER` downloads the demo's torrent into OUTPUT; `expect_ok` says whether it may.
+    fn download(&self, user: &str, output: &str, expect_ok: bool) -> anyhow::Result<String> {
+        let args = self.peer_args(user, &["download", "survey.torrent", "--output", output]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(Some(user), &args, expect_ok)
+    }
+
     fn peer_args<'a>(&self, user: &'a str, rest: &[&'a str]) -> Vec<String> {
         let mut args = vec![
             "--quiet".to_owned(),
@@ -288,21 +302,7 @@ pub fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
          against the torrent's hashes of ciphertext, stores it as received, and seeds it.\n\
          It never gets the key.",
     );
-    demo.run(
-        Some("admin"),
-        &[
-            "admin",
-            "--tracker",
-            &tracker_url,
-            "--user",
-            "admin",
-            "relay",
-            "assign",
-            &info_hash,
-            "relay",
-        ],
-        true,
-    )?;
+    demo.admin(&["relay", "assign", &info_hash, "relay"])?;
     let relay_identity = dir.join("relay.pem").display().to_string();
     let mut relay = demo
         .command(
@@ -351,29 +351,13 @@ pub fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
         "A new torrent gets the highest authority (0) until an administrator has examined it,\n\
          so bob (1) may not read it yet. The tracker answers exactly as for an unknown torrent.",
     );
-    let bob_dl = demo.peer_args("bob", &["download", "survey.torrent", "--output", "bob"]);
-    let bob_dl: Vec<&str> = bob_dl.iter().map(String::as_str).collect();
-    demo.run(Some("bob"), &bob_dl, false)?;
+    demo.download("bob", "bob", false)?;
 
     demo.say(
         "The administrator lowers the torrent's authority to 4",
         "Now readers with authority 0 to 4 may read it; every decision is in the audit log.",
     );
-    demo.run(
-        Some("admin"),
-        &[
-            "admin",
-            "--tracker",
-            &tracker_url,
-            "--user",
-            "admin",
-            "torrent",
-            "set-authority",
-            &info_hash,
-            "4",
-        ],
-        true,
-    )?;
+    demo.admin(&["torrent", "set-authority", &info_hash, "4"])?;
 
     demo.say(
         "alice goes offline; bob downloads from the relay alone",
@@ -385,7 +369,7 @@ pub fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
         let _ = seeder.wait();
     }
     let t = Instant::now();
-    demo.run(Some("bob"), &bob_dl, true)?;
+    demo.download("bob", "bob", true)?;
     let secs = t.elapsed().as_secs_f64();
     let identical = same_file(&dir.join("survey.bin"), &dir.join("bob/survey.bin"))?;
     println!(
@@ -402,42 +386,21 @@ pub fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
         "carol (5) tries to download: refused",
         "Authority 5 is lower than the torrent's 4.",
     );
-    let carol_dl = demo.peer_args(
-        "carol",
-        &["download", "survey.torrent", "--output", "carol"],
-    );
-    let carol_dl: Vec<&str> = carol_dl.iter().map(String::as_str).collect();
-    demo.run(Some("carol"), &carol_dl, false)?;
+    demo.download("carol", "carol", false)?;
 
     demo.say(
         "The relay asks for the key: refused",
         "It carries the torrent but may never read it, whatever its authority.",
     );
-    let relay_dl = demo.peer_args(
-        "relay",
-        &["download", "survey.torrent", "--output", "relay-plain"],
-    );
-    let relay_dl: Vec<&str> = relay_dl.iter().map(String::as_str).collect();
-    demo.run(Some("relay"), &relay_dl, false)?;
+    demo.download("relay", "relay-plain", false)?;
 
     demo.say(
         "The audit log",
         "The administrator reads the tracker's record of every decision.",
     );
-    demo.run(
-        Some("admin"),
-        &[
-            "admin",
-            "--tracker",
-            &tracker_url,
-            "--user",
-            "admin",
-            "audit",
-        ],
-        true,
-    )
-    .map(|_| ())
-    .unwrap_or_else(|e| println!("     ({e})"));
+    demo.admin(&["audit"])
+        .map(|_| ())
+        .unwrap_or_else(|e| println!("     ({e})"));
 
     drop(children);
     println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
