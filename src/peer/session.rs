@@ -774,9 +774,18 @@ impl Torrent {
     }
 
     /// A fatal error: report it and stop.
+    /// Only the first error is kept: the ones after it (other pieces failing on the same full
+    /// disk) add nothing. It is reported through [`Progress::error`], so that the command shows
+    /// one clear line; the log has it at debug level.
     fn fail(&self, message: String) {
-        tracing::error!(info_hash = %self.info_hash, "{message}");
-        self.progress.send_modify(|p| p.error = Some(message));
+        tracing::debug!(info_hash = %self.info_hash, "{message}");
+        self.progress.send_if_modified(|p| {
+            if p.error.is_some() {
+                return false;
+            }
+            p.error = Some(message);
+            true
+        });
         self.shutdown.cancel();
     }
 
