@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common_tracker::{
-    TestTracker, UserSpec, creds, enc, fresh_nonce, key2048, now, password, write_authority,
+    TestTracker, UserSpec, creds, enc, fresh_nonce, key2048, now, peer_command, write_authority,
 };
 use hyper::{Method, Uri};
 use ivcsd::bencode::Value;
@@ -407,29 +407,6 @@ fn users() -> Vec<UserSpec> {
     ]
 }
 
-/// `ivcsd peer ...` as `user`, with a copy of the committed test key as its identity.
-fn peer_command(dir: &Path, user: &str) -> Command {
-    let identity = dir.join(format!("{user}.pem"));
-    if !identity.exists() {
-        std::fs::copy(common_tracker::data("rsa2048.pem"), &identity).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&identity, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ivcsd"));
-    cmd.env("IVCSD_PASSWORD", password(user))
-        .env("IVCSD_USER", user)
-        .env("RUST_LOG", "warn")
-        .arg("--quiet")
-        .arg("peer")
-        .arg("--identity")
-        .arg(identity)
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    cmd
-}
-
 /// `peer publish` (which seeds afterwards) as u3; waits until it seeds.
 async fn publish_and_seed(
     tracker_addr: SocketAddr,
@@ -520,11 +497,25 @@ async fn a_download_killed_ten_times_resumes_each_time_and_ends_identical() {
     let target = out.join("data.bin");
     let mut kills = 0;
     let mut finished_early = false;
+    let size = std::fs::metadata(&content).unwrap().len();
     while kills < 10 {
         let mut child = download_command(dir, &torrent, &out).spawn().unwrap();
-        // Random moments: from start-up (key, getcipher, preallocation) to mid-transfer.
-        let delay = Duration::from_millis(rand::rng().random_range(100..1200));
-        tokio::time::sleep(delay).await;
+        // Random moments, spread over the whole download whatever the machine's speed: the
+        // first during start-up (key, getcipher, preallocation), the others once the data on
+        // disk passes a random point of the next tenth.
+        let delay = if kills == 0 {
+            let delay = Duration::from_millis(rand::rng().random_range(20..300));
+            tokio::time::sleep(delay).await;
+            delay
+        } else {
+            let tenth = size / 10;
+            let point = kills as u64 * tenth + rand::rng().random_range(0..tenth);
+            let started = Instant::now();
+            while allocated_bytes(&target) < point && child.try_wait().unwrap().is_none() {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            started.elapsed()
+        };
         if let Some(status) = child.try_wait().unwrap() {
             let mut stderr = String::new();
             child
@@ -561,7 +552,7 @@ async fn a_download_killed_ten_times_resumes_each_time_and_ends_identical() {
         );
     }
     assert!(
-        kills >= 5,
+        kills >= 8,
         "only {kills} kills before the download finished"
     );
     assert_identical(&content, &target);

@@ -15,15 +15,13 @@
 mod common_tracker;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common_tracker::{TestTracker, UserSpec, enc, password, standard_users};
+use common_tracker::{TestTracker, UserSpec, enc, peer_command, standard_users};
 use ivcsd::types::InfoHash;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::process::Command;
 use tokio::task::JoinSet;
 
 /// The attackers' source address: loopback, but not the honest clients' 127.0.0.1.
@@ -221,28 +219,6 @@ async fn peers_per_torrent_and_numwant_are_capped_over_http() {
 
 // ---------------------------------------------------------------------------------------------
 // A seeder under slowloris.
-
-fn peer_command(dir: &Path, user: &str) -> Command {
-    let identity = dir.join(format!("{user}.pem"));
-    if !identity.exists() {
-        std::fs::copy(common_tracker::data("rsa2048.pem"), &identity).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&identity, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ivcsd"));
-    cmd.env("IVCSD_PASSWORD", password(user))
-        .env("IVCSD_USER", user)
-        .env("RUST_LOG", "warn")
-        .arg("--quiet")
-        .arg("peer")
-        .arg("--identity")
-        .arg(identity)
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    cmd
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seeder_under_slowloris_still_serves_an_honest_downloader() {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common_tracker::{TestTracker, UserSpec, password};
+use common_tracker::{TestTracker, UserSpec, password, peer_command};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -22,29 +22,6 @@ fn users() -> Vec<UserSpec> {
     ]
 }
 
-/// `ivcsd` as `user`, with a copy of the committed 2048-bit test key as its identity.
-fn ivcsd(dir: &Path, user: &str) -> Command {
-    let identity = dir.join(format!("{user}.pem"));
-    if !identity.exists() {
-        std::fs::copy(common_tracker::data("rsa2048.pem"), &identity).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&identity, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ivcsd"));
-    cmd.env("IVCSD_PASSWORD", password(user))
-        .env("IVCSD_USER", user)
-        .env("RUST_LOG", "warn")
-        .arg("--quiet")
-        .arg("peer")
-        .arg("--identity")
-        .arg(identity)
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    cmd
-}
-
 fn announce(tracker: &TestTracker) -> String {
     format!("http://{}/announce", tracker.addr)
 }
@@ -52,7 +29,7 @@ fn announce(tracker: &TestTracker) -> String {
 /// Starts `peer publish` (which seeds afterwards) and waits until it seeds.
 async fn publish(tracker: &TestTracker, dir: &Path, content: &Path) -> (Child, PathBuf) {
     let torrent = dir.join("published.torrent");
-    let mut child = ivcsd(dir, "u3")
+    let mut child = peer_command(dir, "u3")
         .arg("publish")
         .arg(content)
         .arg("--tracker")
@@ -84,7 +61,7 @@ struct Outcome {
 async fn download(dir: &Path, user: &str, torrent: &Path, output: &Path) -> Outcome {
     let out = tokio::time::timeout(
         Duration::from_secs(120),
-        ivcsd(dir, user)
+        peer_command(dir, user)
             .arg("download")
             .arg(torrent)
             .arg("--output")
@@ -252,7 +229,7 @@ async fn a_killed_download_resumes_and_finishes_identical() {
 
     let out = dir.join("dl");
     let target = out.join("data.bin");
-    let mut child = ivcsd(dir, "u1")
+    let mut child = peer_command(dir, "u1")
         .arg("download")
         .arg(&torrent)
         .arg("--output")
@@ -344,7 +321,7 @@ async fn an_unreachable_tracker_is_one_clear_line_and_exit_1() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/announce", closed.local_addr().unwrap());
     drop(closed);
-    let out = ivcsd(dir, "u1")
+    let out = peer_command(dir, "u1")
         .arg("download")
         .arg(&torrent)
         .arg("--tracker")
@@ -361,7 +338,7 @@ async fn an_unreachable_tracker_is_one_clear_line_and_exit_1() {
 
     // A broken torrent file is one clear line too.
     std::fs::write(dir.join("broken.torrent"), b"d4:infod4:name1:xee").unwrap();
-    let out = ivcsd(dir, "u1")
+    let out = peer_command(dir, "u1")
         .arg("download")
         .arg(dir.join("broken.torrent"))
         .output()

@@ -465,3 +465,33 @@ pub fn fresh_nonce() -> String {
     rand::fill(&mut n);
     hex::encode(n)
 }
+
+/// A copy of the committed 2048-bit test key (mode 0600) as `user`'s identity in `dir`.
+pub fn test_identity(dir: &Path, user: &str) -> PathBuf {
+    let identity = dir.join(format!("{user}.pem"));
+    if !identity.exists() {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::copy(data("rsa2048.pem"), &identity).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&identity, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    identity
+}
+
+/// `ivcsd --quiet peer` as `user` (its password in IVCSD_PASSWORD, its identity from
+/// [`test_identity`]), listening on a free port of 127.0.0.1; killed when dropped.
+pub fn peer_command(dir: &Path, user: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ivcsd"));
+    cmd.env("IVCSD_PASSWORD", password(user))
+        .env("IVCSD_USER", user)
+        .env("RUST_LOG", "warn")
+        .arg("--quiet")
+        .arg("peer")
+        .arg("--identity")
+        .arg(test_identity(dir, user))
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}

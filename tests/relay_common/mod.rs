@@ -33,33 +33,14 @@ pub fn announce(tracker: &TestTracker) -> String {
     format!("http://{}/announce", tracker.addr)
 }
 
-/// A copy of the committed 2048-bit test key (mode 0600) as `user`'s identity.
+/// `user`'s identity in `dir`.
 pub fn identity(dir: &Path, user: &str) -> PathBuf {
-    let identity = dir.join(format!("{user}.pem"));
-    if !identity.exists() {
-        std::fs::create_dir_all(dir).unwrap();
-        std::fs::copy(common_tracker::data("rsa2048.pem"), &identity).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&identity, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    identity
+    common_tracker::test_identity(dir, user)
 }
 
 /// `ivcsd peer` as `user`, listening on a free port of 127.0.0.1.
 pub fn peer(dir: &Path, user: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ivcsd"));
-    cmd.env("IVCSD_PASSWORD", password(user))
-        .env("IVCSD_USER", user)
-        .env("RUST_LOG", "warn")
-        .arg("--quiet")
-        .arg("peer")
-        .arg("--identity")
-        .arg(identity(dir, user))
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    cmd
+    common_tracker::peer_command(dir, user)
 }
 
 /// Starts `peer publish` as u3 (which seeds afterwards) and waits until it seeds.
