@@ -7,15 +7,15 @@
 //! CI installs aria2 (`.ci/run`). Where `aria2c` is missing and `CI` is not set, the test says
 //! so and passes, so a developer without aria2 can still run the suite.
 
+mod common_peer;
 mod common_tracker;
-mod relay_common;
 
 use std::path::Path;
 use std::process::Stdio;
 
+use common_peer::*;
 use common_tracker::{TestTracker, fresh_nonce, key2048, now, password};
 use ivcsd::crypto::identity::CipherTarget;
-use relay_common::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 

@@ -3,15 +3,15 @@
 //! downloads with identical plaintext; single- and multi-file; four downloaders at once; a
 //! download killed half way that resumes.
 
+mod common_peer;
 mod common_tracker;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common_tracker::{TestTracker, UserSpec, password, peer_command};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use common_peer::{download, info_hash_of, publish, set_authority};
+use common_tracker::{TestTracker, UserSpec, peer_command};
 
 fn users() -> Vec<UserSpec> {
     vec![
@@ -20,86 +20,6 @@ fn users() -> Vec<UserSpec> {
         UserSpec::new("u5", 5),
         UserSpec::new("admin", 0).admin(),
     ]
-}
-
-fn announce(tracker: &TestTracker) -> String {
-    format!("http://{}/announce", tracker.addr)
-}
-
-/// Starts `peer publish` (which seeds afterwards) and waits until it seeds.
-async fn publish(tracker: &TestTracker, dir: &Path, content: &Path) -> (Child, PathBuf) {
-    let torrent = dir.join("published.torrent");
-    let mut child = peer_command(dir, "u3")
-        .arg("publish")
-        .arg(content)
-        .arg("--tracker")
-        .arg(announce(tracker))
-        .arg("--output")
-        .arg(&torrent)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.starts_with("seeding on") {
-                return;
-            }
-        }
-        panic!("publish ended without seeding");
-    })
-    .await
-    .expect("publish did not start seeding");
-    (child, torrent)
-}
-
-struct Outcome {
-    code: Option<i32>,
-    stderr: String,
-}
-
-async fn download(dir: &Path, user: &str, torrent: &Path, output: &Path) -> Outcome {
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        peer_command(dir, user)
-            .arg("download")
-            .arg(torrent)
-            .arg("--output")
-            .arg(output)
-            .output(),
-    )
-    .await
-    .expect("download hung")
-    .unwrap();
-    Outcome {
-        code: out.status.code(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-async fn admin_set_authority(tracker: &TestTracker, torrent: &Path, authority: u32) {
-    let bytes = std::fs::read(torrent).unwrap();
-    let hash = ivcsd::metainfo::Metainfo::from_bytes(&bytes)
-        .unwrap()
-        .info_hash;
-    let out = Command::new(env!("CARGO_BIN_EXE_ivcsd"))
-        .env("IVCSD_PASSWORD", password("admin"))
-        .args(["admin", "--tracker", &announce(tracker), "--user", "admin"])
-        .args([
-            "torrent",
-            "set-authority",
-            &hash.to_hex(),
-            &authority.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn random_file(path: &Path, len: usize, seed: u32) {
@@ -154,7 +74,7 @@ async fn full_flow(content: &Path, dir: &Path) {
         refused.stderr
     );
 
-    admin_set_authority(&tracker, &torrent, 4).await;
+    set_authority(&tracker, &info_hash_of(&torrent), 4).await;
     let ok = download(dir, "u1", &torrent, &dir.join("u1")).await;
     assert_eq!(ok.code, Some(0), "{}", ok.stderr);
     assert_same(content, &dir.join("u1").join(name));
@@ -196,7 +116,7 @@ async fn four_downloaders_at_once() {
     random_file(&content, 6 * 1024 * 1024, 5);
     let tracker = TestTracker::start(&users()).await;
     let (mut seeder, torrent) = publish(&tracker, dir, &content).await;
-    admin_set_authority(&tracker, &torrent, 1).await;
+    set_authority(&tracker, &info_hash_of(&torrent), 1).await;
     let mut running = Vec::new();
     for i in 0..4 {
         let torrent = torrent.clone();
@@ -225,7 +145,7 @@ async fn a_killed_download_resumes_and_finishes_identical() {
     random_file(&content, 24 * 1024 * 1024, 6);
     let tracker = TestTracker::start(&users()).await;
     let (mut seeder, torrent) = publish(&tracker, dir, &content).await;
-    admin_set_authority(&tracker, &torrent, 1).await;
+    set_authority(&tracker, &info_hash_of(&torrent), 1).await;
 
     let out = dir.join("dl");
     let target = out.join("data.bin");

@@ -3,14 +3,14 @@
 //! is refused the key), a restarted relay resuming from its store, unassigning (data kept or
 //! deleted) and the `--max-store` refusal.
 
+mod common_peer;
 mod common_tracker;
-mod relay_common;
 
 use std::path::Path;
 
+use common_peer::*;
 use common_tracker::{TestTracker, fresh_nonce, key2048, now};
 use ivcsd::crypto::identity::CipherTarget;
-use relay_common::*;
 
 const MIB: usize = 1024 * 1024;
 

@@ -1,4 +1,4 @@
-//! Helpers of the relay and courier tests: the real `ivcsd` binary as publisher, downloader,
+//! Helpers of the peer, relay and courier tests: the real `ivcsd` binary as publisher, downloader,
 //! administrator and relay, against the in-process tracker of `common_tracker`. Relays log
 //! JSON lines (`--log-format json`), which the tests read as readiness signals instead of
 //! sleeping.
