@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use hyper::{Method, Uri};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
 use zeroize::Zeroizing;
 
 use ivcsd::bencode::{self, Dict, Value};
@@ -167,14 +166,8 @@ struct AdminClient {
 }
 
 /// Everything but unreserved characters is percent-encoded in query values.
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
 fn encode(bytes: &[u8]) -> String {
-    percent_encode(bytes, QUERY_VALUE).to_string()
+    ivcsd::peer::tracker_client::percent_encode(bytes)
 }
 
 /// `http://host:port/announce?x` or `http://host:port/` → `http://host:port`.

@@ -171,32 +171,46 @@ impl ContentFiles {
         Ok(())
     }
 
+    /// Calls `io(file, range of the caller's buffer, offset in the file)` for each file run of
+    /// content bytes `[offset, offset + len)`, in order; errors name the file and `action`.
+    fn each_segment(
+        &self,
+        info: &Info,
+        offset: u64,
+        len: usize,
+        action: &'static str,
+        mut io: impl FnMut(&File, std::ops::Range<usize>, u64) -> io::Result<()>,
+    ) -> Result<(), StorageError> {
+        self.check_range(offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let mut done = 0usize;
+        for seg in info
+            .segments(offset..offset + len as u64)
+            .into_iter()
+            .flatten()
+        {
+            let (path, file) = &self.files[seg.file];
+            let seg_len = seg.len as usize; // a segment is never longer than the range
+            io(file, done..done + seg_len, seg.file_offset).map_err(|source| StorageError::Io {
+                action,
+                path: path.clone(),
+                source,
+            })?;
+            done += seg_len;
+        }
+        Ok(())
+    }
+
     /// Reads content bytes `[offset, offset + buf.len())` across files.
     ///
     /// # Errors
     /// The range is outside the content, or a read failed.
     pub fn read_at(&self, info: &Info, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
-        self.check_range(offset, buf.len())?;
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let mut done = 0usize;
-        for seg in info
-            .segments(offset..offset + buf.len() as u64)
-            .into_iter()
-            .flatten()
-        {
-            let (path, file) = &self.files[seg.file];
-            let len = seg.len as usize; // a segment is never longer than `buf`
-            file.read_exact_at(&mut buf[done..done + len], seg.file_offset)
-                .map_err(|source| StorageError::Io {
-                    action: "reading",
-                    path: path.clone(),
-                    source,
-                })?;
-            done += len;
-        }
-        Ok(())
+        self.each_segment(info, offset, buf.len(), "reading", |file, range, at| {
+            file.read_exact_at(&mut buf[range], at)
+        })
     }
 
     /// Writes content bytes at `offset` across files.
@@ -204,27 +218,9 @@ impl ContentFiles {
     /// # Errors
     /// The range is outside the content, or a write failed (a full disk among others).
     pub fn write_at(&self, info: &Info, offset: u64, buf: &[u8]) -> Result<(), StorageError> {
-        self.check_range(offset, buf.len())?;
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let mut done = 0usize;
-        for seg in info
-            .segments(offset..offset + buf.len() as u64)
-            .into_iter()
-            .flatten()
-        {
-            let (path, file) = &self.files[seg.file];
-            let len = seg.len as usize;
-            file.write_all_at(&buf[done..done + len], seg.file_offset)
-                .map_err(|source| StorageError::Io {
-                    action: "writing",
-                    path: path.clone(),
-                    source,
-                })?;
-            done += len;
-        }
-        Ok(())
+        self.each_segment(info, offset, buf.len(), "writing", |file, range, at| {
+            file.write_all_at(&buf[range], at)
+        })
     }
 
     /// Flushes every file to stable storage.
