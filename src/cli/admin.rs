@@ -404,9 +404,11 @@ const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn verify_audit(file: Option<PathBuf>) -> anyhow::Result<()> {
     let path = file.unwrap_or_else(|| PathBuf::from("ivcsd-data").join(audit::AUDIT_FILE));
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("error reading audit log {}", path.display()))?;
-    match audit::verify_chain(&text) {
+    let reading = || format!("error reading audit log {}", path.display());
+    let file = std::fs::File::open(&path).with_context(reading)?;
+    let checked = audit::verify_chain_reader(std::io::BufReader::with_capacity(256 * 1024, file))
+        .with_context(reading)?;
+    match checked {
         Ok(n) => {
             println!("{}: {n} entries, hash chain intact", path.display());
             Ok(())
