@@ -13,7 +13,9 @@
 //! process, two runs:
 //! - announce, audit log on: 14.5 k/s and 18.5 k/s (criterion intervals 12.7 to 20.5 k/s);
 //! - announce, audit log off: 19.8 k/s and 20.2 k/s (18.8 to 20.9 k/s);
-//! - getcipher (RSA-2048, PSS verify + OAEP wrap): 3.1 k/s and 2.1 k/s (1.3 to 3.4 k/s).
+//! - getcipher (RSA-2048, PSS verify + OAEP wrap): 3.1 k/s and 2.1 k/s (1.3 to 3.4 k/s) with the
+//!   `rsa` crate; 11.4 k/s (10.8 to 12.1 k/s, load 5 to 9) with aws-lc-rs and cached keys
+//!   (benches/results/getcipher-rsa.txt).
 //!
 //! The group `getcipher rsa work` measures, in CPU time of the thread (like `openssl speed`,
 //! so other load on the machine does not count), the RSA work of one getcipher on one core:

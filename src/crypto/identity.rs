@@ -16,7 +16,7 @@
 //!   OAEP decryption) uses the pure-Rust `rsa` crate;
 //! - the public-key side ([`PublicIdentity::verify`], [`PublicIdentity::wrap_content_key`]),
 //!   which is the tracker's whole per-getcipher cost, uses `aws-lc-rs`, whose assembly
-//!   Montgomery multiplication is about 3.5 times faster than `rsa` 0.10 here
+//!   Montgomery multiplication is about 4 times faster than `rsa` 0.10 here
 //!   (docs/benchmarks.md, "getcipher's RSA work").
 //!
 //! Both follow the same standards (RFC 8017 PSS with a 32-byte salt = SHA-256's length, and
