@@ -9,6 +9,12 @@
 #    - ivcsd, authenticated with username + psw (the remembered-password path), audit log on;
 #    - the same two with the audit log off (`audit = false` in the config);
 #    - ivcsd, token, audit on, with `Connection: close` on every request;
+#    The ivcsd cases run in REPEAT rounds; each round restarts the tracker with the audit log on
+#    (token, close, psw), then off (token, psw), so that each on/off pair runs back to back
+#    under the same machine load. The audit log's cost is given per round and as the median,
+#    and as the tracker's CPU time (all threads) per answered announce, which the other load
+#    on a shared machine moves far less than it moves announces per second.
+#    (The tracker keeps its data directory across restarts: tokens and torrents stay valid.)
 #    - opentracker (Debian), unauthenticated, with the same 8 info hashes whitelisted. It closes
 #      every connection after its answer (no keep-alive; wrk counts those as read errors), so
 #      the close case above is the like-for-like comparison.
@@ -116,40 +122,74 @@ check() {
     *"failure reason"*|"") echo "announce refused: $body" >&2; exit 1 ;;
   esac
 }
-# bench NAME URL AUTH: REPEAT wrk runs; prints each and the median, records it.
-declare -A median
+# run_once NAME URL AUTH ROUND: one wrk run; prints it and appends its rate to rates[NAME].
+# With cpu_pid set, also the CPU time (user + system, all threads) that process spent per
+# answered request, appended to cpu[NAME]: a cost the other load on the machine hardly moves.
+declare -A median rates cpu
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+run_once() {
+  local name=$1 url=$2 auth=$3 r=$4 out rate ticks0=0 per=""
+  local hdr=()
+  [ -n "${cpu_pid:-}" ] && ticks0=$(cpu_ticks "$cpu_pid")
+  [ -n "${CLOSE:-}" ] && hdr=(-H "Connection: close")
+  out=$(wrk -t "$wthreads" -c "$conns" -d "${duration}s" --latency "${hdr[@]}" \
+    -s "$repo/benches/announce.lua" "$url" -- "$auth" "${enc[@]}")
+  rate=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  if [ -n "${cpu_pid:-}" ]; then
+    per=$(python3 -c "print('%.1f' % (($(cpu_ticks "$cpu_pid") - $ticks0) * 1e6 / $(getconf CLK_TCK) / $(awk '/requests in/ {print $1}' <<<"$out")))")
+    cpu[$name]="${cpu[$name]:-} $per"
+    per=", tracker CPU $per µs/announce"
+  fi
+  # opentracker closes each connection after answering: wrk counts that as a read error.
+  grep -q 'Non-2xx\|Socket errors' <<<"$out" && { echo "$out" | grep 'Non-2xx\|Socket errors' | sed 's/^ */  /' >&2; }
+  echo "$name run $r: $rate announces/s, latency p50 $(awk '$1 == "50%" {print $2}' <<<"$out") p99 $(awk '$1 == "99%" {print $2}' <<<"$out")$per (load $(load))"
+  rates[$name]="${rates[$name]:-} $rate"
+}
+# summarize NAME: the median of its runs.
+summarize() {
+  median[$1]=$(printf '%s\n' ${rates[$1]} | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+  echo "$1 median: ${median[$1]} announces/s (runs:${rates[$1]})"
+  [ -z "${cpu[$1]:-}" ] || echo "$1 tracker CPU per announce, median: $(cpu_median "$1") µs (runs:${cpu[$1]})"
+}
+cpu_median() { printf '%s\n' ${cpu[$1]} | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+# bench NAME URL AUTH: REPEAT runs in a row (opentracker).
 bench() {
-  local name=$1 url=$2 auth=$3 r rates=()
-  check "$url" "$auth"
-  for r in $(seq "$repeat"); do
-    local out rate
-    local hdr=()
-    [ -n "${CLOSE:-}" ] && hdr=(-H "Connection: close")
-    out=$(wrk -t "$wthreads" -c "$conns" -d "${duration}s" --latency "${hdr[@]}" \
-      -s "$repo/benches/announce.lua" "$url" -- "$auth" "${enc[@]}")
-    rate=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
-    # opentracker closes each connection after answering: wrk counts that as a read error.
-    grep -q 'Non-2xx\|Socket errors' <<<"$out" && { echo "$out" | grep 'Non-2xx\|Socket errors' | sed 's/^ */  /' >&2; }
-    echo "$name run $r: $rate announces/s, latency p50 $(awk '$1 == "50%" {print $2}' <<<"$out") p99 $(awk '$1 == "99%" {print $2}' <<<"$out") (load $(load))"
-    rates+=("$rate")
-  done
-  median[$name]=$(printf '%s\n' "${rates[@]}" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
-  echo "$name median: ${median[$name]} announces/s"
-  check "$url" "$auth"
+  local r
+  check "$2" "$3"
+  for r in $(seq "$repeat"); do run_once "$@" "$r"; done
+  summarize "$1"
+  check "$2" "$3"
 }
 
-bench "ivcsd token, audit on" "$base" "$auth_token"
-# opentracker closes every connection after its answer (no keep-alive); the same for ivcsd:
-CLOSE=1 bench "ivcsd token, audit on, close" "$base" "$auth_token"
-bench "ivcsd psw, audit on" "$base" "$auth_psw"
-audit_lines=$(wc -l <"$work/data/audit.log" 2>/dev/null || echo 0)
-echo "audit log: $audit_lines lines, $(du -h "$work/data/audit.log" 2>/dev/null | cut -f1)"
 kill "$tracker"
 wait "$tracker" 2>/dev/null || true
-start_ivcsd "$work/audit-off.toml"
-bench "ivcsd token, audit off" "$base" "$auth_token"
-bench "ivcsd psw, audit off" "$base" "$auth_psw"
-kill "$tracker"
+for r in $(seq "$repeat"); do
+  start_ivcsd "$work/audit-on.toml"
+  cpu_pid=$tracker
+  check "$base" "$auth_token"
+  check "$base" "$auth_psw"
+  run_once "ivcsd token, audit on" "$base" "$auth_token" "$r"
+  CLOSE=1 run_once "ivcsd token, audit on, close" "$base" "$auth_token" "$r"
+  run_once "ivcsd psw, audit on" "$base" "$auth_psw" "$r"
+  kill "$tracker"
+  wait "$tracker" 2>/dev/null || true
+  start_ivcsd "$work/audit-off.toml"
+  cpu_pid=$tracker
+  check "$base" "$auth_token"
+  # Also warms the remembered-password cache, as the audit-on round's check does.
+  check "$base" "$auth_psw"
+  run_once "ivcsd token, audit off" "$base" "$auth_token" "$r"
+  run_once "ivcsd psw, audit off" "$base" "$auth_psw" "$r"
+  kill "$tracker"
+  wait "$tracker" 2>/dev/null || true
+  cpu_pid=
+done
+for name in "ivcsd token, audit on" "ivcsd token, audit on, close" "ivcsd psw, audit on" \
+  "ivcsd token, audit off" "ivcsd psw, audit off"; do
+  summarize "$name"
+done
+audit_lines=$(wc -l <"$work/data/audit.log" 2>/dev/null || echo 0)
+echo "audit log: $audit_lines lines, $(du -h "$work/data/audit.log" 2>/dev/null | cut -f1), hash chain: $("$bin" admin audit verify "$work/data/audit.log" 2>&1 | head -1)"
 
 # --- opentracker -----------------------------------------------------------------------------
 oport=$(free_port)
@@ -171,26 +211,41 @@ for name in "ivcsd token, audit on" "ivcsd token, audit on, close" "ivcsd token,
   printf '%-24s %10.0f  %.2fx\n' "$name" "${median[$name]}" "$(python3 -c "print(${median[$name]} / $ot)")"
 done
 for a in token psw; do
-  printf 'audit log cost (%s): %.1f%%\n' "$a" \
+  # Per round (the on and off runs of a round are back to back), then of the medians.
+  printf 'audit log cost (%s): %s; of the medians: %.1f%%\n' "$a" \
+    "$(python3 -c "
+on = '${rates["ivcsd $a, audit on"]}'.split(); off = '${rates["ivcsd $a, audit off"]}'.split()
+print('rounds ' + ', '.join('%.1f%%' % (100 * (1 - float(x) / float(y))) for x, y in zip(on, off)))")" \
     "$(python3 -c "print(100 * (1 - ${median["ivcsd $a, audit on"]} / ${median["ivcsd $a, audit off"]}))")"
+  # The same in the tracker's CPU time per announce: steadier than wall-clock rates here.
+  printf 'audit log cost (%s) in tracker CPU per announce: %s µs on, %s µs off: %+.1f%% CPU per announce\n' "$a" \
+    "$(cpu_median "ivcsd $a, audit on")" "$(cpu_median "ivcsd $a, audit off")" \
+    "$(python3 -c "print(100 * ($(cpu_median "ivcsd $a, audit on") / $(cpu_median "ivcsd $a, audit off") - 1))")"
 done
 
 # --- getcipher's RSA work against openssl -------------------------------------------------------
+# benches/tracker.rs: its tracker/announce (audit on, off) and tracker/getcipher benches time
+# requests over 8 keep-alive connections in one process (wall clock, printed as criterion gives
+# them); a "getcipher rsa work" group, where a branch has it, times the RSA work in thread CPU
+# time, printed per core.
 echo
-echo "# getcipher RSA work on one core (criterion, benches/tracker.rs, thread CPU time) vs openssl speed (one core, CPU time)"
+echo "# benches/tracker.rs (criterion): in-process announces and getcipher; RSA work per core where present; openssl speed (one core, CPU time)"
 cargo bench --quiet --bench tracker -- --noplot 2>/dev/null | python3 -c '
 import re, sys
 name = None
 for line in sys.stdin:
-    m = re.match(r"^(getcipher\S* .*?)\s*$", line)
-    if m and "time:" not in line:
-        name = m.group(1)
-    m = re.search(r"time:\s+\[\S+ \S+(?: cpu)? (\S+) (\S+)", line)
-    if m:
-        head = line.split("time:")[0].strip() or name
-        v, u = float(m.group(1)), m.group(2)
-        us = v * {"ns": 1e-3, "µs": 1.0, "us": 1.0, "ms": 1e3, "s": 1e6}[u]
-        print(f"{head:<48} {us:8.1f} µs CPU  {1e6 / us:8.0f} /s per core")
+    if re.match(r"^[^\s]", line) and not re.match(r"^(Found|Benchmarking|Warning|Gnuplot)", line):
+        name = re.split(r"\s+(time|thrpt|change):", line)[0].strip()
+    for kind in ("time", "thrpt"):
+        m = re.search(kind + r":\s+\[(.*?)\]", line)
+        if not m or not name or "%" in m.group(1):  # skip the change against a last run
+            continue
+        print(f"{name:<40} {kind}: [{m.group(1)}]")
+        cpu = re.match(r"\S+ \S+(?: cpu)? (\S+) (\S+)", m.group(1))
+        if kind == "time" and name.startswith("getcipher rsa work") and cpu:
+            v, u = float(cpu.group(1)), cpu.group(2)
+            us = v * {"ns": 1e-3, "µs": 1.0, "us": 1.0, "ms": 1e3, "s": 1e6}[u]
+            print(f"{name:<40} {us:8.1f} µs CPU  {1e6 / us:8.0f} /s per core")
 '
 openssl speed -seconds 3 rsa2048 rsa3072 2>/dev/null | grep -E '^rsa +[0-9]+ bits' |
   awk '{printf "openssl rsa%s: sign %s/s, verify %s/s -> bound for verify+encrypt: %.0f getcipher/s\n", $2, $6, $7, $7 / 2}'

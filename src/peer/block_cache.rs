@@ -3,7 +3,10 @@
 //! that asks for it (one seeder, many downloaders: the CPU cost per byte stays flat).
 //!
 //! Concurrent requests for the same unit wait for one read instead of starting their own. The
-//! cache is bounded in bytes; the oldest units are dropped first.
+//! cache is bounded in bytes; the oldest units are dropped first. A downloader also puts the
+//! ciphertext of each piece it has just verified here ([`BlockCache::offer_piece`]): in a swarm
+//! those are the pieces the others ask for next, and serving them then needs no second
+//! encryption. Unit buffers are recycled ([`BufferPool`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -11,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::{OnceCell, Semaphore};
 
+use crate::peer::buffers::BufferPool;
 use crate::peer::storage::{PieceStore, StorageError};
 
 /// Bytes read and encrypted at once; a multiple of the 16 KiB cipher block.
@@ -29,6 +33,8 @@ pub struct BlockCache {
     /// Bounds the blocking reads in flight.
     readers: Semaphore,
     capacity_bytes: u64,
+    /// Buffers of one unit's length (a piece, when pieces are shorter than [`UNIT_LEN`]).
+    buffers: BufferPool,
 }
 
 #[derive(Default)]
@@ -41,11 +47,15 @@ struct CacheInner {
 
 impl BlockCache {
     pub fn new(store: Arc<dyn PieceStore>, capacity_bytes: u64, max_readers: usize) -> Self {
+        let unit_capacity = store.info().piece_length.min(UNIT_LEN);
+        // Idle buffers: what a full cache holds, plus the reads in flight.
+        let max_idle = (capacity_bytes / unit_capacity.max(1)) as usize + max_readers;
         BlockCache {
             store,
             inner: Mutex::new(CacheInner::default()),
             readers: Semaphore::new(max_readers.max(1)),
             capacity_bytes,
+            buffers: BufferPool::new(unit_capacity as usize, max_idle),
         }
     }
 
@@ -74,12 +84,17 @@ impl BlockCache {
                     source: std::io::Error::other("shutting down"),
                 })?;
                 let store = Arc::clone(&self.store);
+                let buffers = self.buffers.clone();
                 let offset = piece_offset + unit_start;
                 let result = tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; unit_len as usize];
-                    store
-                        .read_ciphertext(offset, &mut buf)
-                        .map(|()| Bytes::from(buf))
+                    let mut buf = buffers.take(unit_len as usize);
+                    match store.read_ciphertext(offset, &mut buf) {
+                        Ok(()) => Ok(buffers.share(buf)),
+                        Err(e) => {
+                            buffers.give(buf);
+                            Err(e)
+                        }
+                    }
                 })
                 .await
                 .unwrap_or_else(|join| {
@@ -106,6 +121,30 @@ impl BlockCache {
                 self.forget(key);
                 Err(e)
             }
+        }
+    }
+
+    /// Takes the verified ciphertext of a whole piece (a downloader's or a relay's, just before
+    /// it is decrypted or written), so that serving the piece to other peers reads and encrypts
+    /// nothing. The copy costs a small fraction of an RC4+ pass. Units already cached or being
+    /// read are left alone. Call it off the reactor (it copies the piece).
+    pub fn offer_piece(&self, index: u32, ciphertext: &[u8]) {
+        let mut added = 0u64;
+        for (unit, chunk) in ciphertext.chunks(self.buffers.capacity()).enumerate() {
+            // Pieces are cut into units of at most UNIT_LEN bytes (`block`), and a piece is at
+            // most 2^32 bytes long (u32 offsets on the wire): the unit number fits in u32.
+            let slot = self.slot((index, unit as u32));
+            if slot.initialized() {
+                continue;
+            }
+            let mut buf = self.buffers.take(chunk.len());
+            buf.copy_from_slice(chunk);
+            if slot.set(self.buffers.share(buf)).is_ok() {
+                added += chunk.len() as u64;
+            }
+        }
+        if added > 0 {
+            self.account(added);
         }
     }
 
@@ -192,5 +231,70 @@ mod tests {
         }
         // Piece 0 is two units, piece 1 (902,848 bytes) one: three units read, not four.
         assert_eq!(cache.cached_bytes(), 2 * UNIT_LEN + 902_848);
+    }
+
+    #[tokio::test]
+    async fn offered_pieces_are_served_without_reading_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data.bin");
+        let data: Vec<u8> = (0..5_000_000u32).map(|i| (i * 13 + i / 97) as u8).collect();
+        std::fs::write(&file, &data).unwrap();
+        let key = ContentKey::generate();
+        let info = create_encrypted(&file, &key, KeyId([0; 16]), "", Some(2 * 1024 * 1024))
+            .unwrap()
+            .metainfo
+            .info;
+        let store: Arc<dyn PieceStore> = Arc::new(PlaintextStore::new(
+            ContentFiles::open(dir.path(), &info, OpenMode::Existing).unwrap(),
+            info.clone(),
+            key,
+        ));
+        let mut piece1 = vec![0u8; 2 * 1024 * 1024];
+        store.read_ciphertext(2 * 1024 * 1024, &mut piece1).unwrap();
+        let cache = BlockCache::new(Arc::clone(&store), 8 * UNIT_LEN, 2);
+        // A block read before the offer keeps its unit; the offer fills the other one.
+        let before = cache.block(1, 0, 16384).await.unwrap();
+        assert_eq!(&before[..], &piece1[..16384]);
+        cache.offer_piece(1, &piece1);
+        assert_eq!(cache.cached_bytes(), 2 * UNIT_LEN);
+        // The store's file is emptied: what is served now can only come from the offer.
+        std::fs::write(&file, b"").unwrap();
+        for begin in [1_048_576 + 5 * 16384, 2 * 1_048_576 - 16384] {
+            let got = cache.block(1, begin, 16384).await.unwrap();
+            assert_eq!(&got[..], &piece1[begin as usize..begin as usize + 16384]);
+        }
+        // And a unit neither offered nor cached fails to read, as it should.
+        assert!(cache.block(0, 0, 16384).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn evicted_units_return_their_buffers_for_reuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data.bin");
+        std::fs::write(&file, vec![5u8; 4 * 262_144]).unwrap();
+        let key = ContentKey::generate();
+        let info = create_encrypted(&file, &key, KeyId([0; 16]), "", Some(262_144))
+            .unwrap()
+            .metainfo
+            .info;
+        let store: Arc<dyn PieceStore> = Arc::new(PlaintextStore::new(
+            ContentFiles::open(dir.path(), &info, OpenMode::Existing).unwrap(),
+            info.clone(),
+            key,
+        ));
+        // Room for two 256 KiB units.
+        let cache = BlockCache::new(Arc::clone(&store), 2 * 262_144, 1);
+        for index in 0..4 {
+            let block = cache.block(index, 0, 16384).await.unwrap();
+            let mut want = vec![0u8; 16384];
+            store
+                .read_ciphertext(u64::from(index) * 262_144, &mut want)
+                .unwrap();
+            assert_eq!(&block[..], &want[..], "piece {index}");
+        }
+        assert_eq!(cache.cached_bytes(), 2 * 262_144);
+        // Unit 0's buffer, evicted when unit 2 came in, was reused for unit 3; unit 1's,
+        // evicted last, waits idle.
+        assert_eq!(cache.buffers.idle(), 1);
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod bitfield;
 pub mod block_cache;
+pub mod buffers;
 pub mod choker;
 pub mod connection;
 pub mod download;

@@ -5,8 +5,10 @@
 //! - **Finish what is started.** A peer is first given the missing blocks of pieces already in
 //!   progress that it has, so pieces complete (and can be verified and shared) early.
 //! - **Rarest first.** Otherwise a new piece is started: among the pieces we lack and the peer
-//!   has, one held by the fewest known peers, ties broken at random (so that downloaders
-//!   starting together do not all pick the same piece).
+//!   has, one held by the fewest known peers. Ties go to the piece the peer announced most
+//!   recently (it just verified it, so it still holds the piece's ciphertext in its upload
+//!   cache and serves it without reading and encrypting it again), else are broken at random
+//!   (so that downloaders starting together do not all pick the same piece).
 //! - **End game.** When every block we lack has been requested from someone, a peer with room
 //!   in its pipeline is also asked for blocks outstanding at other peers; when a block arrives,
 //!   [`BlockOutcome::Accepted`] names the other peers to send a cancel to.
@@ -24,7 +26,7 @@
 //! Requests for pieces in progress cost O(pieces in progress × blocks per piece); starting a
 //! new piece scans all pieces once (O(piece count)), which happens once per piece.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,9 @@ use crate::peer::wire::{BlockRequest, Geometry, MAX_BLOCK_LEN};
 
 /// The size of the blocks the picker requests: the wire maximum and the cipher's block.
 pub const BLOCK_LEN: u32 = MAX_BLOCK_LEN;
+
+/// Pieces a peer announced last that the picker remembers, to prefer among equally rare ones.
+const RECENT_HAVES: usize = 32;
 
 /// A block of a piece, by number (`begin / BLOCK_LEN`).
 type BlockKey = (u32, u32);
@@ -71,6 +76,8 @@ struct PeerState {
     /// holds until the peer announces a piece, and saves a search of every piece on each
     /// call for a peer that has nothing new.
     nothing_to_start: bool,
+    /// The last [`RECENT_HAVES`] pieces it announced with `have`, newest last.
+    recent: VecDeque<u32>,
 }
 
 /// Which pieces a call of [`Picker::pick`] may request.
@@ -216,6 +223,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
             has: Bitfield::new(pieces),
             outstanding: BTreeMap::new(),
             nothing_to_start: false,
+            recent: VecDeque::with_capacity(RECENT_HAVES),
         });
     }
 
@@ -247,6 +255,10 @@ impl<P: Copy + Ord + Debug> Picker<P> {
         let new = state.has.set(index);
         if new {
             state.nothing_to_start = false;
+            if state.recent.len() == RECENT_HAVES {
+                state.recent.pop_front();
+            }
+            state.recent.push_back(index);
             self.rarity.increment(index);
         }
         new
@@ -582,8 +594,18 @@ impl<P: Copy + Ord + Debug> Picker<P> {
     /// availability. Ties are broken by starting the search of the rarest group at a random
     /// place (uniform when the peer has the whole group, as a seeder does).
     fn rarest_new_piece(&mut self, peer: P, allowed: impl Fn(u32) -> bool) -> Option<u32> {
-        let has = &self.peers.get(&peer)?.has;
+        let state = self.peers.get(&peer)?;
+        let has = &state.has;
         for group in self.rarity.groups() {
+            let availability = self.rarity.count[group[0] as usize];
+            if let Some(&piece) = state.recent.iter().rev().find(|&&index| {
+                has.get(index)
+                    && self.rarity.is_candidate(index)
+                    && self.rarity.count[index as usize] == availability
+                    && allowed(index)
+            }) {
+                return Some(piece);
+            }
             let start = self.rng.random_range(0..group.len());
             let (tail, head) = group.split_at(start);
             if let Some(&piece) = head
@@ -758,6 +780,13 @@ impl Rarity {
     }
 
     /// The groups of candidates that some peer has, rarest first.
+    /// Whether `piece` is one we lack and have not started.
+    fn is_candidate(&self, piece: u32) -> bool {
+        self.pos
+            .get(piece as usize)
+            .is_some_and(|&at| at != NOT_CANDIDATE)
+    }
+
     fn groups(&self) -> impl Iterator<Item = &[u32]> {
         self.bucket_start[1..]
             .windows(2)
@@ -858,6 +887,42 @@ mod tests {
             firsts.insert(p.next_requests(0, 1, Instant::now())[0].index);
         }
         assert!(firsts.len() > 5, "20 seeds picked only {firsts:?}");
+    }
+
+    #[test]
+    fn ties_go_to_the_piece_the_peer_announced_last() {
+        let g = geometry(64);
+        for seed in 0..10 {
+            let mut p: Picker<u32> = Picker::with_seed(g, Bitfield::new(64), seed);
+            let now = Instant::now();
+            p.add_peer(0);
+            p.add_peer(1);
+            p.peer_bitfield(0, Bitfield::full(64));
+            // Peer 1 had 40 pieces, then announced 50 and 45 (in that order): all 42 are held
+            // by two peers, and 45, its newest, comes first, then 50.
+            p.peer_bitfield(1, bits(64, &(0..40).collect::<Vec<_>>()));
+            p.peer_have(1, 50);
+            p.peer_have(1, 45);
+            let r = p.next_requests(1, 4, now);
+            assert_eq!(
+                r,
+                vec![req(45, 0, B), req(45, 1, B), req(50, 0, B), req(50, 1, B)]
+            );
+            p.check_invariants();
+
+            // Rarity still comes first: a piece only peer 1 has beats its recent ones.
+            let mut p: Picker<u32> = Picker::with_seed(g, Bitfield::new(64), seed);
+            p.add_peer(0);
+            p.add_peer(1);
+            p.peer_bitfield(0, bits(64, &[60, 61, 3]));
+            p.peer_bitfield(1, bits(64, &(0..40).collect::<Vec<_>>()));
+            p.peer_have(1, 60);
+            p.peer_have(1, 61);
+            // Availability: 3, 60 and 61 → 2; peer 1's other pieces → 1.
+            let first = p.next_requests(1, 1, now)[0].index;
+            assert!(first < 40 && first != 3, "seed {seed}: picked {first}");
+            p.check_invariants();
+        }
     }
 
     #[test]

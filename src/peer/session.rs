@@ -34,6 +34,7 @@ use tokio_util::task::TaskTracker;
 use crate::metainfo::Info;
 use crate::peer::bitfield::Bitfield;
 use crate::peer::block_cache::BlockCache;
+use crate::peer::buffers::BufferPool;
 use crate::peer::choker::{self, Candidate};
 use crate::peer::connection::{
     self, Command, ConnectionConfig, ConnectionHandle, Event, Handler, HandlerError, Handshaken,
@@ -41,7 +42,7 @@ use crate::peer::connection::{
 };
 use crate::peer::picker::{BlockOutcome, Picker};
 use crate::peer::resume;
-use crate::peer::storage::{PieceStore, piece_matches};
+use crate::peer::storage::{PieceStore, StorageError, piece_matches};
 use crate::peer::tracker_client::{AnnounceEvent, AnnounceRequest, TrackerClient};
 use crate::peer::wire::{BlockRequest, Geometry};
 use crate::types::{InfoHash, PeerId};
@@ -69,10 +70,14 @@ pub struct SessionConfig {
     pub unchoke_slots: usize,
     /// A request unanswered for this long goes to another peer.
     pub request_timeout: Duration,
-    /// Most bytes of pieces being assembled in memory.
+    /// Most bytes of pieces being assembled or verified in memory.
     pub piece_buffer_budget: u64,
-    /// Most bytes of encrypted blocks kept for uploads.
+    /// Most bytes of encrypted blocks kept for uploads by a peer that has the whole torrent:
+    /// a seeder serves many downloaders at different places in the file.
     pub upload_cache_bytes: u64,
+    /// The same for a peer still downloading: it serves the pieces it has just verified
+    /// (others ask for those next), and its piece buffers need the memory too.
+    pub download_upload_cache_bytes: u64,
     /// How many peers to ask the tracker for.
     pub numwant: u32,
 }
@@ -88,8 +93,11 @@ impl SessionConfig {
             pipeline: 128,
             unchoke_slots: 4,
             request_timeout: Duration::from_secs(20),
-            piece_buffer_budget: 32 * 1024 * 1024,
+            // A downloader's resident memory is about 12 MiB plus these two, plus its
+            // connections' buffers (docs/benchmarks.md): under 64 MiB in a swarm.
+            piece_buffer_budget: 24 * 1024 * 1024,
             upload_cache_bytes: 16 * 1024 * 1024,
+            download_upload_cache_bytes: 8 * 1024 * 1024,
             numwant: 50,
         }
     }
@@ -196,6 +204,8 @@ pub struct Torrent {
     config: SessionConfig,
     state: Mutex<State>,
     cache: BlockCache,
+    /// Buffers of pieces being assembled and verified (their bytes are `partial_bytes`).
+    pieces: BufferPool,
     /// Bounds pieces being hashed and written at once.
     verifiers: Arc<Semaphore>,
     /// The permits of `verifiers`.
@@ -239,10 +249,19 @@ impl Torrent {
         let picker = Picker::new(geometry, have);
         let cache = BlockCache::new(
             Arc::clone(&store),
-            config.upload_cache_bytes,
+            if complete {
+                config.upload_cache_bytes
+            } else {
+                config.download_upload_cache_bytes
+            },
             std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
         );
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // The budget is checked before a piece starts, so it can be exceeded by one piece.
+        let pieces = BufferPool::new(
+            info.piece_length as usize,
+            (config.piece_buffer_budget / info.piece_length.max(1)) as usize + 1,
+        );
         let torrent = Arc::new(Torrent {
             info_hash,
             geometry,
@@ -263,6 +282,7 @@ impl Torrent {
                 resume_dirty: false,
             }),
             cache,
+            pieces,
             verifiers: Arc::new(Semaphore::new(threads + 1)),
             verifier_count: threads + 1,
             progress: watch::Sender::new(Progress::default()),
@@ -564,7 +584,9 @@ impl Torrent {
                 let piece = state.partial.entry(index).or_insert_with(|| {
                     added = piece_len as u64;
                     PartialPiece {
-                        data: vec![0; piece_len],
+                        // Reused buffers hold old bytes; every block of the piece overwrites
+                        // its part before the piece completes.
+                        data: self.pieces.take(piece_len),
                         senders: vec![None; piece_len.div_ceil(BLOCK_LEN)],
                     }
                 });
@@ -610,32 +632,16 @@ impl Torrent {
                 release(&me);
                 return;
             }
-            let store = Arc::clone(&me.store);
-            let PartialPiece { mut data, senders } = piece;
+            let PartialPiece { data, senders } = piece;
             let piece_bytes = data.len() as u64;
-            let blocks = senders.len();
+            // Someone may ask us for this piece soon: keep its ciphertext for uploads.
+            let offer = me.lock().peers.values().any(|p| p.peer_interested);
+            let worker = Arc::clone(&me);
             let checked = tokio::task::spawn_blocking(move || {
-                let info = store.info();
-                let Some(piece) = info.piece_index(index) else {
-                    return Ok(Verdict::Bad {
-                        block_hashes: Vec::new(),
-                    });
-                };
-                let block_sha1 = |b: usize| -> [u8; 20] {
-                    let end = ((b + 1) * BLOCK_LEN).min(data.len());
-                    Sha1::digest(&data[b * BLOCK_LEN..end]).into()
-                };
-                if !piece_matches(info, piece, &data) {
-                    let block_hashes = (0..blocks).map(block_sha1).collect();
-                    return Ok(Verdict::Bad { block_hashes });
-                }
-                let liars = suspects
-                    .into_iter()
-                    .filter(|s| s.block < blocks && block_sha1(s.block) != s.sha1)
-                    .collect();
-                store
-                    .write_piece(piece, &mut data)
-                    .map(|()| Verdict::Good { liars })
+                let mut data = data;
+                let verdict = worker.check_and_store(index, &mut data, &suspects, offer);
+                worker.pieces.give(data);
+                verdict
             })
             .await;
             me.lock().partial_bytes -= piece_bytes;
@@ -654,6 +660,45 @@ impl Torrent {
                 Err(e) => me.fail(format!("piece {index}: verification task failed: {e}")),
             }
         });
+    }
+
+    /// Hashes a complete piece and, when it verifies, offers it to the upload cache (if
+    /// `offer`) and stores it. Runs on a blocking thread.
+    fn check_and_store(
+        &self,
+        index: u32,
+        data: &mut [u8],
+        suspects: &[SentBlock],
+        offer: bool,
+    ) -> Result<Verdict, StorageError> {
+        let info = self.store.info();
+        let blocks = data.len().div_ceil(BLOCK_LEN);
+        let Some(piece) = info.piece_index(index) else {
+            return Ok(Verdict::Bad {
+                block_hashes: Vec::new(),
+            });
+        };
+        let block_sha1 = |b: usize| -> [u8; 20] {
+            let end = ((b + 1) * BLOCK_LEN).min(data.len());
+            Sha1::digest(&data[b * BLOCK_LEN..end]).into()
+        };
+        if !piece_matches(info, piece, data) {
+            let block_hashes = (0..blocks).map(block_sha1).collect();
+            return Ok(Verdict::Bad { block_hashes });
+        }
+        let liars = suspects
+            .iter()
+            .filter(|s| s.block < blocks && block_sha1(s.block) != s.sha1)
+            .copied()
+            .collect();
+        // Before the store decrypts the buffer in place. Nobody can ask for the piece before
+        // `piece_done` marks it ours, and if the write fails the session ends.
+        if offer {
+            self.cache.offer_piece(index, data);
+        }
+        self.store
+            .write_piece(piece, data)
+            .map(|()| Verdict::Good { liars })
     }
 
     /// Closes the connections of a (banned) peer.

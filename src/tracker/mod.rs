@@ -138,8 +138,8 @@ impl State {
         outcome: Result<&str, &Refusal>,
     ) {
         let (decision, reason) = match outcome {
-            Ok(reason) => (Decision::Allow, reason.to_owned()),
-            Err(refusal) => (Decision::Refuse, refusal.audit.clone().into_owned()),
+            Ok(reason) => (Decision::Allow, reason.to_owned().into()),
+            Err(refusal) => (Decision::Refuse, refusal.audit.clone()),
         };
         self.audit
             .record(AuditEntry {
