@@ -13,20 +13,37 @@
 //! process, two runs:
 //! - announce, audit log on: 14.5 k/s and 18.5 k/s (criterion intervals 12.7 to 20.5 k/s);
 //! - announce, audit log off: 19.8 k/s and 20.2 k/s (18.8 to 20.9 k/s);
-//! - getcipher (RSA-2048, PSS verify + OAEP wrap): 3.1 k/s and 2.1 k/s (1.3 to 3.4 k/s).
+//! - getcipher (RSA-2048, PSS verify + OAEP wrap): 3.1 k/s and 2.1 k/s (1.3 to 3.4 k/s) with the
+//!   `rsa` crate; 11.4 k/s (10.8 to 12.1 k/s, load 5 to 9) with aws-lc-rs and cached keys
+//!   (benches/results/getcipher-rsa.txt).
+//!
+//! The group `getcipher rsa work` measures, in CPU time of the thread (like `openssl speed`,
+//! so other load on the machine does not count), the RSA work of one getcipher on one core:
+//! exactly the calls `tracker::getcipher` makes off the reactor. `parse + verify + wrap` is a
+//! requester seen for the first time; `cached key: verify + wrap` is every later request (the
+//! tracker keeps parsed keys, src/tracker/key_cache.rs). The `rsa 0.10` rows are the same work
+//! with the pure-Rust `rsa` crate that did it before aws-lc-rs, measured in the same run for
+//! comparison. benches/tracker_load.sh prints these beside `openssl speed`.
+//! `cargo bench --bench tracker -- 'getcipher rsa'` runs only this group.
 
 #[path = "../tests/common_tracker/mod.rs"]
 mod common_tracker;
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common_tracker::*;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use cpu_time::ThreadCpuTime;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use ivcsd::crypto::identity::{CipherTarget, GetcipherMessage};
+use ivcsd::crypto::content::ContentKey;
+use ivcsd::crypto::identity::{CipherTarget, GetcipherMessage, Identity, PublicIdentity};
+use ivcsd::tracker::key_cache::PublicKeyCache;
+use std::hint::black_box;
 use tokio::runtime::Runtime;
 
 const CONNECTIONS: usize = 8;
@@ -200,5 +217,94 @@ fn benches(c: &mut Criterion) {
     bench_getcipher(c, &rt);
 }
 
+/// The RSA work of one getcipher on one core, in thread CPU time (see the module doc).
+fn bench_getcipher_rsa(c: &mut Criterion<ThreadCpuTime>) {
+    use rsa::pkcs8::DecodePublicKey;
+    use rsa::sha2::Sha256;
+    let mut group = c.benchmark_group("getcipher rsa work");
+    for bits in [2048usize, 3072] {
+        let pem_path = format!(
+            "{}/tests/data/keys/rsa{bits}.pem",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let pem = std::fs::read_to_string(&pem_path).expect("key fixture");
+        let identity = Identity::from_pkcs8_pem(&pem).expect("key fixture");
+        let public = identity.public();
+        let der = public.spki_der().to_vec();
+        let message = GetcipherMessage {
+            username: "bench",
+            target: CipherTarget::Torrent(ivcsd::types::InfoHash([7; 20])),
+            ts: 1_790_000_000,
+            nonce: "00112233445566778899aabbccddeeff",
+            spki_sha256: public.spki_sha256(),
+        };
+        let signature = identity.sign(&message.to_bytes());
+        let content_key = ContentKey::from_bytes([5; 32]);
+        let mut cache = PublicKeyCache::new(16);
+        cache.insert(public.clone());
+
+        group.bench_function(BenchmarkId::new("parse + verify + wrap", bits), |b| {
+            b.iter(|| {
+                let key = PublicIdentity::from_spki_der(black_box(&der)).expect("valid spki");
+                let msg = GetcipherMessage {
+                    spki_sha256: key.spki_sha256(),
+                    ..message
+                };
+                key.verify(&msg.to_bytes(), black_box(&signature))
+                    .expect("valid signature");
+                key.wrap_content_key(&content_key)
+            })
+        });
+        group.bench_function(BenchmarkId::new("cached key: verify + wrap", bits), |b| {
+            b.iter(|| {
+                let key = cache.get(black_box(&der)).expect("cached");
+                let msg = GetcipherMessage {
+                    spki_sha256: key.spki_sha256(),
+                    ..message
+                };
+                key.verify(&msg.to_bytes(), black_box(&signature))
+                    .expect("valid signature");
+                key.wrap_content_key(&content_key)
+            })
+        });
+        group.bench_function(BenchmarkId::new("parse only", bits), |b| {
+            b.iter(|| PublicIdentity::from_spki_der(black_box(&der)).expect("valid spki"))
+        });
+        group.bench_function(BenchmarkId::new("verify only", bits), |b| {
+            b.iter(|| public.verify(&message.to_bytes(), black_box(&signature)))
+        });
+        group.bench_function(BenchmarkId::new("wrap only", bits), |b| {
+            b.iter(|| public.wrap_content_key(black_box(&content_key)))
+        });
+
+        // Before: the same work with the `rsa` crate alone.
+        group.bench_function(
+            BenchmarkId::new("rsa 0.10: parse + verify + wrap", bits),
+            |b| {
+                b.iter(|| {
+                    let key = rsa::PublicKey::from_public_key_der(black_box(&der)).expect("spki");
+                    key.pss_verify::<Sha256>(&message.to_bytes(), black_box(&signature))
+                        .expect("valid signature");
+                    key.oaep_encrypt::<Sha256>(content_key.as_bytes())
+                        .expect("wrap")
+                })
+            },
+        );
+        let rsa_key = rsa::PublicKey::from_public_key_der(&der).expect("spki");
+        group.bench_function(BenchmarkId::new("rsa 0.10: verify only", bits), |b| {
+            b.iter(|| rsa_key.pss_verify::<Sha256>(&message.to_bytes(), black_box(&signature)))
+        });
+        group.bench_function(BenchmarkId::new("rsa 0.10: wrap only", bits), |b| {
+            b.iter(|| rsa_key.oaep_encrypt::<Sha256>(black_box(content_key.as_bytes())))
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(tracker, benches);
-criterion_main!(tracker);
+criterion_group! {
+    name = rsa_work;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = bench_getcipher_rsa
+}
+criterion_main!(tracker, rsa_work);

@@ -26,7 +26,8 @@
 #
 # wrk and the tracker share the machine's cores. It installs what is missing from Debian (wrk,
 # opentracker), works in a temporary directory and stops every process it started on exit.
-# Raw output of a run: benches/results/tracker_load.txt.
+# Raw output of a run: benches/results/tracker_load.txt (the RSA part of the latest run, with
+# aws-lc-rs: benches/results/getcipher-rsa.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD

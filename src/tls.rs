@@ -3,7 +3,8 @@
 //! admin CLI verify the tracker's certificate against the public web's roots, or against a
 //! private CA given with `--ca FILE`.
 //!
-//! rustls with the `ring` provider; PEM files are read with `rustls-pki-types`.
+//! rustls with the `aws-lc-rs` provider (aws-lc also does getcipher's RSA, so it is the only C
+//! crypto library built); PEM files are read with `rustls-pki-types`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,7 +29,7 @@ pub enum TlsError {
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

@@ -486,3 +486,146 @@ fn lenient_base64() {
         b"aGVsbG8=\n" => IdentityError::Base64(_),
     );
 }
+
+// --- Interoperability of the two RSA implementations (src/crypto/identity.rs module doc) -------
+// Peers sign and unwrap with the `rsa` crate; the tracker verifies and wraps with aws-lc-rs.
+// Each direction is checked against the other library called directly, not only through
+// ivcsd's own wrappers, so a change on either side cannot pass by agreeing with itself.
+
+/// The fixtures' private keys as the `rsa` crate and aws-lc-rs each load them.
+fn both_private_keys(pem: &str) -> (rsa::PrivateKey, Vec<u8>) {
+    use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+    let key = rsa::PrivateKey::from_pkcs8_pem(pem).expect("pkcs8 fixture");
+    let der = key.to_pkcs8_der().expect("pkcs8 der").as_bytes().to_vec();
+    (key, der)
+}
+
+const INTEROP_MESSAGE: &[u8] =
+    b"ivcsd-getcipher/1\nu1\nnew\n1790000000\n00112233445566778899aabbccddeeff\n00";
+
+#[test]
+fn rsa_crate_pss_signatures_verify_under_aws_lc() {
+    use aws_lc_rs::signature::{RSA_PSS_2048_8192_SHA256, UnparsedPublicKey};
+    for identity in [key2048(), key3072(), generated()] {
+        let public = identity.public();
+        let sig = identity.sign(INTEROP_MESSAGE);
+        let aws = UnparsedPublicKey::new(&RSA_PSS_2048_8192_SHA256, public.spki_der());
+        aws.verify(INTEROP_MESSAGE, &sig)
+            .expect("aws-lc verifies an rsa-crate signature");
+        public
+            .verify(INTEROP_MESSAGE, &sig)
+            .expect("ivcsd verifies");
+        let mut changed = sig.clone();
+        changed[9] ^= 0x40;
+        assert!(aws.verify(INTEROP_MESSAGE, &changed).is_err());
+        assert!(matches!(
+            public.verify(INTEROP_MESSAGE, &changed),
+            Err(IdentityError::BadSignature)
+        ));
+    }
+}
+
+#[test]
+fn aws_lc_pss_signatures_verify_under_the_rsa_crate() {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{RSA_PSS_SHA256, RsaKeyPair};
+    for name in ["rsa2048.pem", "rsa3072.pem"] {
+        let (rsa_key, der) = both_private_keys(&fixture_text(name));
+        let pair = RsaKeyPair::from_pkcs8(&der).expect("aws-lc loads the fixture");
+        let mut sig = vec![0u8; pair.public_modulus_len()];
+        pair.sign(
+            &RSA_PSS_SHA256,
+            &SystemRandom::new(),
+            INTEROP_MESSAGE,
+            &mut sig,
+        )
+        .expect("aws-lc signs");
+        rsa_key
+            .to_public_key()
+            .pss_verify::<Sha256>(INTEROP_MESSAGE, &sig)
+            .expect("the rsa crate verifies an aws-lc signature");
+        let public = PublicIdentity::from_spki_der(&fixture(&name.replace(".pem", ".spki.der")))
+            .expect("fixture spki");
+        public
+            .verify(INTEROP_MESSAGE, &sig)
+            .expect("ivcsd verifies");
+    }
+}
+
+#[test]
+fn aws_lc_wraps_unwrap_under_the_rsa_crate() {
+    use aws_lc_rs::rsa::{OAEP_SHA256_MGF1SHA256, OaepPublicEncryptingKey, PublicEncryptingKey};
+    for (identity, name) in [(key2048(), "rsa2048.pem"), (key3072(), "rsa3072.pem")] {
+        let (rsa_key, _) = both_private_keys(&fixture_text(name));
+        let key = ContentKey::generate();
+        // Through ivcsd's wrapper (aws-lc inside) ...
+        let by_ivcsd = identity.public().wrap_content_key(&key);
+        // ... and with aws-lc called directly.
+        let aws = OaepPublicEncryptingKey::new(
+            PublicEncryptingKey::from_der(identity.public().spki_der()).expect("spki"),
+        )
+        .expect("oaep key");
+        let mut by_aws = vec![0u8; aws.ciphertext_size()];
+        let by_aws = aws
+            .encrypt(&OAEP_SHA256_MGF1SHA256, key.as_bytes(), &mut by_aws, None)
+            .expect("aws-lc wraps")
+            .to_vec();
+        for wrapped in [&by_ivcsd, &by_aws] {
+            let plain = rsa_key
+                .oaep_decrypt::<Sha256>(wrapped)
+                .expect("the rsa crate unwraps an aws-lc wrap");
+            assert_eq!(&plain[..], &key.as_bytes()[..]);
+            let unwrapped = identity.unwrap_content_key(wrapped).expect("ivcsd unwraps");
+            assert_eq!(unwrapped.as_bytes(), key.as_bytes());
+        }
+    }
+}
+
+#[test]
+fn rsa_crate_wraps_unwrap_under_aws_lc() {
+    use aws_lc_rs::rsa::{OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, PrivateDecryptingKey};
+    for name in ["rsa2048.pem", "rsa3072.pem"] {
+        let (rsa_key, der) = both_private_keys(&fixture_text(name));
+        let key = ContentKey::generate();
+        let wrapped = rsa_key
+            .to_public_key()
+            .oaep_encrypt::<Sha256>(key.as_bytes())
+            .expect("the rsa crate wraps");
+        let aws = OaepPrivateDecryptingKey::new(
+            PrivateDecryptingKey::from_pkcs8(&der).expect("aws-lc loads the fixture"),
+        )
+        .expect("oaep key");
+        let mut plain = vec![0u8; aws.min_output_size()];
+        let plain = aws
+            .decrypt(&OAEP_SHA256_MGF1SHA256, &wrapped, &mut plain, None)
+            .expect("aws-lc unwraps an rsa-crate wrap");
+        assert_eq!(plain, &key.as_bytes()[..]);
+    }
+}
+
+#[test]
+fn pss_salt_must_be_32_bytes() {
+    // SPEC 4.3 fixes the salt at 32 bytes (SHA-256's length). aws-lc's
+    // RSA_PSS_2048_8192_SHA256 checks exactly that, as the rsa crate's pss_verify did.
+    use rsa::sha2::Digest as _;
+    let (rsa_key, _) = both_private_keys(&fixture_text("rsa2048.pem"));
+    let hashed = rsa::sha2::Sha256::digest(INTEROP_MESSAGE);
+    for (salt, verifies) in [(32, true), (20, false), (0, false), (64, false)] {
+        let sig = rsa_key
+            .sign_with_rng(
+                &mut rand::rngs::SysRng,
+                rsa::pss::Pss::<rsa::sha2::Sha256>::new_with_salt(salt),
+                &hashed,
+            )
+            .expect("rsa crate signs");
+        let result = key2048().public().verify(INTEROP_MESSAGE, &sig);
+        if verifies {
+            result.expect("salt 32 verifies");
+        } else {
+            assert!(
+                matches!(result, Err(IdentityError::BadSignature)),
+                "salt {salt}: {result:?}"
+            );
+        }
+    }
+}

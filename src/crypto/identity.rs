@@ -10,12 +10,29 @@
 //! Public keys travel as SubjectPublicKeyInfo DER (base64 in queries and authority.xml).
 //! This module does no network I/O; RSA private-key operations take milliseconds, so callers on
 //! the async reactor run them in `spawn_blocking`.
+//!
+//! Two RSA implementations, each where it is strongest:
+//! - the peers' private-key side ([`Identity`]: generation of any size, PKCS#8 PEM, PSS signing,
+//!   OAEP decryption) uses the pure-Rust `rsa` crate;
+//! - the public-key side ([`PublicIdentity::verify`], [`PublicIdentity::wrap_content_key`]),
+//!   which is the tracker's whole per-getcipher cost, uses `aws-lc-rs`, whose assembly
+//!   Montgomery multiplication is about 4 times faster than `rsa` 0.10 here
+//!   (docs/benchmarks.md, "getcipher's RSA work").
+//!
+//! Both follow the same standards (RFC 8017 PSS with a 32-byte salt = SHA-256's length, and
+//! OAEP with SHA-256 and MGF1-SHA-256, empty label), so one side's output is the other's input;
+//! tests/crypto_identity.rs checks both directions. The SPKI is still parsed by the `rsa` crate
+//! first, so malformed and short keys are refused with the same errors as before.
 
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aws_lc_rs::rsa::{OAEP_SHA256_MGF1SHA256, OaepPublicEncryptingKey, PublicEncryptingKey};
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PSS_2048_8192_SHA256};
 
 use base64::Engine;
 use base64::alphabet;
@@ -33,8 +50,8 @@ use crate::types::InfoHash;
 
 /// The smallest RSA modulus ivcsd accepts, in bits (SPEC 4.3).
 pub const MIN_RSA_BITS: usize = 2048;
-/// The largest RSA modulus ivcsd accepts, in bits: the limit of the `rsa` crate's public keys,
-/// and far beyond what anyone needs.
+/// The largest RSA modulus ivcsd accepts, in bits: the limit of the `rsa` crate's public keys
+/// and of aws-lc-rs's `RSA_PSS_2048_8192_SHA256`, and far beyond what anyone needs.
 pub const MAX_RSA_BITS: usize = 8192;
 /// The size `ivcsd peer keygen` uses unless told otherwise.
 pub const DEFAULT_RSA_BITS: usize = 3072;
@@ -68,6 +85,10 @@ pub enum IdentityError {
     PublicKeyDer(rsa::pkcs8::spki::Error),
     #[error("error encoding the public key as spki der: {0}")]
     EncodePublicKey(rsa::pkcs8::spki::Error),
+    /// aws-lc refused a key the `rsa` crate accepted (not expected: both check the same DER
+    /// and sizes); the text is aws-lc's reason.
+    #[error("rsa public key rejected: {0}")]
+    PublicKeyRejected(&'static str),
     #[error("error reading identity file {path}: {error}")]
     Read { path: PathBuf, error: io::Error },
     #[error("error writing identity file {path}: {error}")]
@@ -120,8 +141,8 @@ pub struct Identity {
 impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Identity")
-            .field("bits", &self.public.bits)
-            .field("spki_sha256", &hex::encode(self.public.spki_sha256))
+            .field("bits", &self.public.bits())
+            .field("spki_sha256", &hex::encode(self.public.spki_sha256()))
             .finish_non_exhaustive()
     }
 }
@@ -344,11 +365,22 @@ fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
 }
 
 /// A peer's RSA public key, with the exact SPKI DER it came as and that DER's SHA-256.
+///
+/// The key is parsed once, here, into aws-lc's form for both of its uses (PSS verification and
+/// OAEP encryption); cloning shares it, so a cache of parsed keys (the tracker keeps one keyed
+/// by [`Self::spki_sha256`]) costs one reference count per hit.
 #[derive(Clone)]
 pub struct PublicIdentity {
-    key: PublicKey,
+    inner: Arc<PublicInner>,
+}
+
+struct PublicInner {
+    /// For [`PublicIdentity::verify`]: RSASSA-PSS, SHA-256, salt length = digest length (32).
+    verifier: ParsedPublicKey,
+    /// For [`PublicIdentity::wrap_content_key`]: RSAES-OAEP, SHA-256, MGF1-SHA-256.
+    encrypter: OaepPublicEncryptingKey,
     /// The SubjectPublicKeyInfo DER, byte for byte as received or encoded.
-    spki_der: Vec<u8>,
+    spki_der: Box<[u8]>,
     /// SHA-256 of `spki_der`: what the getcipher message names.
     spki_sha256: [u8; 32],
     /// The modulus size, within `MIN_RSA_BITS..=MAX_RSA_BITS`.
@@ -358,15 +390,15 @@ pub struct PublicIdentity {
 impl fmt::Debug for PublicIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PublicIdentity")
-            .field("bits", &self.bits)
-            .field("spki_sha256", &hex::encode(self.spki_sha256))
+            .field("bits", &self.inner.bits)
+            .field("spki_sha256", &hex::encode(self.inner.spki_sha256))
             .finish_non_exhaustive()
     }
 }
 
 impl PartialEq for PublicIdentity {
     fn eq(&self, other: &Self) -> bool {
-        self.spki_der == other.spki_der
+        self.inner.spki_der == other.inner.spki_der
     }
 }
 
@@ -381,56 +413,76 @@ impl PublicIdentity {
     /// included), [`IdentityError::KeyTooShort`] under 2048 bits, [`IdentityError::KeyTooLong`]
     /// over 8192.
     pub fn from_spki_der(der: &[u8]) -> Result<PublicIdentity, IdentityError> {
+        // The `rsa` crate's parser is the strict gate (exact DER, no trailing bytes, sane
+        // exponent) and names what is wrong; aws-lc then parses the same bytes for use.
         let key = PublicKey::from_public_key_der(der).map_err(IdentityError::PublicKeyDer)?;
-        let bits = modulus_bits(&key);
-        check_bits(bits)?;
-        Ok(PublicIdentity {
-            key,
-            spki_der: der.to_vec(),
-            spki_sha256: Sha256::digest(der).into(),
-            bits,
-        })
+        PublicIdentity::from_checked_spki(der.into(), modulus_bits(&key))
     }
 
     fn from_public_key(key: PublicKey) -> Result<PublicIdentity, IdentityError> {
-        let bits = modulus_bits(&key);
-        check_bits(bits)?;
         let spki_der = key
             .to_public_key_der()
             .map_err(IdentityError::EncodePublicKey)?
             .into_vec();
+        PublicIdentity::from_checked_spki(spki_der.into(), modulus_bits(&key))
+    }
+
+    /// Builds the aws-lc keys from an SPKI that the `rsa` crate parsed as a `bits`-bit key.
+    fn from_checked_spki(
+        spki_der: Box<[u8]>,
+        bits: usize,
+    ) -> Result<PublicIdentity, IdentityError> {
+        check_bits(bits)?;
+        let rejected =
+            |e: aws_lc_rs::error::KeyRejected| IdentityError::PublicKeyRejected(e.description_());
+        let verifier =
+            ParsedPublicKey::new(&RSA_PSS_2048_8192_SHA256, &spki_der).map_err(rejected)?;
+        let encrypter = PublicEncryptingKey::from_der(&spki_der)
+            .map_err(rejected)
+            .and_then(|key| {
+                OaepPublicEncryptingKey::new(key)
+                    .map_err(|_| IdentityError::PublicKeyRejected("not usable for rsa-oaep"))
+            })?;
         let spki_sha256 = Sha256::digest(&spki_der).into();
         Ok(PublicIdentity {
-            key,
-            spki_der,
-            spki_sha256,
-            bits,
+            inner: Arc::new(PublicInner {
+                verifier,
+                encrypter,
+                spki_der,
+                spki_sha256,
+                bits,
+            }),
         })
     }
 
     /// The SubjectPublicKeyInfo DER.
     pub fn spki_der(&self) -> &[u8] {
-        &self.spki_der
+        &self.inner.spki_der
     }
 
     /// SHA-256 of [`Self::spki_der`]: the key's fingerprint, and the last line of the signed
     /// getcipher message.
     pub fn spki_sha256(&self) -> [u8; 32] {
-        self.spki_sha256
+        self.inner.spki_sha256
     }
 
     /// The modulus size in bits.
     pub fn bits(&self) -> usize {
-        self.bits
+        self.inner.bits
     }
 
     /// Checks an RSASSA-PSS signature (SHA-256, MGF1-SHA-256, salt 32 bytes) over `msg`.
     ///
+    /// aws-lc's `RSA_PSS_2048_8192_SHA256` requires the salt to be the digest's length, which
+    /// is SPEC 4.3's 32 bytes and what [`Identity::sign`] and `openssl dgst -sigopt
+    /// rsa_pss_saltlen:32` (or `:digest`) produce; other salt lengths do not verify.
+    ///
     /// # Errors
     /// [`IdentityError::BadSignature`] when it does not verify, whatever the reason.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), IdentityError> {
-        self.key
-            .pss_verify::<Sha256>(msg, sig)
+        self.inner
+            .verifier
+            .verify_sig(msg, sig)
             .map_err(|_| IdentityError::BadSignature)
     }
 
@@ -438,12 +490,18 @@ impl PublicIdentity {
     /// The result is one modulus long and differs on every call (OAEP is randomized).
     ///
     /// # Panics
-    /// If the operating system's RNG fails. (A 32-byte key always fits: OAEP-SHA-256 under a
-    /// 2048-bit key carries up to 190 bytes.)
+    /// If aws-lc's RNG fails. (A 32-byte key always fits: OAEP-SHA-256 under a 2048-bit key
+    /// carries up to 190 bytes.)
     pub fn wrap_content_key(&self, key: &ContentKey) -> Vec<u8> {
-        match self.key.oaep_encrypt::<Sha256>(key.as_bytes()) {
-            Ok(wrapped) => wrapped,
-            Err(err) => panic!("rsa-oaep wrapping failed (operating system rng?): {err}"),
+        let encrypter = &self.inner.encrypter;
+        let mut wrapped = vec![0u8; encrypter.ciphertext_size()];
+        match encrypter.encrypt(&OAEP_SHA256_MGF1SHA256, key.as_bytes(), &mut wrapped, None) {
+            Ok(out) => {
+                let len = out.len();
+                wrapped.truncate(len);
+                wrapped
+            }
+            Err(err) => panic!("rsa-oaep wrapping failed (rng?): {err}"),
         }
     }
 }

@@ -6,8 +6,8 @@
 //! - Identity: [`authority`] (authority.xml, written on main), [`credentials`].
 //! - Durable state and the record: [`store`] (SQLite thread, sealed keys), [`audit`].
 //! - HTTP: [`server`] (accept loop, limits, routing, shutdown) and one file per endpoint:
-//!   [`announce`], [`scrape`], [`getcipher`], [`publish`], [`metainfo_file`], [`relay`],
-//!   [`admin`].
+//!   [`announce`], [`scrape`], [`getcipher`] (with [`key_cache`]), [`publish`],
+//!   [`metainfo_file`], [`relay`], [`admin`].
 //!
 //! # Tasks
 //! [`run`] serves connections until `shutdown` resolves, then drains open requests for at most
@@ -25,6 +25,7 @@ pub mod config;
 pub mod credentials;
 pub mod decide;
 pub mod getcipher;
+pub mod key_cache;
 pub mod metainfo_file;
 pub mod publish;
 pub mod query;
@@ -92,6 +93,8 @@ pub struct State {
     pub(crate) sealed_keys: Mutex<HashMap<crate::types::KeyId, Arc<[u8]>>>,
     /// getcipher nonces seen within the window.
     pub(crate) nonces: Mutex<getcipher::NonceCache>,
+    /// Parsed public keys of getcipher requesters whose signature verified.
+    pub(crate) public_keys: Mutex<key_cache::PublicKeyCache>,
     /// Bounds RSA work (verify, wrap) on the blocking pool.
     pub(crate) rsa: tokio::sync::Semaphore,
 }

@@ -108,6 +108,9 @@ pub async fn run(
         audit,
         sealed_keys: Mutex::new(std::collections::HashMap::new()),
         nonces: Mutex::new(NonceCache::new(config.nonce_cache_entries)),
+        public_keys: Mutex::new(super::key_cache::PublicKeyCache::new(
+            super::key_cache::PUBLIC_KEY_CACHE_ENTRIES,
+        )),
         rsa: Semaphore::new(
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
         ),
