@@ -175,6 +175,28 @@ impl BlockCache {
         }
     }
 
+    /// Drops the cached units of piece `index` (every peer we know has it now).
+    pub fn forget_piece(&self, index: u32) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let before = inner.order.len();
+        let mut freed = 0u64;
+        let CacheInner { slots, order, .. } = &mut *inner;
+        order.retain(|key| {
+            if key.0 != index {
+                return true;
+            }
+            if let Some(slot) = slots.remove(key)
+                && let Some(b) = slot.get()
+            {
+                freed += b.len() as u64;
+            }
+            false
+        });
+        if inner.order.len() != before {
+            inner.bytes = inner.bytes.saturating_sub(freed);
+        }
+    }
+
     fn forget(&self, key: UnitKey) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if inner.slots.remove(&key).is_some() {
@@ -265,6 +287,12 @@ mod tests {
         }
         // And a unit neither offered nor cached fails to read, as it should.
         assert!(cache.block(0, 0, 16384).await.is_err());
+        // Forgetting the piece drops both its units (the store is empty: reads fail now).
+        cache.forget_piece(1);
+        assert_eq!(cache.cached_bytes(), 0);
+        assert!(cache.block(1, 0, 16384).await.is_err());
+        cache.forget_piece(1); // nothing left: no change
+        assert_eq!(cache.cached_bytes(), 0);
     }
 
     #[tokio::test]

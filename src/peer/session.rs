@@ -72,12 +72,9 @@ pub struct SessionConfig {
     pub request_timeout: Duration,
     /// Most bytes of pieces being assembled or verified in memory.
     pub piece_buffer_budget: u64,
-    /// Most bytes of encrypted blocks kept for uploads by a peer that has the whole torrent:
-    /// a seeder serves many downloaders at different places in the file.
+    /// Most bytes of encrypted blocks kept for uploads (a downloader keeps the pieces it has
+    /// just verified there: the others ask for those next).
     pub upload_cache_bytes: u64,
-    /// The same for a peer still downloading: it serves the pieces it has just verified
-    /// (others ask for those next), and its piece buffers need the memory too.
-    pub download_upload_cache_bytes: u64,
     /// How many peers to ask the tracker for.
     pub numwant: u32,
 }
@@ -93,11 +90,13 @@ impl SessionConfig {
             pipeline: 128,
             unchoke_slots: 4,
             request_timeout: Duration::from_secs(20),
-            // A downloader's resident memory is about 12 MiB plus these two, plus its
-            // connections' buffers (docs/benchmarks.md): under 64 MiB in a swarm.
-            piece_buffer_budget: 24 * 1024 * 1024,
+            // A downloader's resident memory is about 12 MiB plus the piece budget and its
+            // upload cache, plus its connections' buffers: about 52 MiB in a swarm of four
+            // downloaders (docs/benchmarks.md). Of the two, the cache gains more: 16 MiB of
+            // pieces in flight fill a loopback link, and every upload that misses the cache
+            // costs an RC4+ pass (24 + 8 MiB measured 239 MB/s one-to-four, 16 + 16 MiB 270).
+            piece_buffer_budget: 16 * 1024 * 1024,
             upload_cache_bytes: 16 * 1024 * 1024,
-            download_upload_cache_bytes: 8 * 1024 * 1024,
             numwant: 50,
         }
     }
@@ -249,11 +248,7 @@ impl Torrent {
         let picker = Picker::new(geometry, have);
         let cache = BlockCache::new(
             Arc::clone(&store),
-            if complete {
-                config.upload_cache_bytes
-            } else {
-                config.download_upload_cache_bytes
-            },
+            config.upload_cache_bytes,
             std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
         );
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -1149,7 +1144,13 @@ impl Handler for PeerHandler {
                 torrent.fill_requests(&mut state, key, Some(out));
             }
             Event::Have(index) => {
-                state.picker.peer_have(key, index);
+                // Once every connected peer has the piece, nobody will ask us for it: its
+                // cached ciphertext only keeps pieces that are still wanted out of the cache.
+                if state.picker.peer_have(key, index)
+                    && state.picker.availability(index) as usize >= state.peers.len()
+                {
+                    torrent.cache.forget_piece(index);
+                }
                 Torrent::update_interest(&mut state, key, out);
                 torrent.fill_requests(&mut state, key, Some(out));
             }
