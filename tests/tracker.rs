@@ -72,6 +72,39 @@ async fn table_ii() {
     );
 }
 
+/// A downloader alone in its swarm is told to come back soon, not at the 30-minute interval;
+/// once a seeder is there, everyone gets the normal interval.
+#[tokio::test]
+async fn a_downloader_without_peers_is_asked_back_soon() {
+    let t = TestTracker::start(&standard_users()).await;
+    let p = t.publish("u3", b"waiting for a seeder").await;
+    t.set_authority(&p.info_hash, 4).await;
+    let (interval, min) = (
+        t.config.interval_secs as i64,
+        t.config.min_interval_secs as i64,
+    );
+    let wait = t.config.waiting_interval_secs as i64;
+    assert!(
+        wait < min,
+        "the test needs a waiting interval below min interval"
+    );
+    let alone = t.announce("u1", &p.info_hash, 7001, 100).await.ok();
+    assert_eq!(
+        (alone.int("interval"), alone.int("min interval")),
+        (wait, wait)
+    );
+    // A seeder with no downloader in sight waits the full interval.
+    let seeder = t.announce("u3", &p.info_hash, 7003, 0).await.ok();
+    assert_eq!(seeder.bytes("peers"), [127, 0, 0, 1, 0x1b, 0x59]); // 7001
+    assert_eq!(seeder.int("interval"), interval);
+    let joined = t.announce("u1", &p.info_hash, 7001, 100).await.ok();
+    assert_eq!(joined.bytes("peers"), [127, 0, 0, 1, 0x1b, 0x5b]); // 7003
+    assert_eq!(
+        (joined.int("interval"), joined.int("min interval")),
+        (interval, min)
+    );
+}
+
 #[tokio::test]
 async fn identity_refusals() {
     let t = TestTracker::start(&standard_users()).await;

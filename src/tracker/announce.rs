@@ -17,6 +17,7 @@ use hyper::Response;
 use crate::bencode::{Dict, Value};
 use crate::types::{InfoHash, PeerId};
 
+use super::config::Config;
 use super::decide::{Action, decide};
 use super::query::{Query, QueryError};
 use super::refusal::Refusal;
@@ -74,6 +75,18 @@ impl AnnounceParams {
             numwant: q.get_u64("numwant")?,
             compact: q.get_flag("compact")?.unwrap_or(true),
         })
+    }
+}
+
+/// The `interval` and `min interval` of an answer to `params` that carries `peers` peers: the
+/// configured ones, or the short waiting interval for a downloader that got no peer to
+/// download from (a seeder gets the full interval: it waits for downloaders to call it).
+pub fn answer_intervals(config: &Config, params: &AnnounceParams, peers: usize) -> (u64, u64) {
+    if peers == 0 && params.left > 0 && params.event != Event::Stopped {
+        let wait = config.waiting_interval_secs.min(config.interval_secs);
+        (wait, wait.min(config.min_interval_secs))
+    } else {
+        (config.interval_secs, config.min_interval_secs)
     }
 }
 
@@ -153,12 +166,9 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
             state
                 .audit(req, "announce", user, Some(params.info_hash), Ok(grant))
                 .await;
-            let mut d = encode_answer(
-                &out,
-                params.compact,
-                state.config.interval_secs,
-                state.config.min_interval_secs,
-            );
+            let (interval, min_interval) =
+                answer_intervals(&state.config, &params, out.peers.len());
+            let mut d = encode_answer(&out, params.compact, interval, min_interval);
             if let Some(token) = &auth.token {
                 d.insert(&b"token"[..], Value::from(token.token.clone()));
                 d.insert(
@@ -320,5 +330,54 @@ mod tests {
         let p = peers[1].as_dict().unwrap();
         assert_eq!(p.get(b"ip").unwrap().as_str(), Some("2001:db8::1"));
         assert_eq!(p.get(b"port").unwrap().as_int(), Some(51413));
+    }
+
+    #[test]
+    fn intervals_are_short_only_for_a_downloader_without_peers() {
+        let config = Config {
+            interval_secs: 1800,
+            min_interval_secs: 900,
+            waiting_interval_secs: 30,
+            ..Config::default()
+        };
+        let params = |left, event| AnnounceParams {
+            info_hash: InfoHash([1; 20]),
+            peer_id: PeerId([2; 20]),
+            port: 1,
+            left,
+            event,
+            numwant: None,
+            compact: true,
+        };
+        assert_eq!(
+            answer_intervals(&config, &params(5, Event::Started), 0),
+            (30, 30)
+        );
+        assert_eq!(
+            answer_intervals(&config, &params(5, Event::None), 0),
+            (30, 30)
+        );
+        assert_eq!(
+            answer_intervals(&config, &params(5, Event::None), 1),
+            (1800, 900)
+        );
+        assert_eq!(
+            answer_intervals(&config, &params(0, Event::None), 0),
+            (1800, 900)
+        );
+        assert_eq!(
+            answer_intervals(&config, &params(5, Event::Stopped), 0),
+            (1800, 900)
+        );
+        // Never longer than the configured intervals.
+        let short = Config {
+            interval_secs: 20,
+            min_interval_secs: 10,
+            ..config
+        };
+        assert_eq!(
+            answer_intervals(&short, &params(5, Event::None), 0),
+            (20, 10)
+        );
     }
 }

@@ -49,6 +49,9 @@ pub struct Config {
     pub interval_secs: u64,
     /// `min interval` sent to clients.
     pub min_interval_secs: u64,
+    /// `interval` and `min interval` sent instead to a downloader that got no peers, so that
+    /// one that starts before any seeder learns of it in seconds, not at the next interval.
+    pub waiting_interval_secs: u64,
     /// Peers returned when a client gives no `numwant`.
     pub numwant_default: usize,
     /// Most peers returned in one answer.
@@ -119,6 +122,7 @@ impl Default for Config {
             tls_key: None,
             interval_secs: 1800,
             min_interval_secs: 900,
+            waiting_interval_secs: 30,
             numwant_default: 50,
             numwant_cap: 200,
             max_peers_per_torrent: 10_000,
@@ -214,6 +218,7 @@ impl Config {
             ("throttle_entries", self.throttle_entries as u64),
             ("throttle_failures", u64::from(self.throttle_failures)),
             ("audit_queue", self.audit_queue as u64),
+            ("waiting_interval_secs", self.waiting_interval_secs),
             ("pending_keys_per_user", self.pending_keys_per_user as u64),
         ];
         for (name, value) in positive {
