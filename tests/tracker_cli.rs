@@ -179,6 +179,8 @@ async fn tracker_process_starts_serves_and_stops_on_sigterm() {
         .unwrap();
     let before = ivcsd::http_client::get(&newbie).await.unwrap();
     assert!(String::from_utf8_lossy(&before.body).contains("invalid credentials"));
+    // SIGHUP also reopens the audit log: rotate it as logrotate would (rename, then signal).
+    std::fs::rename(data.join("audit.log"), data.join("audit.log.1")).unwrap();
     let hup = Command::new("kill")
         .args(["-HUP", &pid])
         .status()
@@ -206,9 +208,54 @@ async fn tracker_process_starts_serves_and_stops_on_sigterm() {
         .expect("the tracker did not stop on SIGTERM")
         .unwrap();
     assert!(status.success(), "{status}");
-    // the audit log was flushed at shutdown
+    // the audit log was flushed at shutdown, into the new file after the rotation
     let log = std::fs::read_to_string(data.join("audit.log")).unwrap();
-    assert!(log.contains("\"endpoint\":\"scrape\""));
+    assert!(
+        log.contains(
+            "\"user\":\"newbie\",\"endpoint\":\"scrape\",\"info_hash\":null,\"decision\":\"allow\""
+        ),
+        "{log}"
+    );
+    let old = std::fs::read_to_string(data.join("audit.log.1")).unwrap();
+    assert!(old.contains("\"decision\":\"refuse\""), "{old}");
+    // the chain runs on from the rotated file into the new one
+    let (old, new) = (data.join("audit.log.1"), data.join("audit.log"));
+    let both = ivcsd(
+        &[
+            "admin",
+            "audit",
+            "verify",
+            old.to_str().unwrap(),
+            new.to_str().unwrap(),
+        ],
+        "",
+    )
+    .await;
+    assert!(both.status.success(), "{}", stderr(&both));
+    assert!(
+        stdout(&both).contains("hash chain intact"),
+        "{}",
+        stdout(&both)
+    );
+    let alone = ivcsd(&["admin", "audit", "verify", new.to_str().unwrap()], "").await;
+    assert_eq!(alone.status.code(), Some(1));
+    assert!(
+        stderr(&alone).contains("line 1") && stderr(&alone).contains("rotated log"),
+        "{}",
+        stderr(&alone)
+    );
+    let swapped = ivcsd(
+        &[
+            "admin",
+            "audit",
+            "verify",
+            new.to_str().unwrap(),
+            old.to_str().unwrap(),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(swapped.status.code(), Some(1));
 }
 
 /// Starts `ivcsd tracker` on a fresh port and waits until it answers.

@@ -86,9 +86,12 @@ pub struct AuditArgs {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check the audit log's hash chain and report the first line edited, removed or reordered.
+    ///
+    /// A rotated log is checked whole by naming its files oldest first
+    /// (`verify audit.log.1 audit.log`): the chain runs on from one file to the next.
     Verify {
-        /// The audit log [default: ./ivcsd-data/audit.log].
-        file: Option<PathBuf>,
+        /// The audit log's files, oldest first [default: ./ivcsd-data/audit.log].
+        files: Vec<PathBuf>,
     },
 }
 
@@ -141,9 +144,9 @@ pub fn run(args: AdminArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     match args.command {
         AdminCommand::User(command) => super::users::run(command, &args.credentials),
         AdminCommand::Audit(AuditArgs {
-            command: Some(AuditCommand::Verify { file }),
+            command: Some(AuditCommand::Verify { files }),
             ..
-        }) => verify_audit(file),
+        }) => verify_audit(files),
         command => {
             let client = AdminClient::new(args.tracker.as_deref(), &args.credentials)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -402,20 +405,36 @@ async fn remote(client: AdminClient, command: AdminCommand) -> anyhow::Result<()
 /// How often `audit --follow` asks for new entries.
 const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
-fn verify_audit(file: Option<PathBuf>) -> anyhow::Result<()> {
-    let path = file.unwrap_or_else(|| PathBuf::from("ivcsd-data").join(audit::AUDIT_FILE));
-    let reading = || format!("error reading audit log {}", path.display());
-    let file = std::fs::File::open(&path).with_context(reading)?;
-    let checked = audit::verify_chain_reader(std::io::BufReader::with_capacity(256 * 1024, file))
-        .with_context(reading)?;
-    match checked {
-        Ok(n) => {
-            println!("{}: {n} entries, hash chain intact", path.display());
-            Ok(())
-        }
-        Err(line) => anyhow::bail!(
-            "{}: hash chain broken at line {line} (that line or the one before it was edited, removed or reordered)",
-            path.display()
-        ),
+fn verify_audit(mut files: Vec<PathBuf>) -> anyhow::Result<()> {
+    if files.is_empty() {
+        files.push(PathBuf::from("ivcsd-data").join(audit::AUDIT_FILE));
     }
+    let mut chain = audit::ChainCheck::default();
+    let mut total = 0;
+    for (i, path) in files.iter().enumerate() {
+        let reading = || format!("error reading audit log {}", path.display());
+        let file = std::fs::File::open(path).with_context(reading)?;
+        let checked = chain
+            .next_file(std::io::BufReader::with_capacity(256 * 1024, file))
+            .with_context(reading)?;
+        match checked {
+            Ok(n) => total += n,
+            Err(line) => {
+                let hint = if line == 1 && i == 0 {
+                    " (if this file continues a rotated log, name the earlier files first)"
+                } else if line == 1 {
+                    " (or it does not continue the file named before it)"
+                } else {
+                    ""
+                };
+                anyhow::bail!(
+                    "{}: hash chain broken at line {line}: that line or the one before it was edited, removed or reordered{hint}",
+                    path.display()
+                )
+            }
+        }
+    }
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    println!("{}: {total} entries, hash chain intact", names.join(", "));
+    Ok(())
 }

@@ -14,6 +14,9 @@ use super::GlobalArgs;
 
 /// Run the tracker: verifies every peer's identity and authority, hands out content keys
 /// wrapped for the requester, keeps swarms, torrents and keys, and logs every decision.
+///
+/// SIGHUP re-reads the authority file and reopens the audit log (rename it first to rotate it;
+/// the hash chain runs on into the new file).
 #[derive(Debug, Args)]
 pub struct TrackerArgs {
     /// The users, their password hashes and authority levels (re-read when it changes and on

@@ -20,6 +20,11 @@
 //! The last [`RECENT`] entries are also kept in memory for the admin API's audit tail; they
 //! share their allocation with the queue (`Arc`), so keeping them costs no copy.
 //!
+//! Rotation: an operator (or logrotate) renames the file and sends the tracker SIGHUP;
+//! [`AuditLog::reopen`] makes the writer flush, fsync and open the path again. The chain runs
+//! on across files: the new file's first `prev` is the hash of the old file's last line, so
+//! `ivcsd admin audit verify audit.log.1 audit.log` checks both and the seam between them.
+//!
 //! Lock order: only one lock ([`Shared::queue`]); the writer never holds it while encoding,
 //! hashing or writing.
 
@@ -131,6 +136,8 @@ struct Queue {
     writer: WriterState,
     /// Set by [`AuditLog::close`]: the writer writes what is pending and ends.
     closed: bool,
+    /// Set by [`AuditLog::reopen`]: the writer opens the file's path again.
+    reopen: bool,
 }
 
 struct Shared {
@@ -161,6 +168,7 @@ impl Shared {
                     WriterState::Gone
                 },
                 closed: false,
+                reopen: false,
             }),
             capacity,
             batch: capacity.min(BATCH),
@@ -179,7 +187,7 @@ impl Shared {
     fn wake_if_waiting(&self, mut q: MutexGuard<'_, Queue>) {
         let wake = match q.writer {
             WriterState::Idle => true,
-            WriterState::Lingering => q.closed || q.pending.len() >= self.batch,
+            WriterState::Lingering => q.closed || q.reopen || q.pending.len() >= self.batch,
             WriterState::Busy | WriterState::Gone => false,
         };
         if wake {
@@ -313,6 +321,7 @@ impl AuditLog {
         let shared = Arc::new(Shared::new(queue, true));
         let writer = WriteLoop {
             shared: shared.clone(),
+            path: path.to_owned(),
             file,
             prev,
         };
@@ -368,6 +377,17 @@ impl AuditLog {
             .collect()
     }
 
+    /// Makes the writer flush and fsync the file and open its path again (after the operator
+    /// renamed it: log rotation). Entries recorded before the call may land in either file;
+    /// none is lost, and the chain continues across the two.
+    pub fn reopen(&self) {
+        let mut q = self.shared.lock();
+        if q.writer != WriterState::Gone {
+            q.reopen = true;
+            self.shared.wake_if_waiting(q);
+        }
+    }
+
     /// Closes the log: the writer writes what is queued, flushes, fsyncs and ends.
     pub fn close(&self) {
         let mut q = self.shared.lock();
@@ -382,6 +402,8 @@ enum Next {
     Write,
     /// Nothing came for a second after unsynced writes: fsync.
     Sync,
+    /// Open the path again (rotation).
+    Reopen,
     /// Closed and drained.
     Stop,
 }
@@ -389,6 +411,7 @@ enum Next {
 /// The writer thread's state: the file and the chain's last hash.
 struct WriteLoop {
     shared: Arc<Shared>,
+    path: PathBuf,
     file: File,
     /// Hash of the last line in the file.
     prev: HexHash,
@@ -409,6 +432,7 @@ impl WriteLoop {
     fn run(self) {
         let WriteLoop {
             shared,
+            path,
             file,
             mut prev,
         } = self;
@@ -425,6 +449,26 @@ impl WriteLoop {
                 Next::Sync => {
                     if let Err(e) = out.get_ref().sync_data() {
                         tracing::error!("error syncing audit log: {e}");
+                    }
+                    last_sync = Instant::now();
+                    unsynced = false;
+                    continue;
+                }
+                Next::Reopen => {
+                    let reopened = out
+                        .flush()
+                        .and_then(|()| out.get_ref().sync_all())
+                        .and_then(|()| OpenOptions::new().create(true).append(true).open(&path));
+                    match reopened {
+                        Ok(file) => {
+                            out = BufWriter::with_capacity(64 * 1024, file);
+                            tracing::info!("audit log {} reopened", path.display());
+                        }
+                        // Keep writing to the file we have: nothing is lost.
+                        Err(e) => tracing::error!(
+                            "error reopening audit log {}: {e}; still writing to the old file",
+                            path.display()
+                        ),
                     }
                     last_sync = Instant::now();
                     unsynced = false;
@@ -469,7 +513,17 @@ fn next_batch(
     sync_due: Option<Instant>,
 ) -> Next {
     let mut q = shared.lock();
-    while q.pending.is_empty() {
+    // A reopen asked for goes first, also when entries came in while the writer woke up: they
+    // were recorded after the request and belong in the new file.
+    loop {
+        if q.reopen {
+            q.reopen = false;
+            q.writer = WriterState::Busy;
+            return Next::Reopen;
+        }
+        if !q.pending.is_empty() {
+            break;
+        }
         if q.closed {
             q.writer = WriterState::Gone;
             return Next::Stop;
@@ -497,7 +551,7 @@ fn next_batch(
         }
     }
     let deadline = Instant::now() + LINGER;
-    while q.pending.len() < shared.batch && !q.closed {
+    while q.pending.len() < shared.batch && !q.closed && !q.reopen {
         let now = Instant::now();
         if now >= deadline {
             break;
@@ -631,43 +685,64 @@ pub fn verify_chain(text: &str) -> Result<usize, usize> {
 /// Longest line [`verify_chain_reader`] accepts; ours are a few hundred bytes.
 const MAX_LINE: u64 = 64 * 1024;
 
-/// Checks the hash chain of an audit log read line by line (a log grows to gigabytes: it is
-/// never read whole); returns the number of lines, or the 1-based number of the first line
-/// that does not follow from the one before (a line longer than 64 KiB counts as broken).
+/// Checks the hash chain of an audit log read line by line; see [`ChainCheck::next_file`].
 ///
 /// # Errors
 /// Reading failed.
-pub fn verify_chain_reader(mut input: impl BufRead) -> std::io::Result<Result<usize, usize>> {
-    #[derive(serde::Deserialize)]
-    struct Prev<'a> {
-        #[serde(borrow)]
-        prev: Cow<'a, str>,
+pub fn verify_chain_reader(input: impl BufRead) -> std::io::Result<Result<usize, usize>> {
+    ChainCheck::default().next_file(input)
+}
+
+/// The hash chain checked across the files of a rotated log, oldest first: each file's first
+/// line must follow from the last line of the one before (the first file's, from the start).
+pub struct ChainCheck {
+    prev: HexHash,
+}
+
+impl Default for ChainCheck {
+    fn default() -> Self {
+        ChainCheck { prev: GENESIS }
     }
-    let mut prev = GENESIS;
-    let mut line = Vec::with_capacity(512);
-    let mut n = 0;
-    loop {
-        line.clear();
-        let read = (&mut input)
-            .take(MAX_LINE + 1)
-            .read_until(b'\n', &mut line)?;
-        if read == 0 {
-            return Ok(Ok(n));
+}
+
+impl ChainCheck {
+    /// Checks the next file, read line by line (a log grows to gigabytes: it is never read
+    /// whole); returns its number of lines, or the 1-based number of its first line that does
+    /// not follow from the one before (a line longer than 64 KiB counts as broken).
+    ///
+    /// # Errors
+    /// Reading failed.
+    pub fn next_file(&mut self, mut input: impl BufRead) -> std::io::Result<Result<usize, usize>> {
+        #[derive(serde::Deserialize)]
+        struct Prev<'a> {
+            #[serde(borrow)]
+            prev: Cow<'a, str>,
         }
-        n += 1;
-        if line.len() as u64 > MAX_LINE {
-            return Ok(Err(n));
+        let mut line = Vec::with_capacity(512);
+        let mut n = 0;
+        loop {
+            line.clear();
+            let read = (&mut input)
+                .take(MAX_LINE + 1)
+                .read_until(b'\n', &mut line)?;
+            if read == 0 {
+                return Ok(Ok(n));
+            }
+            n += 1;
+            if line.len() as u64 > MAX_LINE {
+                return Ok(Err(n));
+            }
+            // As `str::lines`: without the "\n" or "\r\n" ending.
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            let Ok(parsed) = serde_json::from_slice::<Prev<'_>>(text) else {
+                return Ok(Err(n));
+            };
+            if parsed.prev.as_bytes() != self.prev {
+                return Ok(Err(n));
+            }
+            self.prev = hex_hash(text);
         }
-        // As `str::lines`: without the "\n" or "\r\n" ending.
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        let text = text.strip_suffix(b"\r").unwrap_or(text);
-        let Ok(parsed) = serde_json::from_slice::<Prev<'_>>(text) else {
-            return Ok(Err(n));
-        };
-        if parsed.prev.as_bytes() != prev {
-            return Ok(Err(n));
-        }
-        prev = hex_hash(text);
     }
 }
 
@@ -754,6 +829,47 @@ mod tests {
             }
         }
         assert!(verify_chain_reader(std::io::BufReader::new(Failing)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_reopened_log_continues_its_chain_in_the_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_FILE);
+        let rotated = dir.path().join("audit.log.1");
+        let (log, writer) = AuditLog::start(Some(&path), 4).unwrap();
+        for i in 0..5 {
+            log.record(entry(&format!("old-{i}"))).await;
+        }
+        // Reopening the same path (nothing renamed) carries on in the same file.
+        log.reopen();
+        log.record(entry("same-file")).await;
+        // Wait for the writer to have written all six before renaming.
+        for _ in 0..500 {
+            if std::fs::read_to_string(&path).unwrap().lines().count() == 6 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::fs::rename(&path, &rotated).unwrap();
+        log.reopen();
+        for i in 0..4 {
+            log.record(entry(&format!("new-{i}"))).await;
+        }
+        finish(log, writer).await;
+        let old = std::fs::read_to_string(&rotated).unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(verify_chain(&old), Ok(6));
+        assert!(
+            new.contains("new-0") && !old.contains("new-"),
+            "{old}\n{new}"
+        );
+        // Alone, the new file does not start the chain; after the old one it continues it.
+        assert_eq!(verify_chain(&new), Err(1));
+        let mut chain = ChainCheck::default();
+        assert_eq!(chain.next_file(old.as_bytes()).unwrap(), Ok(6));
+        assert_eq!(chain.next_file(new.as_bytes()).unwrap(), Ok(4));
+        let mut swapped = ChainCheck::default();
+        assert_eq!(swapped.next_file(new.as_bytes()).unwrap(), Err(1));
     }
 
     #[tokio::test]

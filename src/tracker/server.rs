@@ -136,6 +136,8 @@ pub async fn run(
             _ = &mut maintenance => { failure = Some("maintenance"); break }
             _ = &mut watcher => { failure = Some("authority watcher"); break }
             _ = hangup.recv() => {
+                // Log rotation: the operator renamed audit.log; write on in a new one.
+                state.audit.reopen();
                 let users = users.clone();
                 match tokio::task::spawn_blocking(move || users.reload()).await {
                     Ok(Ok(_)) => tracing::info!("SIGHUP: authority file reloaded"),
