@@ -218,22 +218,29 @@ mod tests {
     use crate::peer::storage::{ContentFiles, OpenMode, PlaintextStore};
     use crate::types::KeyId;
 
-    #[tokio::test]
-    async fn blocks_match_direct_reads_and_units_are_shared() {
+    /// A plaintext store of `len` bytes of patterned content, cut into `piece_len` pieces;
+    /// the temporary directory holds the file `data.bin`.
+    fn store(len: u32, piece_len: u64) -> (tempfile::TempDir, Arc<dyn PieceStore>) {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("data.bin");
-        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
         std::fs::write(&file, &data).unwrap();
         let key = ContentKey::generate();
-        let info = create_encrypted(&file, &key, KeyId([0; 16]), "", Some(2 * 1024 * 1024))
+        let info = create_encrypted(&file, &key, KeyId([0; 16]), "", Some(piece_len))
             .unwrap()
             .metainfo
             .info;
-        let store: Arc<dyn PieceStore> = Arc::new(PlaintextStore::new(
+        let store = PlaintextStore::new(
             ContentFiles::open(dir.path(), &info, OpenMode::Existing).unwrap(),
-            info.clone(),
+            info,
             key,
-        ));
+        );
+        (dir, Arc::new(store))
+    }
+
+    #[tokio::test]
+    async fn blocks_match_direct_reads_and_units_are_shared() {
+        let (_dir, store) = store(3_000_000, 2 * 1024 * 1024);
         let cache = BlockCache::new(Arc::clone(&store), 4 * UNIT_LEN, 2);
         for (index, begin, len) in [
             (0u32, 0u32, 16384u32),
@@ -257,20 +264,8 @@ mod tests {
 
     #[tokio::test]
     async fn offered_pieces_are_served_without_reading_the_store() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, store) = store(5_000_000, 2 * 1024 * 1024);
         let file = dir.path().join("data.bin");
-        let data: Vec<u8> = (0..5_000_000u32).map(|i| (i * 13 + i / 97) as u8).collect();
-        std::fs::write(&file, &data).unwrap();
-        let key = ContentKey::generate();
-        let info = create_encrypted(&file, &key, KeyId([0; 16]), "", Some(2 * 1024 * 1024))
-            .unwrap()
-            .metainfo
-            .info;
-        let store: Arc<dyn PieceStore> = Arc::new(PlaintextStore::new(
-            ContentFiles::open(dir.path(), &info, OpenMode::Existing).unwrap(),
-            info.clone(),
-            key,
-        ));
         let mut piece1 = vec![0u8; 2 * 1024 * 1024];
         store.read_ciphertext(2 * 1024 * 1024, &mut piece1).unwrap();
         let cache = BlockCache::new(Arc::clone(&store), 8 * UNIT_LEN, 2);
@@ -297,19 +292,7 @@ mod tests {
 
     #[tokio::test]
     async fn evicted_units_return_their_buffers_for_reuse() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("data.bin");
-        std::fs::write(&file, vec![5u8; 4 * 262_144]).unwrap();
-        let key = ContentKey::generate();
-        let info = create_encrypted(&file, &key, KeyId([0; 16]), "", Some(262_144))
-            .unwrap()
-            .metainfo
-            .info;
-        let store: Arc<dyn PieceStore> = Arc::new(PlaintextStore::new(
-            ContentFiles::open(dir.path(), &info, OpenMode::Existing).unwrap(),
-            info.clone(),
-            key,
-        ));
+        let (_dir, store) = store(4 * 262_144, 262_144);
         // Room for two 256 KiB units.
         let cache = BlockCache::new(Arc::clone(&store), 2 * 262_144, 1);
         for index in 0..4 {
