@@ -7,6 +7,9 @@
 //! connection from an address that already holds its share is closed at once, before it takes
 //! any time or memory, so one address can never occupy more than its share of the global cap.
 //!
+//! A source is an IPv4 address or an IPv6 /64 ([`source_key`]): an IPv6 client usually owns a
+//! whole /64 and could otherwise take a new share from each of its 2^64 addresses.
+//!
 //! What it will not do: stop many addresses acting together; the global cap and the read
 //! timeouts bound what they can hold, for as long as the timeouts allow.
 
@@ -14,7 +17,19 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Counts the open connections of each source address, up to a fixed maximum per address.
+/// The unit one client controls, for limits per source: an IPv4 address (also when it comes
+/// IPv4-mapped in IPv6), or the /64 of an IPv6 address.
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
+        },
+        v4 => v4,
+    }
+}
+
+/// Counts the open connections of each source ([`source_key`]), up to a fixed maximum each.
 ///
 /// The map holds only addresses with at least one open connection, so its size is bounded
 /// by the connections open at once (which the global cap bounds).
@@ -36,6 +51,7 @@ impl AddressLimit {
     /// Counts one more connection from `ip`, or `None` when `ip` already has its share open.
     /// The count drops when the returned permit is dropped.
     pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<AddressPermit> {
+        let ip = source_key(ip);
         let mut open = self.lock();
         let count = open.entry(ip).or_insert(0);
         if *count >= self.max_per_address {
@@ -48,9 +64,9 @@ impl AddressLimit {
         })
     }
 
-    /// Connections open from `ip` now.
+    /// Connections open from `ip`'s source now.
     pub fn open_from(&self, ip: IpAddr) -> usize {
-        self.lock().get(&ip).copied().unwrap_or(0)
+        self.lock().get(&source_key(ip)).copied().unwrap_or(0)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
@@ -110,5 +126,32 @@ mod tests {
             drop(limit.try_acquire(IpAddr::from([10, 0, 0, i])).unwrap());
         }
         assert!(limit.lock().is_empty());
+    }
+
+    #[test]
+    fn an_ipv6_client_gets_one_share_for_its_whole_64() {
+        let limit = AddressLimit::new(2);
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let other_in_64: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let next_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _a = limit.try_acquire(one).unwrap();
+        let _b = limit.try_acquire(other_in_64).unwrap();
+        assert!(
+            limit
+                .try_acquire("2001:db8:1:2::99".parse().unwrap())
+                .is_none()
+        );
+        assert_eq!(limit.open_from(one), 2);
+        assert!(
+            limit.try_acquire(next_64).is_some(),
+            "another /64 is another client"
+        );
+        // An IPv4-mapped address counts as the IPv4 address it carries.
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        let _c = limit.try_acquire(v4).unwrap();
+        let _d = limit.try_acquire(mapped).unwrap();
+        assert!(limit.try_acquire(v4).is_none());
+        assert_eq!(source_key(mapped), v4);
     }
 }

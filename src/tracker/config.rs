@@ -92,8 +92,9 @@ pub struct Config {
 
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
-    /// Connections served at once from one source address; more from it are closed at once,
-    /// so one address cannot hold the whole `max_connections` with idle connections.
+    /// Connections served at once from one source address (an IPv6 /64 counts as one); more
+    /// from it are closed at once, so one client cannot hold the whole `max_connections` with
+    /// idle connections.
     pub max_connections_per_ip: usize,
     /// Largest request head (request line and headers).
     pub max_header_bytes: usize,

@@ -151,10 +151,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// IPv6 clients usually own a whole /64, so failures are counted per /64.
 fn throttle_key(ip: IpAddr) -> IpAddr {
-    match super::swarm::canonical_ip(ip) {
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
-        v4 => v4,
-    }
+    crate::conn_limit::source_key(ip)
 }
 
 fn mac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
