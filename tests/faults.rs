@@ -575,6 +575,38 @@ fn can_mount_tmpfs() -> Result<(), String> {
     }
 }
 
+/// Runs `download` in its own user and mount namespace with `small` on a 3 MiB tmpfs, then
+/// copies what it left there (files and resume record) to `saved` on the real disk.
+async fn on_small_disk(download: Command, small: &Path, saved: &Path) -> std::process::Output {
+    let std_cmd = download.as_std();
+    let mut script = Command::new("unshare");
+    script
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg(concat!(
+            "mount -t tmpfs -o size=3m tmpfs \"$1\" || exit 99; ",
+            "shift; out=\"$1\"; saved=\"$2\"; shift 2; ",
+            "\"$@\"; status=$?; cp -a \"$out\"/. \"$saved\"/; exit $status"
+        ))
+        .arg("sh")
+        .arg(small)
+        .arg(small)
+        .arg(saved)
+        .arg(std_cmd.get_program())
+        .args(std_cmd.get_args());
+    script.envs(
+        std_cmd
+            .get_envs()
+            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+    );
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        script.stdin(Stdio::null()).output(),
+    )
+    .await
+    .expect("the download on a full disk hung")
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_really_full_disk_stops_a_download_with_one_clear_line_and_keeps_verified_pieces() {
     // A real full disk without privileges: the downloader runs in its own user and mount
@@ -597,34 +629,21 @@ async fn a_really_full_disk_stops_a_download_with_one_clear_line_and_keeps_verif
     let saved = dir.join("saved");
     std::fs::create_dir_all(&small).unwrap();
     std::fs::create_dir_all(&saved).unwrap();
-    let download = download_command(dir, &torrent, &small);
-    let std_cmd = download.as_std();
-    let mut script = Command::new("unshare");
-    script
-        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
-        .arg(concat!(
-            "mount -t tmpfs -o size=3m tmpfs \"$1\" || exit 99; ",
-            "shift; out=\"$1\"; saved=\"$2\"; shift 2; ",
-            "\"$@\"; status=$?; cp -a \"$out\"/. \"$saved\"/; exit $status"
-        ))
-        .arg("sh")
-        .arg(&small)
-        .arg(&small)
-        .arg(&saved)
-        .arg(std_cmd.get_program())
-        .args(std_cmd.get_args());
-    script.envs(
-        std_cmd
-            .get_envs()
-            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+    // Without --no-space-check the download refuses at once: 8 MiB do not fit in 3 MiB.
+    let out = on_small_disk(download_command(dir, &torrent, &small), &small, &saved).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.contains("not enough disk space") && last.contains("8 MiB more"),
+        "{stderr}"
     );
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        script.stdin(Stdio::null()).output(),
-    )
-    .await
-    .expect("the download on a full disk hung")
-    .unwrap();
+    assert!(!saved.join("data.bin").exists(), "nothing was created");
+
+    // With it, the download starts, and the disk fills part way.
+    let mut download = download_command(dir, &torrent, &small);
+    download.arg("--no-space-check");
+    let out = on_small_disk(download, &small, &saved).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     // The last line is the command's one clear error; the log lines before it (RUST_LOG=warn)

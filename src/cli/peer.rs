@@ -113,6 +113,10 @@ pub struct DownloadArgs {
     /// Verify every piece already on disk instead of trusting the resume record.
     #[arg(long)]
     pub recheck: bool,
+    /// Start even when the output's file system has less free space than the download still
+    /// needs (a compressing or deduplicating file system, or space that will be freed).
+    #[arg(long)]
+    pub no_space_check: bool,
 }
 
 #[derive(Debug, Args)]

@@ -266,7 +266,12 @@ pub fn download(
         } else {
             download::Recheck::IfNeeded
         };
-        let torrent = download::start(&node, &metainfo, &output, recheck)
+        let space = if args.no_space_check {
+            download::SpaceCheck::Skip
+        } else {
+            download::SpaceCheck::Before
+        };
+        let torrent = download::start(&node, &metainfo, &output, recheck, space)
             .await
             .with_context(|| format!("cannot download {}", metainfo.info.name))?;
         let view = ProgressView::new(metainfo.info.total_length, global.quiet);

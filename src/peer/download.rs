@@ -43,16 +43,30 @@ pub enum Recheck {
     Always,
 }
 
+/// Whether a download first checks that its file system has room for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpaceCheck {
+    /// Refuse to start when the free space is less than the download still needs.
+    Before,
+    /// Start anyway (`--no-space-check`); a full disk then stops the download when it comes.
+    Skip,
+}
+
 /// Starts downloading `metainfo` into `output` (the torrent's name is created inside it).
 ///
 /// # Errors
-/// As [`content_key`], or the files cannot be created.
+/// Not enough free space (with [`SpaceCheck::Before`]), as [`content_key`], or the files
+/// cannot be created.
 pub async fn start(
     node: &PeerNode,
     metainfo: &Metainfo,
     output: &Path,
     recheck: Recheck,
+    space: SpaceCheck,
 ) -> Result<Arc<Torrent>, PeerError> {
+    if space == SpaceCheck::Before {
+        storage::check_space(output, &metainfo.info)?;
+    }
     let key = content_key(node, metainfo).await?;
     let info = metainfo.info.clone();
     let content = output.join(&info.name);

@@ -38,6 +38,15 @@ pub enum StorageError {
     },
     #[error("range {start}..{end} is outside the content of {total} bytes")]
     OutOfRange { start: u64, end: u64, total: u64 },
+    #[error(
+        "not enough disk space in {}: the download needs {} more, {} is free (--no-space-check starts anyway)",
+        dir.display(), crate::fsutil::human_bytes(*needed), crate::fsutil::human_bytes(*free)
+    )]
+    NoSpace {
+        dir: PathBuf,
+        needed: u64,
+        free: u64,
+    },
 }
 
 impl StorageError {
@@ -56,6 +65,72 @@ impl StorageError {
 /// EDQUOT on Linux.
 const fn libc_edquot() -> i32 {
     122
+}
+
+/// Checks, before a download creates its files under `root`, that the file system has room
+/// for what the torrent still lacks there: a download of terabytes should stop at once, not
+/// when the disk fills hours later. What existing files already occupy counts as present.
+///
+/// # Errors
+/// [`StorageError::NoSpace`], or the free space cannot be read.
+pub fn check_space(root: &Path, info: &Info) -> Result<(), StorageError> {
+    let needed = space_needed(&root.join(&info.name), info);
+    if needed == 0 {
+        return Ok(());
+    }
+    // The nearest directory that exists is on the file system the files will be on.
+    let mut dir = root;
+    while !dir.exists() {
+        match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => dir = parent,
+            _ => {
+                dir = Path::new(".");
+                break;
+            }
+        }
+    }
+    let stat = rustix::fs::statvfs(dir).map_err(|e| StorageError::Io {
+        action: "reading the free space of",
+        path: dir.to_owned(),
+        source: e.into(),
+    })?;
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    if needed > free {
+        return Err(StorageError::NoSpace {
+            dir: dir.to_owned(),
+            needed,
+            free,
+        });
+    }
+    Ok(())
+}
+
+/// Bytes the files of `info` at `content` still need on disk: each file's length less what it
+/// already occupies (files are sparse until written).
+fn space_needed(content: &Path, info: &Info) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    info.files
+        .iter()
+        .map(|entry| {
+            let path = file_path(content, entry);
+            let occupied = std::fs::metadata(&path).map_or(0, |m| m.blocks().saturating_mul(512));
+            entry.length.saturating_sub(occupied)
+        })
+        .sum()
+}
+
+/// Where a file of the torrent lies when the torrent's top-level file or directory is at
+/// `content`: every path in the torrent starts with its name, which `content` replaces.
+fn file_path(content: &Path, entry: &crate::metainfo::FileEntry) -> PathBuf {
+    std::iter::once(content.as_os_str())
+        .chain(
+            entry
+                .path
+                .iter()
+                .skip(1)
+                .map(|c| std::ffi::OsStr::new(c.as_str())),
+        )
+        .collect()
 }
 
 /// How to open the files of a torrent.
@@ -93,16 +168,7 @@ impl ContentFiles {
     pub fn open_content(content: &Path, info: &Info, mode: OpenMode) -> Result<Self, StorageError> {
         let mut files = Vec::with_capacity(info.files.len());
         for entry in &info.files {
-            // Every path starts with the torrent's name, which `content` replaces.
-            let path: PathBuf = std::iter::once(content.as_os_str())
-                .chain(
-                    entry
-                        .path
-                        .iter()
-                        .skip(1)
-                        .map(|c| std::ffi::OsStr::new(c.as_str())),
-                )
-                .collect();
+            let path = file_path(content, entry);
             let io_err = |action, source| StorageError::Io {
                 action,
                 path: path.clone(),
@@ -404,6 +470,44 @@ mod tests {
         std::fs::write(root.join("empty"), b"").unwrap();
         std::fs::write(root.join("sub/b.bin"), bytes(70_001)).unwrap();
         root
+    }
+
+    #[test]
+    fn the_space_check_counts_what_is_missing_against_the_real_free_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = content(dir.path());
+        let key = ContentKey::generate();
+        let info = create_encrypted(&root, &key, KeyId([1; 16]), "", Some(16384))
+            .unwrap()
+            .metainfo
+            .info;
+        // The content is all there: nothing is needed.
+        assert_eq!(space_needed(&root, &info), 0);
+        check_space(dir.path(), &info).unwrap();
+        // Into an empty directory (not even created yet): every byte is needed, and a
+        // little over 100 KB fits.
+        let fresh = dir.path().join("not/yet/there");
+        assert_eq!(space_needed(&fresh.join("set"), &info), 110_001);
+        check_space(&fresh, &info).unwrap();
+        // A torrent claiming an exabyte does not fit on the file system tests run on.
+        let mut huge = info.clone();
+        huge.files[0].length = 1 << 60;
+        let err = check_space(&fresh, &huge).unwrap_err();
+        let StorageError::NoSpace {
+            dir: at,
+            needed,
+            free,
+        } = &err
+        else {
+            panic!("{err}");
+        };
+        assert_eq!(at, dir.path(), "the nearest existing directory is checked");
+        assert!(*needed > 1 << 60 && free < needed);
+        let text = err.to_string();
+        assert!(
+            text.starts_with("not enough disk space in ") && text.contains("--no-space-check"),
+            "{text}"
+        );
     }
 
     #[test]
