@@ -351,6 +351,39 @@ async fn tracker_process_refuses_bad_setup_with_one_line() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("bad.toml"), "{}", stderr(&o));
     assert!(stderr(&o).contains("intervall_secs"), "{}", stderr(&o));
+
+    // A database whose master key (kept outside the data directory) is not where the flag
+    // says: refused, and no new key is made that would open none of its content keys.
+    let data = dir.path().join("data");
+    let key = dir.path().join("vault").join("master.key");
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    let (store, thread, _master) = ivcsd::tracker::store::Store::open(&data, &key).unwrap();
+    drop(store);
+    thread.join();
+    let wrong = dir.path().join("vault").join("typo.key");
+    let o = ivcsd(
+        &[
+            "tracker",
+            "--authority",
+            authority.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--master-key",
+            wrong.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("typo.key") && err.contains("is missing"),
+        "{err}"
+    );
+    assert!(!wrong.exists());
 }
 
 #[tokio::test]

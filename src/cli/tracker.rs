@@ -32,6 +32,11 @@ pub struct TrackerArgs {
     /// Where the database, the master key and the audit log live [default: ./ivcsd-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The master key that seals content keys in the database [default: DIR/master.key].
+    /// Keep it on another volume than the data directory, so that a copy of that directory
+    /// (a backup, a stolen disk) opens no content key.
+    #[arg(long, value_name = "FILE")]
+    pub master_key: Option<PathBuf>,
     /// Serve https with this certificate chain (PEM); needs --tls-key.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -50,6 +55,9 @@ pub fn run(args: TrackerArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     }
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
+    }
+    if let Some(path) = args.master_key {
+        config.master_key = Some(path);
     }
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls_cert = Some(cert);

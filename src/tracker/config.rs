@@ -40,6 +40,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Database, master key and audit log (the `--data-dir` flag wins).
     pub data_dir: PathBuf,
+    /// The master key file, when not `master.key` in the data directory (the `--master-key`
+    /// flag wins): kept apart, a copy of the data directory holds no readable content key.
+    pub master_key: Option<PathBuf>,
     /// Serve https with this certificate chain and key (PEM); both or neither. The
     /// `--tls-cert` and `--tls-key` flags win.
     pub tls_cert: Option<PathBuf>,
@@ -119,6 +122,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 6969)),
             data_dir: PathBuf::from("ivcsd-data"),
+            master_key: None,
             tls_cert: None,
             tls_key: None,
             interval_secs: 1800,
@@ -156,6 +160,13 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Where the master key file is.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(super::store::MASTER_KEY_FILE))
+    }
+
     /// Reads and validates a TOML file.
     ///
     /// # Errors

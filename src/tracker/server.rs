@@ -70,9 +70,11 @@ pub async fn run(
     };
     let clock = Clock::start();
     let data_dir = config.data_dir.clone();
-    let (store, store_thread, master) = tokio::task::spawn_blocking(move || Store::open(&data_dir))
-        .await
-        .map_err(|_| TrackerError::TaskDied("store start"))??;
+    let master_key = config.master_key_path();
+    let (store, store_thread, master) =
+        tokio::task::spawn_blocking(move || Store::open(&data_dir, &master_key))
+            .await
+            .map_err(|_| TrackerError::TaskDied("store start"))??;
     let torrents = store.torrents().await?;
     let audit_path = config.audit.then(|| config.data_dir.join(AUDIT_FILE));
     let (audit, audit_writer) = AuditLog::start(audit_path.as_deref(), config.audit_queue)?;

@@ -47,6 +47,10 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "master key {key} is missing, but database {db} exists: its content keys open only with the master key they were sealed with (restore it, or name it with --master-key)"
+    )]
+    MasterKeyMissing { key: PathBuf, db: PathBuf },
     #[error("master key {path} is {len} bytes, expected 32")]
     MasterKeyLength { path: PathBuf, len: usize },
     #[error("database error: {0}")]
@@ -362,18 +366,31 @@ fn read_torrents(conn: &Connection) -> Result<Vec<TorrentRecord>, StoreError> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the data directory, the master key and the database, and
-    /// starts the store thread.
+    /// Opens (creating if needed) the data directory, the master key at `master_key` and the
+    /// database, and starts the store thread. A master key is created only with a new
+    /// database: for an existing one a missing key is an error, not a new key that would open
+    /// none of its content keys.
     ///
     /// # Errors
-    /// Any I/O or SQLite error, a damaged master key, or a schema newer than this build.
-    pub fn open(data_dir: &Path) -> Result<(Store, StoreThread, MasterKey), StoreError> {
+    /// Any I/O or SQLite error, a damaged or missing master key, or a schema newer than this
+    /// build.
+    pub fn open(
+        data_dir: &Path,
+        master_key: &Path,
+    ) -> Result<(Store, StoreThread, MasterKey), StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_owned(),
             source,
         })?;
-        let master = MasterKey::load_or_create(&data_dir.join(MASTER_KEY_FILE))?;
-        let mut conn = open_db(&data_dir.join(DB_FILE))?;
+        let db_path = data_dir.join(DB_FILE);
+        if db_path.exists() && !master_key.exists() {
+            return Err(StoreError::MasterKeyMissing {
+                key: master_key.to_owned(),
+                db: db_path,
+            });
+        }
+        let master = MasterKey::load_or_create(master_key)?;
+        let mut conn = open_db(&db_path)?;
         let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
         let thread = std::thread::Builder::new()
             .name("tracker-store".into())
@@ -617,7 +634,8 @@ mod tests {
     #[tokio::test]
     async fn publish_binds_a_pending_key_once_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, thread, master) = Store::open(dir.path()).unwrap();
+        let (store, thread, master) =
+            Store::open(dir.path(), &dir.path().join(MASTER_KEY_FILE)).unwrap();
         let key_id = KeyId([9; 16]);
         let sealed = master.seal(&key_id, &[42; 32]);
         assert!(
@@ -678,7 +696,8 @@ mod tests {
         drop(store);
         thread.join();
 
-        let (store, _thread, master2) = Store::open(dir.path()).unwrap();
+        let (store, _thread, master2) =
+            Store::open(dir.path(), &dir.path().join(MASTER_KEY_FILE)).unwrap();
         let torrents = store.torrents().await.unwrap();
         assert_eq!(torrents.len(), 1);
         assert_eq!(torrents[0].authority, Authority(4));
@@ -694,9 +713,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_master_key_kept_elsewhere_is_required_once_the_database_exists() {
+        let data = tempfile::tempdir().unwrap();
+        let vault = tempfile::tempdir().unwrap();
+        let key_path = vault.path().join("tracker-master.key");
+        let (store, thread, master) = Store::open(data.path(), &key_path).unwrap();
+        let id = KeyId([9; 16]);
+        assert!(
+            store
+                .insert_pending_key(id, "u".into(), master.seal(&id, &[7; 32]), 1, 10)
+                .await
+                .unwrap()
+        );
+        drop(store);
+        thread.join();
+        assert!(key_path.exists());
+        assert!(
+            !data.path().join(MASTER_KEY_FILE).exists(),
+            "no key in the data directory"
+        );
+        // Without its key the database is refused, and no new key is made.
+        let moved = vault.path().join("elsewhere.key");
+        std::fs::rename(&key_path, &moved).unwrap();
+        let err = Store::open(data.path(), &key_path).map(|_| ()).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::MasterKeyMissing { key, .. } if *key == key_path),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--master-key"), "{err}");
+        assert!(!key_path.exists());
+        // Named where it is now, it opens the sealed key.
+        let (store, _t, master) = Store::open(data.path(), &moved).unwrap();
+        let row = store.sealed_key(id).await.unwrap().unwrap();
+        assert_eq!(*master.open(&id, &row.sealed).unwrap(), [7; 32]);
+    }
+
+    #[tokio::test]
     async fn pending_keys_are_bounded_and_purged() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _t, master) = Store::open(dir.path()).unwrap();
+        let (store, _t, master) =
+            Store::open(dir.path(), &dir.path().join(MASTER_KEY_FILE)).unwrap();
         for i in 0..3u8 {
             let id = KeyId([i; 16]);
             let stored = store
