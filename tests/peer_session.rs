@@ -216,17 +216,20 @@ async fn a_peer_sending_corrupt_blocks_is_banned_and_the_download_completes() {
         None,
     )
     .await;
-    let honest = start_with_store(&metainfo, honest_store, true, &[], None).await;
     let dir = tempfile::tempdir().unwrap();
-    // The corrupt seeder is dialed first, so it is sure to send something.
-    let downloader = start_peer(
-        &metainfo,
-        &key,
-        dir.path(),
-        false,
-        &[corrupt.addr, honest.addr],
-    )
-    .await;
+    // First the corrupt seeder alone: it must send a bad piece and be banned for it. (With
+    // both seeders from the start, a busy machine can let the honest one serve everything
+    // before the corrupt one sends anything.)
+    let downloader = start_peer(&metainfo, &key, dir.path(), false, &[corrupt.addr]).await;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while downloader.torrent.banned_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the corrupt seeder was never banned");
+    // Then an honest seeder calls the downloader, which completes from it.
+    let honest = start_with_store(&metainfo, honest_store, true, &[downloader.addr], None).await;
     wait_complete(&downloader).await;
     same_tree(&root, &dir.path().join("content"));
     assert_eq!(
