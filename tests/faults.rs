@@ -8,15 +8,17 @@
 //! - a tracker that goes away mid-download: the download continues from the connected seeder,
 //!   and the peers retry their announce with growing back-off until the tracker is back.
 
+mod common_peer;
 mod common_tracker;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common_peer::{assert_same_file, info_hash_of, publish, random_file, set_authority, users};
 use common_tracker::{
     TestTracker, UserSpec, creds, enc, fresh_nonce, key2048, now, peer_command, write_authority,
 };
@@ -27,7 +29,7 @@ use ivcsd::http_client;
 use ivcsd::metainfo::Metainfo;
 use ivcsd::types::{InfoHash, KeyId};
 use rand::RngExt;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 
@@ -399,66 +401,6 @@ async fn check_everything_survived(addr: SocketAddr, answered: &[Answered]) {
 // ---------------------------------------------------------------------------------------------
 // Peers as child processes (as in tests/peer_flow.rs).
 
-fn users() -> Vec<UserSpec> {
-    vec![
-        UserSpec::new("u1", 1),
-        UserSpec::new("u3", 3),
-        UserSpec::new("admin", 0).admin(),
-    ]
-}
-
-/// `peer publish` (which seeds afterwards) as u3; waits until it seeds.
-async fn publish_and_seed(
-    tracker_addr: SocketAddr,
-    dir: &Path,
-    content: &Path,
-) -> (Child, PathBuf) {
-    let torrent = dir.join("published.torrent");
-    let mut child = peer_command(dir, "u3")
-        .arg("publish")
-        .arg(content)
-        .arg("--tracker")
-        .arg(format!("http://{tracker_addr}/announce"))
-        .arg("--output")
-        .arg(&torrent)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.starts_with("seeding on") {
-                return;
-            }
-        }
-        panic!("publish ended without seeding");
-    })
-    .await
-    .expect("publish did not start seeding");
-    // Keep draining stdout so the seeder never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, torrent)
-}
-
-fn random_file(path: &Path, len: usize) {
-    let mut bytes = vec![0u8; len];
-    rand::fill(&mut bytes[..]);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, bytes).unwrap();
-}
-
-fn info_hash_of(torrent: &Path) -> InfoHash {
-    Metainfo::from_bytes(&std::fs::read(torrent).unwrap())
-        .unwrap()
-        .info_hash
-}
-
-async fn set_authority(tracker: &TestTracker, torrent: &Path, authority: u32) {
-    tracker
-        .set_authority(&info_hash_of(torrent), authority)
-        .await;
-}
-
 fn download_command(dir: &Path, torrent: &Path, output: &Path) -> Command {
     let mut cmd = peer_command(dir, "u1");
     cmd.arg("download")
@@ -470,16 +412,6 @@ fn download_command(dir: &Path, torrent: &Path, output: &Path) -> Command {
     cmd
 }
 
-fn assert_identical(a: &Path, b: &Path) {
-    let (a_bytes, b_bytes) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
-    assert!(
-        a_bytes == b_bytes,
-        "{} and {} differ",
-        a.display(),
-        b.display()
-    );
-}
-
 // ---------------------------------------------------------------------------------------------
 // (b) A download killed at ten random moments.
 
@@ -488,10 +420,10 @@ async fn a_download_killed_ten_times_resumes_each_time_and_ends_identical() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let content = dir.join("src").join("data.bin");
-    random_file(&content, 24 * 1024 * 1024);
+    random_file(&content, 24 * 1024 * 1024, 1);
     let tracker = TestTracker::start(&users()).await;
-    let (mut seeder, torrent) = publish_and_seed(tracker.addr, dir, &content).await;
-    set_authority(&tracker, &torrent, 1).await;
+    let (mut seeder, torrent) = publish(&tracker, dir, &content).await;
+    set_authority(&tracker, &info_hash_of(&torrent), 1).await;
 
     let out = dir.join("dl");
     let target = out.join("data.bin");
@@ -555,7 +487,7 @@ async fn a_download_killed_ten_times_resumes_each_time_and_ends_identical() {
         kills >= 8,
         "only {kills} kills before the download finished"
     );
-    assert_identical(&content, &target);
+    assert_same_file(&content, &target);
     seeder.kill().await.unwrap();
 }
 
@@ -620,10 +552,10 @@ async fn a_really_full_disk_stops_a_download_with_one_clear_line_and_keeps_verif
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let content = dir.join("src").join("data.bin");
-    random_file(&content, 8 * 1024 * 1024);
+    random_file(&content, 8 * 1024 * 1024, 2);
     let tracker = TestTracker::start(&users()).await;
-    let (mut seeder, torrent) = publish_and_seed(tracker.addr, dir, &content).await;
-    set_authority(&tracker, &torrent, 1).await;
+    let (mut seeder, torrent) = publish(&tracker, dir, &content).await;
+    set_authority(&tracker, &info_hash_of(&torrent), 1).await;
 
     let small = dir.join("small-disk");
     let saved = dir.join("saved");
@@ -704,7 +636,7 @@ async fn a_really_full_disk_stops_a_download_with_one_clear_line_and_keeps_verif
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_identical(&content, &saved.join("data.bin"));
+    assert_same_file(&content, &saved.join("data.bin"));
     seeder.kill().await.unwrap();
 }
 
@@ -742,7 +674,7 @@ async fn with_the_tracker_gone_peers_keep_serving_and_retry_with_backoff() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let content = dir.join("src").join("data.bin");
-    random_file(&content, 16 * 1024 * 1024);
+    random_file(&content, 16 * 1024 * 1024, 3);
     // A short interval, so the peers notice the tracker is gone within seconds.
     let mut tracker = TestTracker::start_with(&users(), |c| {
         c.interval_secs = 5;
@@ -750,8 +682,8 @@ async fn with_the_tracker_gone_peers_keep_serving_and_retry_with_backoff() {
     })
     .await;
     let addr = tracker.addr;
-    let (mut seeder, torrent) = publish_and_seed(addr, dir, &content).await;
-    set_authority(&tracker, &torrent, 1).await;
+    let (mut seeder, torrent) = publish(&tracker, dir, &content).await;
+    set_authority(&tracker, &info_hash_of(&torrent), 1).await;
 
     let out = dir.join("dl");
     let target = out.join("data.bin");
@@ -796,7 +728,7 @@ async fn with_the_tracker_gone_peers_keep_serving_and_retry_with_backoff() {
         .await
         .unwrap();
     assert!(done.success(), "{stderr}");
-    assert_identical(&content, &target);
+    assert_same_file(&content, &target);
 
     // The seeder retries: at least three attempts, each gap longer than the one before.
     let seeder_id = tokio::time::timeout(Duration::from_secs(60), async {

@@ -12,15 +12,16 @@
 //! login brute force (tracker.rs `throttled_source`), peer wire limits (peer_session.rs
 //! `hostile_connections_neither_crash_nor_stall_a_seeder`, peer_wire_connection.rs).
 
+mod common_peer;
 mod common_tracker;
 
 use std::net::{IpAddr, SocketAddr};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common_peer::{assert_same_file, info_hash_of, publish_seeding, random_file};
 use common_tracker::{TestTracker, UserSpec, enc, peer_command, standard_users};
 use ivcsd::types::InfoHash;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 
@@ -226,38 +227,10 @@ async fn a_seeder_under_slowloris_still_serves_an_honest_downloader() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let content = dir.join("src").join("data.bin");
-    let mut bytes = vec![0u8; 2 * 1024 * 1024];
-    rand::fill(&mut bytes[..]);
-    std::fs::create_dir_all(content.parent().unwrap()).unwrap();
-    std::fs::write(&content, &bytes).unwrap();
+    random_file(&content, 2 * 1024 * 1024, 4);
     let tracker = TestTracker::start(&users()).await;
-
-    let torrent = dir.join("published.torrent");
-    let mut seeder = peer_command(dir, "u3")
-        .arg("publish")
-        .arg(&content)
-        .arg("--tracker")
-        .arg(format!("http://{}/announce", tracker.addr))
-        .arg("--output")
-        .arg(&torrent)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(seeder.stdout.take().unwrap()).lines();
-    let seeding: SocketAddr = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.strip_prefix("seeding on ") {
-                return rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        }
-        panic!("publish ended without seeding");
-    })
-    .await
-    .expect("publish did not start seeding");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let hash = ivcsd::metainfo::Metainfo::from_bytes(&std::fs::read(&torrent).unwrap())
-        .unwrap()
-        .info_hash;
+    let (mut seeder, torrent, seeding) = publish_seeding(&tracker, dir, &content).await;
+    let hash = info_hash_of(&torrent);
     tracker.set_authority(&hash, 1).await;
 
     let attack = slowloris(IpAddr::from(ATTACKER), seeding, SLOWLORIS_CONNECTIONS).await;
@@ -285,7 +258,7 @@ async fn a_seeder_under_slowloris_still_serves_an_honest_downloader() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("download under slowloris took {:?}", started.elapsed());
-    assert!(std::fs::read(dir.join("dl/data.bin")).unwrap() == bytes);
+    assert_same_file(&content, &dir.join("dl/data.bin"));
     drop(attack);
     seeder.kill().await.unwrap();
 }

@@ -45,6 +45,16 @@ pub fn peer(dir: &Path, user: &str) -> Command {
 
 /// Starts `peer publish` as u3 (which seeds afterwards) and waits until it seeds.
 pub async fn publish(tracker: &TestTracker, dir: &Path, content: &Path) -> (Child, PathBuf) {
+    let (child, torrent, _) = publish_seeding(tracker, dir, content).await;
+    (child, torrent)
+}
+
+/// As [`publish`], also returning the address the seeder listens on.
+pub async fn publish_seeding(
+    tracker: &TestTracker,
+    dir: &Path,
+    content: &Path,
+) -> (Child, PathBuf, std::net::SocketAddr) {
     let torrent = dir.join(format!(
         "{}.torrent",
         content.file_name().unwrap().to_string_lossy()
@@ -60,17 +70,19 @@ pub async fn publish(tracker: &TestTracker, dir: &Path, content: &Path) -> (Chil
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    tokio::time::timeout(STEP_TIMEOUT, async {
+    let addr = tokio::time::timeout(STEP_TIMEOUT, async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if line.starts_with("seeding on") {
-                return;
+            if let Some(rest) = line.strip_prefix("seeding on ") {
+                return rest.split_whitespace().next().unwrap().parse().unwrap();
             }
         }
         panic!("publish ended without seeding");
     })
     .await
     .expect("publish did not start seeding");
-    (child, torrent)
+    // Keep draining stdout so the seeder never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, torrent, addr)
 }
 
 pub fn info_hash_of(torrent: &Path) -> ivcsd::types::InfoHash {
