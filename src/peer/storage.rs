@@ -472,15 +472,21 @@ mod tests {
         root
     }
 
-    #[test]
-    fn the_space_check_counts_what_is_missing_against_the_real_free_space() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = content(dir.path());
+    /// [`content`] and its torrent in 16 KiB pieces, with the key.
+    fn content_torrent(dir: &Path) -> (PathBuf, ContentKey, Info) {
+        let root = content(dir);
         let key = ContentKey::generate();
         let info = create_encrypted(&root, &key, KeyId([1; 16]), "", Some(16384))
             .unwrap()
             .metainfo
             .info;
+        (root, key, info)
+    }
+
+    #[test]
+    fn the_space_check_counts_what_is_missing_against_the_real_free_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, _key, info) = content_torrent(dir.path());
         // The content is all there: nothing is needed.
         assert_eq!(space_needed(&root, &info), 0);
         check_space(dir.path(), &info).unwrap();
@@ -574,12 +580,7 @@ mod tests {
     #[test]
     fn damaged_data_and_bad_ranges_are_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let root = content(dir.path());
-        let key = ContentKey::generate();
-        let info = create_encrypted(&root, &key, KeyId([1; 16]), "", Some(16384))
-            .unwrap()
-            .metainfo
-            .info;
+        let (root, key, info) = content_torrent(dir.path());
         // Flip one byte in the second file: the pieces that cover it fail, others pass.
         let b = root.join("sub/b.bin");
         let mut bytes = std::fs::read(&b).unwrap();
