@@ -252,7 +252,8 @@ impl Torrent {
             std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
         );
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        // The budget is checked before a piece starts, so it can be exceeded by one piece.
+        // Idle buffers kept: what the budget holds, plus one. (The budget is checked before a
+        // round of requests, which may start a few pieces; buffers beyond are freed.)
         let pieces = BufferPool::new(
             info.piece_length as usize,
             (config.piece_buffer_budget / info.piece_length.max(1)) as usize + 1,
