@@ -44,6 +44,9 @@ fn one_core_figures(c: &mut Criterion<ThreadCpuTime>) {
     group.bench_function("rc4plus KSA+ of a 32-byte key", |b| {
         b.iter(|| Rc4Plus::with_key32(black_box(&[9; 32])))
     });
+    group.bench_function("rc4plus KSA+ of four 32-byte keys, interleaved", |b| {
+        b.iter(|| Rc4Plus::with_keys32_x4(black_box(&[[9; 32]; 4])))
+    });
     let key = ContentKey::from_bytes([3; 32]);
     group.bench_function("content block key (SHA-256)", |b| {
         b.iter(|| key.block_key(black_box(5)))

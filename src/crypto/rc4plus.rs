@@ -81,6 +81,63 @@ impl Rc4Plus {
         }
     }
 
+    /// KSA+ of four 32-byte keys with empty IVs in lock-step: exactly
+    /// `keys.map(|key| Rc4Plus::with_key32(&key))`, for the blocks of [`super::content`].
+    ///
+    /// One key schedule is a chain of 768 dependent swaps that leaves most of the core idle
+    /// (about 1.7 µs, 5 % of a 16 KiB block); four independent chains interleaved cost little
+    /// more than one.
+    pub fn with_keys32_x4(keys: &[[u8; 32]; 4]) -> [Rc4Plus; 4] {
+        const LANES: usize = 4;
+        let mut s = [[0u8; 256]; LANES];
+        for table in &mut s {
+            for (y, slot) in table.iter_mut().enumerate() {
+                // y < 256: the cast is exact.
+                *slot = y as u8;
+            }
+        }
+        let mut j = [0u8; LANES];
+        // K[y] = key[y mod 32]; the IV is empty, so V = 0 and layer 2 mixes in K[i] alone.
+        // Layer 1: the RC4 KSA.
+        for i in 0..256usize {
+            for lane in 0..LANES {
+                j[lane] = j[lane]
+                    .wrapping_add(s[lane][i])
+                    .wrapping_add(keys[lane][i % 32]);
+                s[lane].swap(i, usize::from(j[lane]));
+            }
+        }
+        // Layer 2: 127 down to 0, then 128 up to 255.
+        for i in (0..128usize).rev().chain(128..256) {
+            for lane in 0..LANES {
+                j[lane] = j[lane].wrapping_add(s[lane][i]) ^ keys[lane][i % 32];
+                s[lane].swap(i, usize::from(j[lane]));
+            }
+        }
+        // Layer 3: zig-zag order 0, 255, 1, 254, ..., 128.
+        for y in 0..256usize {
+            let i = if y % 2 == 0 {
+                y / 2
+            } else {
+                256 - y.div_ceil(2)
+            };
+            for lane in 0..LANES {
+                j[lane] = j[lane]
+                    .wrapping_add(s[lane][i])
+                    .wrapping_add(keys[lane][i % 32]);
+                s[lane].swap(i, usize::from(j[lane]));
+            }
+        }
+        let ciphers = std::array::from_fn(|lane| Rc4Plus {
+            s: s[lane],
+            i: 0,
+            j: 0,
+        });
+        s.zeroize();
+        j.zeroize();
+        ciphers
+    }
+
     fn new_traced(
         key: &[u8],
         iv: &[u8],
@@ -590,6 +647,21 @@ mod tests {
         }
     }
     const BLOCK_16K: usize = 16384;
+
+    #[test]
+    fn four_key_schedules_equal_four_single_ones() {
+        for seed in 0u8..8 {
+            let keys: [[u8; 32]; 4] = std::array::from_fn(|n| {
+                std::array::from_fn(|y| seed ^ (y as u8).wrapping_mul(37).wrapping_add(n as u8))
+            });
+            let four = Rc4Plus::with_keys32_x4(&keys);
+            for (n, cipher) in four.iter().enumerate() {
+                let single = Rc4Plus::with_key32(&keys[n]);
+                assert_eq!(cipher.s, single.s, "seed {seed} lane {n}");
+                assert_eq!((cipher.i, cipher.j), (single.i, single.j));
+            }
+        }
+    }
 
     #[test]
     fn debug_shows_no_state() {
