@@ -9,63 +9,28 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ivcsd::crypto::content::{BLOCK_LEN, ContentKey, apply_keystream, apply_keystream_parallel};
 use ivcsd::crypto::rc4plus::{Rc4Plus, Rc4Plus4};
 
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::ThreadCpuTime;
+
 const MIB: usize = 1 << 20;
 
-/// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), in nanoseconds.
-struct ThreadCpuTime;
-
-fn thread_cpu_nanos() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID exists on Linux.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = u64;
-    type Value = u64;
-
-    fn start(&self) -> u64 {
-        thread_cpu_nanos()
-    }
-    fn end(&self, start: u64) -> u64 {
-        thread_cpu_nanos() - start
-    }
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-    fn zero(&self) -> u64 {
-        0
-    }
-    fn to_f64(&self, value: &u64) -> f64 {
-        *value as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        // Values are nanoseconds, as wall time's are, so its formatter (times, MiB/s) fits.
-        static WALL: WallTime = WallTime;
-        WALL.formatter()
-    }
-}
-
-fn keystream(c: &mut Criterion<ThreadCpuTime>) {
-    let mut group = c.benchmark_group("rc4plus");
+/// The one-core figures, all in the thread's CPU time, in one group so that
+/// `cargo bench --bench cipher -- "cpu time"` runs exactly them (docs/benchmarks.md "Cipher").
+fn one_core_figures(c: &mut Criterion<ThreadCpuTime>) {
+    let mut group = c.benchmark_group("cpu time");
     group.throughput(Throughput::Bytes(MIB as u64));
     let mut buf = vec![0u8; MIB];
     let mut cipher = Rc4Plus::with_key32(&[7; 32]);
-    group.bench_function("keystream 1 MiB, one stream", |b| {
+    group.bench_function("rc4plus keystream 1 MiB, one stream", |b| {
         b.iter(|| cipher.apply_keystream(black_box(&mut buf)))
     });
     let mut four = Rc4Plus4::new(std::array::from_fn(|n| Rc4Plus::with_key32(&[n as u8; 32])));
-    group.bench_function("keystream 1 MiB, four interleaved streams", |b| {
+    group.bench_function("rc4plus keystream 1 MiB, four interleaved streams", |b| {
         b.iter(|| {
             let (x, rest) = buf.split_at_mut(MIB / 4);
             let (y, rest) = rest.split_at_mut(MIB / 4);
@@ -74,29 +39,29 @@ fn keystream(c: &mut Criterion<ThreadCpuTime>) {
             black_box(&buf);
         })
     });
-    group.finish();
 
-    let mut group = c.benchmark_group("rc4plus key schedule");
-    group.bench_function("KSA+ of a 32-byte key", |b| {
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("rc4plus KSA+ of a 32-byte key", |b| {
         b.iter(|| Rc4Plus::with_key32(black_box(&[9; 32])))
     });
-    group.finish();
-}
-
-fn blocks(c: &mut Criterion<ThreadCpuTime>) {
+    group.bench_function("rc4plus KSA+ of four 32-byte keys, interleaved", |b| {
+        b.iter(|| Rc4Plus::with_keys32_x4(black_box(&[[9; 32]; 4])))
+    });
     let key = ContentKey::from_bytes([3; 32]);
-    let mut group = c.benchmark_group("content");
+    group.bench_function("content block key (SHA-256)", |b| {
+        b.iter(|| key.block_key(black_box(5)))
+    });
 
     group.throughput(Throughput::Bytes(BLOCK_LEN as u64));
     let mut block = vec![0u8; BLOCK_LEN];
-    group.bench_function("one 16 KiB block incl. block key and KSA+", |b| {
+    group.bench_function("content one 16 KiB block incl. block key and KSA+", |b| {
         b.iter(|| apply_keystream(&key, black_box(5 * BLOCK_LEN as u64), &mut block))
     });
 
     let len = 4 * MIB;
     group.throughput(Throughput::Bytes(len as u64));
     let mut buf = vec![0u8; len];
-    group.bench_function(BenchmarkId::new("apply_keystream one core", "4 MiB"), |b| {
+    group.bench_function("content apply_keystream one core 4 MiB", |b| {
         b.iter(|| apply_keystream(&key, black_box(0), &mut buf))
     });
     group.finish();
@@ -120,7 +85,7 @@ fn parallel(c: &mut Criterion) {
 criterion_group! {
     name = one_core;
     config = Criterion::default().with_measurement(ThreadCpuTime);
-    targets = keystream, blocks
+    targets = one_core_figures
 }
 criterion_group!(all_cores, parallel);
 criterion_main!(one_core, all_cores);

@@ -104,6 +104,17 @@ impl ContentKey {
             .into()
     }
 
+    /// The keystreams of blocks `first..first + 4`, positioned at their starts, with the four
+    /// key schedules interleaved ([`Rc4Plus::with_keys32_x4`]).
+    fn block_ciphers_x4(&self, first: u64) -> [Rc4Plus; 4] {
+        // Block numbers stay below 2^51 for any offset, so first + 3 cannot overflow.
+        let mut block_keys: [[u8; 32]; 4] =
+            std::array::from_fn(|n| self.block_key(first + n as u64));
+        let ciphers = Rc4Plus::with_keys32_x4(&block_keys);
+        block_keys.zeroize();
+        ciphers
+    }
+
     /// Block `block`'s keystream, positioned at its start.
     fn block_cipher(&self, block: u64) -> Rc4Plus {
         let mut block_key = self.block_key(block);
@@ -159,16 +170,32 @@ fn apply_head<'a>(key: &ContentKey, offset: u64, buf: &'a mut [u8]) -> (u64, &'a
     (block + 1, rest)
 }
 
-/// Encrypts `buf`, which starts at the beginning of block `first_block`, one block at a time.
+/// Encrypts `buf`, which starts at the beginning of block `first_block`.
 ///
-/// One stream at a time on purpose: interleaving four blocks' streams
+/// The keystreams run one block at a time: interleaving four blocks' PRGA+
 /// ([`Rc4Plus4`](super::rc4plus::Rc4Plus4)) was measured slower on the project's machine
-/// (AMD EPYC: about 340 against 420 MB/s of CPU time, and the same in C); see
-/// `benches/cipher.rs`.
+/// (AMD EPYC: about 340 against 420 MB/s of CPU time, and the same in C), the core being
+/// busy rather than waiting in PRGA+; see `benches/cipher.rs` and docs/benchmarks.md "Cipher".
+/// The key schedules of runs of four blocks do run together
+/// ([`ContentKey::block_ciphers_x4`]): one KSA+ is a latency-bound chain of swaps.
 fn apply_aligned(key: &ContentKey, first_block: u64, buf: &mut [u8]) {
+    const RUN: usize = 4;
     // Block numbers stay below 2^51 for any offset and any buffer that fits in memory.
-    for (block, chunk) in (first_block..).zip(buf.chunks_mut(BLOCK_LEN)) {
-        key.block_cipher(block).apply_keystream(chunk);
+    let mut block = first_block;
+    for run in buf.chunks_mut(RUN * BLOCK_LEN) {
+        if run.len() > (RUN - 1) * BLOCK_LEN {
+            // Four blocks, the last possibly short.
+            let ciphers = key.block_ciphers_x4(block);
+            for (mut cipher, chunk) in ciphers.into_iter().zip(run.chunks_mut(BLOCK_LEN)) {
+                cipher.apply_keystream(chunk);
+            }
+            block += RUN as u64;
+        } else {
+            for chunk in run.chunks_mut(BLOCK_LEN) {
+                key.block_cipher(block).apply_keystream(chunk);
+                block += 1;
+            }
+        }
     }
 }
 
