@@ -54,33 +54,10 @@ bin=${CARGO_TARGET_DIR:-$repo/target}/release/ivcsd
 gtime=/usr/bin/time
 tck=$(getconf CLK_TCK)
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/ivcsd-compare.XXXXXX")
-chmod 755 "$work"
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do
-    # Only our own children that still run: a finished child's pid may belong to someone else
-    # by now. Their children first: GNU time does not pass signals on to what it runs.
-    [ "$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')" = "$$" ] || continue
-    pkill -P "$p" 2>/dev/null || true
-    kill "$p" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  local n
-  for n in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "nothing listens on port $1" >&2; exit 1
-}
+. "$repo/benches/lib.sh"
+bench_workdir compare
 cpu_of() { awk -v t="$tck" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 hwm_of() { awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$1/status"; }
-load() { cut -d' ' -f1-3 /proc/loadavg; }
 
 # Piece length as ivcsd chooses it (SPEC 5): the smallest power of two from 256 KiB to 16 MiB
 # that keeps the piece count at or below 65,536.

@@ -14,18 +14,13 @@ bin=${BIN:?}
 duration=${DURATION:-5}
 pairs=${PAIRS:-3}
 conns=${CONNECTIONS:-32}
-work=$(mktemp -d /tmp/ab.XXXXXX)
+. "$repo/benches/lib.sh"
+bench_workdir audit-ab
 tracker=
-cleanup() { [ -n "$tracker" ] && kill "$tracker" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for n in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; exit 1; }
-load() { cut -d' ' -f1-3 /proc/loadavg; }
-pct() { python3 -c 'import sys; print("".join("%%%02X" % b for b in bytes.fromhex(sys.argv[1])))' "$1"; }
 export IVCSD_PASSWORD=bench-password
 for u in "admin 0 --admin" "pub 1" "dl 1"; do set -- $u; "$bin" admin user add "$1" --authority "$2" ${3:-} --authority-file "$work/authority.xml" >/dev/null; done
 port=$(free_port); base="http://127.0.0.1:$port"
-start() { "$bin" --quiet tracker --authority "$work/authority.xml" --listen "127.0.0.1:$port" --data-dir "$work/data" --config "$1" & tracker=$!; wait_port "$port"; }
+start() { "$bin" --quiet tracker --authority "$work/authority.xml" --listen "127.0.0.1:$port" --data-dir "$work/data" --config "$1" & tracker=$!; pids+=("$tracker"); wait_port "$port"; }
 stop() { kill "$tracker"; wait "$tracker" 2>/dev/null || true; tracker=; }
 printf 'audit = true\n' >"$work/on.toml"; printf 'audit = false\n' >"$work/off.toml"
 start "$work/on.toml"

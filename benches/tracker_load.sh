@@ -47,32 +47,8 @@ fi
 cargo build --release --quiet --bin ivcsd
 bin=${CARGO_TARGET_DIR:-$repo/target}/release/ivcsd
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/ivcsd-tracker-load.XXXXXX")
-chmod 755 "$work"
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do
-    # Only our own children that still run: a finished child's pid may belong to someone else
-    # by now. Their children first: GNU time does not pass signals on to what it runs.
-    [ "$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')" = "$$" ] || continue
-    pkill -P "$p" 2>/dev/null || true
-    kill "$p" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  local n
-  for n in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "nothing listens on port $1" >&2; exit 1
-}
-load() { cut -d' ' -f1-3 /proc/loadavg; }
-pct() { python3 -c 'import sys; print("".join("%%%02X" % b for b in bytes.fromhex(sys.argv[1])))' "$1"; }
+. "$repo/benches/lib.sh"
+bench_workdir tracker-load
 
 echo "# benches/tracker_load.sh: wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $wthreads thread(s), $conns keep-alive connections, ${duration} s x $repeat"
 echo "# $(date -u '+%F %T UTC'), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')); load average at start: $(load)"

@@ -1,0 +1,43 @@
+# Shared by the benchmark scripts (sourced, not run): a temporary work directory removed on
+# exit, the background processes the script started (append their pids to `pids`) stopped on
+# exit, and small helpers.
+#
+#   . "$repo/benches/lib.sh"; bench_workdir NAME
+
+# Creates $work (readable by others: opentracker drops to nobody) and the exit trap.
+bench_workdir() {
+  work=$(mktemp -d "${TMPDIR:-/tmp}/ivcsd-$1.XXXXXX")
+  chmod 755 "$work"
+  pids=()
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+bench_cleanup() {
+  local p
+  for p in "${pids[@]}"; do
+    # Only our own children that still run: a finished child's pid may belong to someone else
+    # by now. Their children first: GNU time does not pass signals on to what it runs.
+    [ "$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')" = "$$" ] || continue
+    pkill -P "$p" 2>/dev/null || true
+    kill "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+
+# A port of 127.0.0.1 that was free a moment ago.
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Waits up to 10 s for something to listen on port $1.
+wait_port() {
+  local n
+  for n in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "nothing listens on port $1" >&2; exit 1
+}
+
+# The load average now (1, 5, 15 minutes).
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# A hex info hash percent-encoded for a query string.
+pct() { /usr/bin/python3 -c 'import sys; print("".join("%%%02X" % b for b in bytes.fromhex(sys.argv[1])))' "$1"; }
