@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use common_peer::*;
-use common_tracker::{TestTracker, fresh_nonce, key2048, now, password};
+use common_tracker::{TestTracker, free_port, fresh_nonce, key2048, now, password};
 use ivcsd::crypto::identity::CipherTarget;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -26,15 +26,6 @@ fn aria2c_installed() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// A port that was free a moment ago (aria2c takes a port number, not 0).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// aria2c for `torrent` into `dir`, announcing to our tracker as `user`, seeding forever once

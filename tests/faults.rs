@@ -18,9 +18,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common_peer::{assert_same_file, info_hash_of, publish, random_file, set_authority, users};
+use common_peer::{
+    assert_same_file, info_hash_of, publish, random_file, run_ok, set_authority, users,
+};
 use common_tracker::{
-    TestTracker, UserSpec, creds, enc, fresh_nonce, key2048, now, peer_command, write_authority,
+    TestTracker, UserSpec, creds, enc, free_port, fresh_nonce, key2048, now, peer_command,
+    write_authority,
 };
 use hyper::{Method, Uri};
 use ivcsd::bencode::Value;
@@ -35,15 +38,6 @@ use tokio::process::{Child, Command};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: plain HTTP to a tracker at an address, the tracker binary as a child process.
-
-/// A port that was free a moment ago (the tracker binary binds it itself).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn timeouts() -> http_client::Timeouts {
     http_client::Timeouts {
@@ -470,18 +464,12 @@ async fn a_download_killed_ten_times_resumes_each_time_and_ends_identical() {
         );
     }
     if !finished_early {
-        let out = tokio::time::timeout(
+        run_ok(
+            &mut download_command(dir, &torrent, &out),
             Duration::from_secs(180),
-            download_command(dir, &torrent, &out).output(),
+            "the resumed download",
         )
-        .await
-        .expect("the resumed download hung")
-        .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        .await;
     }
     assert!(
         kills >= 8,
@@ -624,18 +612,12 @@ async fn a_really_full_disk_stops_a_download_with_one_clear_line_and_keeps_verif
     }
 
     // With room again, the download resumes from what was kept and ends identical.
-    let out = tokio::time::timeout(
+    run_ok(
+        &mut download_command(dir, &torrent, &saved),
         Duration::from_secs(120),
-        download_command(dir, &torrent, &saved).output(),
+        "the resumed download",
     )
-    .await
-    .expect("the resumed download hung")
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    .await;
     assert_same_file(&content, &saved.join("data.bin"));
     seeder.kill().await.unwrap();
 }

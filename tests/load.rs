@@ -18,7 +18,7 @@ mod common_tracker;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common_peer::{assert_same_file, info_hash_of, publish_seeding, random_file};
+use common_peer::{assert_same_file, info_hash_of, publish_seeding, random_file, run_ok};
 use common_tracker::{TestTracker, UserSpec, enc, peer_command, standard_users};
 use ivcsd::types::InfoHash;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -240,23 +240,16 @@ async fn a_seeder_under_slowloris_still_serves_an_honest_downloader() {
         attack.len()
     );
     let started = Instant::now();
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
+    run_ok(
         peer_command(dir, "u1")
             .arg("download")
             .arg(&torrent)
             .arg("--output")
-            .arg(dir.join("dl"))
-            .output(),
+            .arg(dir.join("dl")),
+        Duration::from_secs(60),
+        "the honest download under slowloris",
     )
-    .await
-    .expect("the honest download did not finish within 60 s under slowloris")
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    .await;
     eprintln!("download under slowloris took {:?}", started.elapsed());
     assert_same_file(&content, &dir.join("dl/data.bin"));
     drop(attack);

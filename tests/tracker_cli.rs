@@ -263,12 +263,7 @@ async fn spawn_tracker(
     authority: &std::path::Path,
     data: &std::path::Path,
 ) -> (tokio::process::Child, std::net::SocketAddr) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_ivcsd"))
         .args(["--quiet", "tracker", "--authority"])
         .arg(authority)

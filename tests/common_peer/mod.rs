@@ -116,6 +116,20 @@ pub async fn download(dir: &Path, user: &str, torrent: &Path, output: &Path) -> 
     }
 }
 
+/// Runs `command` to its end within `within`, and asserts that it succeeded (showing its
+/// stderr otherwise); `what` names it when it hangs.
+pub async fn run_ok(command: &mut Command, within: Duration, what: &str) {
+    let out = tokio::time::timeout(within, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {within:?}"))
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `ivcsd admin --tracker URL --user admin ARGS…`, which must succeed.
 pub async fn admin(tracker: &TestTracker, args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_ivcsd"))

@@ -445,6 +445,16 @@ pub struct Published {
     pub torrent: Vec<u8>,
 }
 
+/// A port of 127.0.0.1 that was free a moment ago, for programs that take a port number and
+/// bind it themselves (the tracker binary, aria2c).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn creds(user: &str) -> String {
     format!(
         "username={}&psw={}",
