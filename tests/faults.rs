@@ -12,7 +12,7 @@ mod common_peer;
 mod common_tracker;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -406,6 +406,21 @@ fn download_command(dir: &Path, torrent: &Path, output: &Path) -> Command {
     cmd
 }
 
+/// A random file of `len` bytes published and seeded by u3, readable by u1 (authority 1):
+/// the file, the seeder, the torrent.
+async fn seed_for_u1(
+    tracker: &TestTracker,
+    dir: &Path,
+    len: usize,
+    seed: u32,
+) -> (PathBuf, Child, PathBuf) {
+    let content = dir.join("src").join("data.bin");
+    random_file(&content, len, seed);
+    let (seeder, torrent) = publish(tracker, dir, &content).await;
+    set_authority(tracker, &info_hash_of(&torrent), 1).await;
+    (content, seeder, torrent)
+}
+
 // ---------------------------------------------------------------------------------------------
 // (b) A download killed at ten random moments.
 
@@ -413,11 +428,8 @@ fn download_command(dir: &Path, torrent: &Path, output: &Path) -> Command {
 async fn a_download_killed_ten_times_resumes_each_time_and_ends_identical() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let content = dir.join("src").join("data.bin");
-    random_file(&content, 24 * 1024 * 1024, 1);
     let tracker = TestTracker::start(&users()).await;
-    let (mut seeder, torrent) = publish(&tracker, dir, &content).await;
-    set_authority(&tracker, &info_hash_of(&torrent), 1).await;
+    let (content, mut seeder, torrent) = seed_for_u1(&tracker, dir, 24 * 1024 * 1024, 1).await;
 
     let out = dir.join("dl");
     let target = out.join("data.bin");
@@ -539,11 +551,8 @@ async fn a_really_full_disk_stops_a_download_with_one_clear_line_and_keeps_verif
     }
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let content = dir.join("src").join("data.bin");
-    random_file(&content, 8 * 1024 * 1024, 2);
     let tracker = TestTracker::start(&users()).await;
-    let (mut seeder, torrent) = publish(&tracker, dir, &content).await;
-    set_authority(&tracker, &info_hash_of(&torrent), 1).await;
+    let (content, mut seeder, torrent) = seed_for_u1(&tracker, dir, 8 * 1024 * 1024, 2).await;
 
     let small = dir.join("small-disk");
     let saved = dir.join("saved");
@@ -655,8 +664,6 @@ async fn record_attempts(listener: TcpListener, attempts: Arc<Mutex<Vec<(Instant
 async fn with_the_tracker_gone_peers_keep_serving_and_retry_with_backoff() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let content = dir.join("src").join("data.bin");
-    random_file(&content, 16 * 1024 * 1024, 3);
     // A short interval, so the peers notice the tracker is gone within seconds.
     let mut tracker = TestTracker::start_with(&users(), |c| {
         c.interval_secs = 5;
@@ -664,8 +671,7 @@ async fn with_the_tracker_gone_peers_keep_serving_and_retry_with_backoff() {
     })
     .await;
     let addr = tracker.addr;
-    let (mut seeder, torrent) = publish(&tracker, dir, &content).await;
-    set_authority(&tracker, &info_hash_of(&torrent), 1).await;
+    let (content, mut seeder, torrent) = seed_for_u1(&tracker, dir, 16 * 1024 * 1024, 3).await;
 
     let out = dir.join("dl");
     let target = out.join("data.bin");
