@@ -129,11 +129,7 @@ run_client() {
 # ---------------------------------------------------------------------------------------------
 # ivcsd, encrypted
 if [[ $skip != *,ivcsd,* ]]; then
-  export IVCSD_PASSWORD=bench-password
-  for u in "admin 0 --admin" "pub 1" "dl 1"; do
-    set -- $u
-    "$bin" admin user add "$1" --authority "$2" ${3:-} --authority-file "$work/authority.xml" >/dev/null
-  done
+  bench_users
   iport=$(free_port)
   itracker="http://127.0.0.1:$iport/announce"
   "$bin" --quiet tracker --authority "$work/authority.xml" --listen "127.0.0.1:$iport" \

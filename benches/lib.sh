@@ -26,6 +26,17 @@ bench_cleanup() {
   rm -rf "$work"
 }
 
+# $work/authority.xml with the users every benchmark uses: admin, pub (publishes, authority 1)
+# and dl (downloads, authority 1), all with the password in IVCSD_PASSWORD. Needs $bin.
+bench_users() {
+  export IVCSD_PASSWORD=bench-password
+  local u
+  for u in "admin 0 --admin" "pub 1" "dl 1"; do
+    set -- $u
+    "$bin" admin user add "$1" --authority "$2" ${3:-} --authority-file "$work/authority.xml" >/dev/null
+  done
+}
+
 # A port of 127.0.0.1 that was free a moment ago.
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

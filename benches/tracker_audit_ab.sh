@@ -17,8 +17,7 @@ conns=${CONNECTIONS:-32}
 . "$repo/benches/lib.sh"
 bench_workdir audit-ab
 tracker=
-export IVCSD_PASSWORD=bench-password
-for u in "admin 0 --admin" "pub 1" "dl 1"; do set -- $u; "$bin" admin user add "$1" --authority "$2" ${3:-} --authority-file "$work/authority.xml" >/dev/null; done
+bench_users
 port=$(free_port); base="http://127.0.0.1:$port"
 start() { "$bin" --quiet tracker --authority "$work/authority.xml" --listen "127.0.0.1:$port" --data-dir "$work/data" --config "$1" & tracker=$!; pids+=("$tracker"); wait_port "$port"; }
 stop() { kill "$tracker"; wait "$tracker" 2>/dev/null || true; tracker=; }

@@ -54,11 +54,7 @@ echo "# benches/tracker_load.sh: wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}')
 echo "# $(date -u '+%F %T UTC'), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')); load average at start: $(load)"
 
 # --- ivcsd: users, 8 published torrents readable by `dl` -------------------------------------
-export IVCSD_PASSWORD=bench-password
-for u in "admin 0 --admin" "pub 1" "dl 1"; do
-  set -- $u
-  "$bin" admin user add "$1" --authority "$2" ${3:-} --authority-file "$work/authority.xml" >/dev/null
-done
+bench_users
 port=$(free_port)
 base="http://127.0.0.1:$port"
 start_ivcsd() {
