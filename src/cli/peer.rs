@@ -51,7 +51,7 @@ pub enum PeerCommand {
     Keygen(KeygenArgs),
     /// Get a new content key, build the encrypted torrent, publish it, then seed it.
     Publish(PublishArgs),
-    /// Seed a torrent from its plaintext, encrypting every block on the way out.
+    /// Seed torrents from their plaintext, encrypting every block on the way out.
     Seed(SeedArgs),
     /// Download a torrent: get its key, verify each ciphertext piece, decrypt, write plaintext.
     Download(DownloadArgs),
@@ -88,14 +88,22 @@ pub struct PublishArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("content").required(true).args(["data", "data_dir"])))]
 pub struct SeedArgs {
-    pub torrent: PathBuf,
-    /// The tracker's announce URL [default: the torrent's announce].
+    /// One torrent, or several served by this one process on one port (they must share a
+    /// tracker).
+    #[arg(required = true, value_name = "TORRENT")]
+    pub torrents: Vec<PathBuf>,
+    /// The tracker's announce URL [default: the torrents' announce].
     #[arg(long, value_name = "URL")]
     pub tracker: Option<String>,
-    /// The plaintext: the file, or the directory that holds the torrent's files.
+    /// The plaintext of a single torrent: the file, or the directory that holds its files.
     #[arg(long, value_name = "PATH")]
-    pub data: PathBuf,
+    pub data: Option<PathBuf>,
+    /// The directory that holds each torrent's content under the torrent's name (what
+    /// `peer download --output DIR` leaves there).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

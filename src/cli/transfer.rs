@@ -1,19 +1,21 @@
 //! `ivcsd peer publish | seed | download`: start a peer, run the transfer, show progress, and
 //! stop cleanly (announcing `stopped`) on Ctrl-C or SIGTERM.
 
+use std::collections::HashMap;
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 use ivcsd::crypto::identity::{DEFAULT_RSA_BITS, Identity};
 use ivcsd::metainfo::Metainfo;
 use ivcsd::peer::node::PeerNode;
 use ivcsd::peer::session::{Progress, Torrent};
 use ivcsd::peer::tracker_client::TrackerClient;
 use ivcsd::peer::{download, publish, seed};
+use ivcsd::types::InfoHash;
 use tokio_util::sync::CancellationToken;
 
 use super::GlobalArgs;
@@ -217,35 +219,127 @@ pub fn publish(common: &PeerCommon, args: PublishArgs, _global: &GlobalArgs) -> 
     })
 }
 
+/// What `peer seed` serves: the tracker, and each torrent with where its plaintext is.
+fn seed_plan(args: &SeedArgs) -> anyhow::Result<(String, Vec<(Metainfo, PathBuf)>)> {
+    let count = args.torrents.len();
+    let mut plan: Vec<(Metainfo, PathBuf)> = Vec::with_capacity(count);
+    let mut seen: HashMap<InfoHash, &Path> = HashMap::new();
+    for path in &args.torrents {
+        let metainfo = read_torrent(path)?;
+        if let Some(first) = seen.insert(metainfo.info_hash, path) {
+            bail!(
+                "{} and {} are the same torrent ({})",
+                first.display(),
+                path.display(),
+                metainfo.info_hash
+            );
+        }
+        let content = match (&args.data, &args.data_dir) {
+            (Some(data), None) if count == 1 => data.clone(),
+            (Some(_), _) => bail!(
+                "--data is the content of one torrent; for {count} torrents pass --data-dir DIR \
+                 (each torrent's content at DIR/NAME)"
+            ),
+            // The name is one safe path component (metainfo::names), so this stays in `dir`.
+            (None, Some(dir)) => dir.join(&metainfo.info.name),
+            (None, None) => bail!("pass --data PATH or --data-dir DIR"),
+        };
+        plan.push((metainfo, content));
+    }
+    let url = match &args.tracker {
+        Some(url) => url.clone(),
+        None => {
+            let (first, _) = plan.first().context("no torrent to seed")?;
+            let url = tracker_of(first, None)?;
+            for (metainfo, _) in &plan[1..] {
+                let other = tracker_of(metainfo, None)?;
+                if other != url {
+                    bail!(
+                        "{} announces to {other} and {} to {url}: one process serves one \
+                         tracker (pass --tracker URL, or run one process per tracker)",
+                        metainfo.info.name,
+                        first.info.name
+                    );
+                }
+            }
+            url
+        }
+    };
+    Ok((url, plan))
+}
+
+/// `peer seed`: serves one torrent, or several from one process and one port. With several,
+/// a torrent that cannot start or fails later is reported and stopped while the others go on;
+/// the command fails only when none is left.
 pub fn seed(common: &PeerCommon, args: SeedArgs) -> anyhow::Result<()> {
-    let metainfo = read_torrent(&args.torrent)?;
-    let url = tracker_of(&metainfo, args.tracker.as_deref())?;
+    let (url, plan) = seed_plan(&args)?;
+    let single = plan.len() == 1;
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
         stop_on_signals(shutdown.clone());
         let node = start_node(common, &url, IdentityUse::Needed, shutdown.clone()).await?;
-        let torrent = seed::start(&node, &metainfo, &args.data, None, seed::Trust::Verify)
-            .await
-            .with_context(|| format!("cannot seed {}", metainfo.info.name))?;
-        println!(
-            "seeding {} ({}) on {} until interrupted",
-            metainfo.info.name, metainfo.info_hash, node.local_addr
-        );
-        let mut rx = torrent.subscribe();
-        loop {
+        let mut seeding = Vec::with_capacity(plan.len());
+        for (metainfo, content) in &plan {
+            let started = seed::start(&node, metainfo, content, None, seed::Trust::Verify)
+                .await
+                .with_context(|| format!("cannot seed {}", metainfo.info.name));
+            match started {
+                Ok(torrent) => {
+                    println!(
+                        "seeding {} ({}) on {} until interrupted",
+                        metainfo.info.name, metainfo.info_hash, node.local_addr
+                    );
+                    seeding.push((metainfo.info.name.clone(), torrent));
+                }
+                Err(e) if single => return Err(e),
+                Err(e) => eprintln!("error: {e:#}"),
+            }
+        }
+        if seeding.is_empty() {
+            bail!("none of the {} torrents could be seeded", plan.len());
+        }
+        // Each torrent's first error reaches the loop below once.
+        let (failed_tx, mut failed) = tokio::sync::mpsc::channel(seeding.len());
+        for (n, (_, torrent)) in seeding.iter().enumerate() {
+            let mut progress = torrent.subscribe();
+            let failed_tx = failed_tx.clone();
+            tokio::spawn(async move {
+                while progress.changed().await.is_ok() {
+                    let error = progress.borrow_and_update().error.clone();
+                    if let Some(error) = error {
+                        let _ = failed_tx.send((n, error)).await;
+                        return;
+                    }
+                }
+            });
+        }
+        drop(failed_tx);
+        let mut running = seeding.len();
+        let outcome = loop {
             tokio::select! {
-                _ = shutdown.cancelled() => break,
-                changed = rx.changed() => {
-                    if changed.is_err() { break; }
-                    if let Some(error) = rx.borrow_and_update().error.clone() {
-                        stop(&torrent).await;
-                        bail!("{error}");
+                _ = shutdown.cancelled() => break Ok(()),
+                Some((n, error)) = failed.recv() => {
+                    let (name, torrent) = &seeding[n];
+                    stop(torrent).await;
+                    running -= 1;
+                    if single {
+                        break Err(anyhow!("{error}"));
+                    }
+                    eprintln!("error: stopped seeding {name}: {error}");
+                    if running == 0 {
+                        break Err(anyhow!("every torrent stopped with an error"));
                     }
                 }
             }
+        };
+        // Stopped together: each sends its `stopped` announce at the same time.
+        for (_, torrent) in &seeding {
+            torrent.stop();
         }
-        stop(&torrent).await;
-        Ok(())
+        for (_, torrent) in &seeding {
+            stop(torrent).await;
+        }
+        outcome
     })
 }
 

@@ -1,0 +1,222 @@
+//! `ivcsd peer seed` with several torrents: one process and one port serve a catalogue, a
+//! torrent that cannot be served is reported while the others go on, and invocations that
+//! cannot work are refused with one clear line. Real binary, real tracker on 127.0.0.1.
+
+mod common_peer;
+mod common_tracker;
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use common_peer::{
+    STEP_TIMEOUT, announce, assert_same_file, download, info_hash_of, peer, random_file, run_ok,
+    set_authority, users,
+};
+use common_tracker::TestTracker;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Child;
+
+/// Publishes `content` as u3 without seeding and lets u1 read it; returns the torrent.
+async fn publish_readable(tracker: &TestTracker, dir: &Path, content: &Path) -> PathBuf {
+    let name = content.file_name().unwrap().to_string_lossy();
+    let torrent = dir.join(format!("{name}.torrent"));
+    run_ok(
+        peer(dir, "u3")
+            .arg("publish")
+            .arg(content)
+            .arg("--tracker")
+            .arg(announce(tracker))
+            .arg("--output")
+            .arg(&torrent)
+            .arg("--no-seed"),
+        STEP_TIMEOUT,
+        "publish",
+    )
+    .await;
+    set_authority(tracker, &info_hash_of(&torrent), 3).await;
+    torrent
+}
+
+/// Starts `peer seed TORRENTS --data-dir DATA` as u3 and waits for `expect` "seeding" lines;
+/// returns the process (its stderr piped, for [`terminate`]) and those lines.
+async fn seed_many(
+    dir: &Path,
+    torrents: &[&Path],
+    data: &Path,
+    expect: usize,
+) -> (Child, Vec<String>) {
+    let mut child = peer(dir, "u3")
+        .arg("seed")
+        .args(torrents)
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seeding = Vec::new();
+    tokio::time::timeout(STEP_TIMEOUT, async {
+        while seeding.len() < expect {
+            match lines.next_line().await.unwrap() {
+                Some(line) if line.starts_with("seeding ") => seeding.push(line),
+                Some(_) => {}
+                None => panic!("seed ended after {seeding:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the seeder did not start every torrent");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, seeding)
+}
+
+async fn terminate(child: Child) -> Output {
+    let pid = child.id().unwrap().to_string();
+    let kill = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(kill.success());
+    tokio::time::timeout(STEP_TIMEOUT, child.wait_with_output())
+        .await
+        .expect("the seeder did not stop on SIGTERM")
+        .unwrap()
+}
+
+/// The address in "seeding NAME (HASH) on ADDR until interrupted".
+fn address(line: &str) -> &str {
+    line.split(" on ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn one_process_seeds_three_torrents_and_each_downloads_identical() {
+    let tracker = TestTracker::start(&users()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("library");
+    std::fs::create_dir_all(data.join("scans")).unwrap();
+    random_file(&data.join("survey.bin"), 3 * 1024 * 1024 + 77, 1);
+    random_file(&data.join("small.bin"), 40_000, 2);
+    random_file(&data.join("scans/a.tif"), 700_000, 3);
+    random_file(&data.join("scans/b.tif"), 1_200_000, 4);
+    let mut torrents = Vec::new();
+    for name in ["survey.bin", "small.bin", "scans"] {
+        torrents.push(publish_readable(&tracker, dir.path(), &data.join(name)).await);
+    }
+    let refs: Vec<&Path> = torrents.iter().map(PathBuf::as_path).collect();
+    let (seeder, seeding) = seed_many(dir.path(), &refs, &data, 3).await;
+    assert!(
+        seeding.iter().all(|l| address(l) == address(&seeding[0])),
+        "one port for all: {seeding:?}"
+    );
+
+    let out = dir.path().join("out");
+    for torrent in &torrents {
+        let got = download(dir.path(), "u1", torrent, &out).await;
+        assert_eq!(got.code, Some(0), "{}", got.stderr);
+    }
+    assert_same_file(&data.join("survey.bin"), &out.join("survey.bin"));
+    assert_same_file(&data.join("small.bin"), &out.join("small.bin"));
+    assert_same_file(&data.join("scans/a.tif"), &out.join("scans/a.tif"));
+    assert_same_file(&data.join("scans/b.tif"), &out.join("scans/b.tif"));
+    let stopped = terminate(seeder).await;
+    assert!(stopped.status.success(), "{stopped:?}");
+}
+
+#[tokio::test]
+async fn a_torrent_whose_data_is_missing_is_reported_and_the_others_are_seeded() {
+    let tracker = TestTracker::start(&users()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("library");
+    std::fs::create_dir_all(&data).unwrap();
+    random_file(&data.join("kept.bin"), 500_000, 5);
+    random_file(&data.join("moved.bin"), 500_000, 6);
+    let kept = publish_readable(&tracker, dir.path(), &data.join("kept.bin")).await;
+    let moved = publish_readable(&tracker, dir.path(), &data.join("moved.bin")).await;
+    std::fs::rename(data.join("moved.bin"), dir.path().join("elsewhere.bin")).unwrap();
+
+    let (seeder, seeding) = seed_many(dir.path(), &[&moved, &kept], &data, 1).await;
+    assert!(seeding[0].starts_with("seeding kept.bin "), "{seeding:?}");
+    let out = dir.path().join("out");
+    let got = download(dir.path(), "u1", &kept, &out).await;
+    assert_eq!(got.code, Some(0), "{}", got.stderr);
+    assert_same_file(&data.join("kept.bin"), &out.join("kept.bin"));
+    let stopped = terminate(seeder).await;
+    assert!(stopped.status.success(), "{stopped:?}");
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert!(
+        stderr.contains("error: cannot seed moved.bin: "),
+        "one line for the torrent that could not start:\n{stderr}"
+    );
+
+    // With nothing left to serve the command fails.
+    std::fs::remove_file(data.join("kept.bin")).unwrap();
+    let out = tokio::time::timeout(
+        STEP_TIMEOUT,
+        peer(dir.path(), "u3")
+            .arg("seed")
+            .args([&moved, &kept])
+            .arg("--data-dir")
+            .arg(&data)
+            .output(),
+    )
+    .await
+    .expect("seed hung")
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("none of the 2 torrents could be seeded"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn seed_invocations_that_cannot_work_are_refused_with_one_line() {
+    let tracker = TestTracker::start(&users()).await;
+    let other_tracker = TestTracker::start(&users()).await;
+    let dir = tempfile::tempdir().unwrap();
+    random_file(&dir.path().join("a.bin"), 50_000, 7);
+    random_file(&dir.path().join("b.bin"), 50_000, 8);
+    let a = publish_readable(&tracker, dir.path(), &dir.path().join("a.bin")).await;
+    let b = publish_readable(&tracker, dir.path(), &dir.path().join("b.bin")).await;
+    let c = {
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        random_file(&elsewhere.join("c.bin"), 50_000, 9);
+        publish_readable(&other_tracker, &elsewhere, &elsewhere.join("c.bin")).await
+    };
+    let data = dir.path().to_str().unwrap();
+    let (a, b, c) = (
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        c.to_str().unwrap(),
+    );
+    macro_rules! refused {
+        ($($args:expr => $code:expr, $message:expr;)*) => {$(
+            let out = tokio::time::timeout(
+                STEP_TIMEOUT,
+                peer(dir.path(), "u3").arg("seed").args($args).output(),
+            )
+            .await
+            .expect("seed hung")
+            .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some($code), "{:?}: {stderr}", $args);
+            assert!(stderr.contains($message), "{:?}: {stderr}", $args);
+        )*};
+    }
+    refused! {
+        [a, b, "--data", data] => 1, "--data is the content of one torrent; for 2 torrents pass --data-dir DIR";
+        [a, a, "--data-dir", data] => 1, "are the same torrent";
+        [a, c, "--data-dir", data] => 1, "one process serves one tracker";
+        [a, b] => 2, "--data";
+        [a, "--data", data, "--data-dir", data] => 2, "cannot be used with";
+    }
+}
