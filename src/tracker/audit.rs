@@ -53,7 +53,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -191,8 +191,6 @@ struct Queue {
     failing: bool,
     /// Entries dropped since the failure began ([`OnFailure::Continue`], queue full).
     dropped: u64,
-    /// Entries refused since the failure began ([`OnFailure::Refuse`]).
-    refused: u64,
 }
 
 /// What becomes of an entry offered to the log now.
@@ -225,8 +223,11 @@ struct Shared {
     room: tokio::sync::Notify,
     on_failure: OnFailure,
     /// Whether requests are refused now (the writer fails, or has stopped, under
-    /// [`OnFailure::Refuse`]); read without the lock by [`AuditLog::is_refusing`].
+    /// [`OnFailure::Refuse`]); read without the lock by [`AuditLog::check`].
     refusing: AtomicBool,
+    /// Requests refused since the failure began (counted without the lock: most are refused
+    /// by [`AuditLog::check`]).
+    refused: AtomicU64,
 }
 
 impl Shared {
@@ -248,7 +249,6 @@ impl Shared {
                 held: 0,
                 failing: false,
                 dropped: 0,
-                refused: 0,
             }),
             capacity,
             batch: capacity.min(BATCH),
@@ -257,6 +257,7 @@ impl Shared {
             room: tokio::sync::Notify::new(),
             on_failure,
             refusing: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
         }
     }
 
@@ -529,13 +530,14 @@ impl AuditLog {
             tokio::pin!(room);
             room.as_mut().enable();
             {
-                let mut q = shared.lock();
+                let q = shared.lock();
                 let admit = shared.admit(&q);
                 if let Admit::Wait = admit {
                     // Full: a lingering writer must start now (only when capacity < BATCH).
                     shared.wake_if_waiting(q);
                 } else if let Admit::Refuse = admit {
-                    q.refused += 1;
+                    drop(q);
+                    shared.refused.fetch_add(1, Ordering::Relaxed);
                     return Err(AuditUnavailable);
                 } else {
                     // Cannot fail: the entry is taken only here, and then we return.
@@ -565,7 +567,8 @@ impl AuditLog {
                     // Full: a lingering writer must start now.
                     Admit::Wait => shared.wake_if_waiting(q),
                     Admit::Refuse => {
-                        q.refused += 1;
+                        drop(q);
+                        shared.refused.fetch_add(1, Ordering::Relaxed);
                         return Err(AuditUnavailable);
                     }
                     admit => {
@@ -585,10 +588,22 @@ impl AuditLog {
     }
 
     /// Whether requests are refused now: the file cannot be written (or the writer has
-    /// stopped) under [`OnFailure::Refuse`]. Costs one atomic load: the server asks it first,
-    /// before any work.
+    /// stopped) under [`OnFailure::Refuse`].
     pub fn is_refusing(&self) -> bool {
         self.shared.refusing.load(Ordering::Acquire)
+    }
+
+    /// Refuses (and counts) a request at once while [`AuditLog::is_refusing`]; costs one
+    /// atomic load otherwise, so the server asks it first, before any work.
+    ///
+    /// # Errors
+    /// [`AuditUnavailable`]: the request must be refused.
+    pub fn check(&self) -> Result<(), AuditUnavailable> {
+        if self.is_refusing() {
+            self.shared.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(AuditUnavailable);
+        }
+        Ok(())
     }
 
     /// Entries with `seq > since`, oldest first, at most `limit` (the newest ones).
@@ -853,10 +868,15 @@ fn wait_to_retry(shared: &Shared, held: usize, backoff: Duration) -> Retry {
     if !q.failing {
         q.failing = true;
         q.dropped = 0;
-        q.refused = 0;
+        shared.refused.store(0, Ordering::Relaxed);
         if shared.on_failure == OnFailure::Refuse {
             shared.refusing.store(true, Ordering::Release);
         }
+        // Requests waiting for room must not wait for a disk that is full: under "refuse"
+        // they are refused now, under "continue" their entries are dropped.
+        drop(q);
+        shared.room.notify_waiters();
+        q = shared.lock();
     }
     q.held = held;
     let deadline = Instant::now() + backoff;
@@ -895,7 +915,7 @@ fn recovered(shared: &Shared, held: usize) {
         (
             held + q.pending.len(),
             std::mem::take(&mut q.dropped),
-            std::mem::take(&mut q.refused),
+            shared.refused.swap(0, Ordering::Relaxed),
         )
     };
     // Room again for requests that waited (Continue) or for reservations.
@@ -1492,17 +1512,25 @@ mod tests {
                 prev: GENESIS,
             };
             let writer = AuditWriter(Some(std::thread::spawn(move || writer.run())));
+            let reserved = log.reserve().await.unwrap();
             log.record(entry("accepted before the failure"))
                 .await
                 .unwrap();
             eventually("the writer failing", || log.shared.lock().failing).await;
+            let reserved = (on_failure == OnFailure::Refuse).then_some(reserved);
             assert_eq!(log.is_refusing(), on_failure == OnFailure::Refuse);
             match on_failure {
                 OnFailure::Refuse => {
                     assert_eq!(log.record(entry("refused")).await, Err(AuditUnavailable));
                     assert!(log.reserve().await.is_err());
+                    assert_eq!(log.check(), Err(AuditUnavailable));
+                    // A place taken before the failure is honoured: its entry is accepted.
+                    reserved
+                        .unwrap()
+                        .record(entry("reserved before the failure"));
+                    assert_eq!(log.shared.refused.load(Ordering::Relaxed), 3);
                     let q = log.shared.lock();
-                    assert_eq!((q.refused, q.held, q.pending.len()), (2, 1, 0));
+                    assert_eq!((q.held, q.pending.len(), q.reserved), (1, 1, 0));
                 }
                 OnFailure::Continue => {
                     // One held by the writer, two fit in the queue of 3, the rest are dropped:
@@ -1566,13 +1594,15 @@ mod tests {
     }
 
     /// A real full disk that frees up again: the batch that hit ENOSPC half way is cut back
-    /// (no partial line), `record` refuses while the writer fails ("refuse"), and once space
-    /// is freed the waiting entries land in order and the chain verifies across the gap.
+    /// (no partial line), and once space is freed the waiting entries land in order and the
+    /// chain verifies across the gap. With "refuse", `record` and `reserve` refuse while the
+    /// writer fails; with "continue" they never do, and what does not fit in the queue is
+    /// dropped and counted (a gap in `seq`, none in the chain).
     #[test]
-    fn a_full_disk_cuts_the_torn_batch_refuses_and_recovers_with_the_chain_intact() {
+    fn a_full_disk_cuts_the_torn_batch_and_recovers_with_the_chain_intact() {
         let Some(dir) = on_small_tmpfs(
             "tracker::audit::tests::\
-             a_full_disk_cuts_the_torn_batch_refuses_and_recovers_with_the_chain_intact",
+             a_full_disk_cuts_the_torn_batch_and_recovers_with_the_chain_intact",
         ) else {
             return;
         };
@@ -1581,66 +1611,125 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let path = dir.join(AUDIT_FILE);
-            let lines = || std::fs::read_to_string(&path).unwrap().lines().count();
-            let (log, writer) = AuditLog::start(Some(&path), 64, OnFailure::Refuse).unwrap();
-            let mut expected = Vec::new();
-            for i in 0..5 {
-                expected.push(format!("before {i}"));
-                log.record(entry(&expected[i])).await.unwrap();
-            }
-            eventually("the first lines written", || lines() == 5).await;
-            // Fill the disk; the log's last page keeps some room, less than one long line.
-            let filler = dir.join("filler");
-            let mut fill = File::create(&filler).unwrap();
-            let block = vec![0u8; 4096];
-            while fill.write_all(&block).is_ok() {}
-            let _ = fill.write_all(&block[..1]);
-            drop(fill);
-            let len = std::fs::metadata(&path).unwrap().len();
-            assert_ne!(len % 4096, 0, "no room left in the log's last page");
-            // A line longer than a page: its write stops part way with ENOSPC.
-            let long = |i: usize| format!("long entry {i} {}", "x".repeat(5000));
-            let mut refused = false;
-            for i in 0..200 {
-                match log.record(entry(&long(i))).await {
-                    Ok(()) => expected.push(long(i)),
-                    Err(AuditUnavailable) => {
-                        refused = true;
-                        break;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            assert!(refused, "record never refused on a full disk");
-            assert!(log.is_refusing());
-            assert!(log.reserve().await.is_err());
-            // The torn batch was cut back: whole lines only, and the chain holds.
-            let text = std::fs::read_to_string(&path).unwrap();
-            assert!(text.ends_with('\n'), "a partial line stayed");
-            assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
-            assert_eq!(verify_chain(&text), Ok(5));
-
-            // Space again: the writer's next attempt succeeds, requests are served again.
-            std::fs::remove_file(&filler).unwrap();
-            eventually("the writer recovering", || !log.is_refusing()).await;
-            for i in 0..3 {
-                expected.push(format!("after {i}"));
-                log.record(entry(expected.last().unwrap())).await.unwrap();
-            }
-            finish(log, writer).await;
-            let text = std::fs::read_to_string(&path).unwrap();
-            assert_eq!(verify_chain(&text), Ok(expected.len()), "{text}");
-            let reasons: Vec<String> = text
-                .lines()
-                .map(|l| {
-                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                    v["reason"].as_str().unwrap().to_owned()
-                })
-                .collect();
-            assert_eq!(reasons, expected);
-            assert!(expected.len() > 8, "no entry waited for the disk");
+            full_disk_round(&dir, OnFailure::Refuse).await;
+            full_disk_round(&dir, OnFailure::Continue).await;
         });
+    }
+
+    /// One round of [`a_full_disk_cuts_the_torn_batch_and_recovers_with_the_chain_intact`] in
+    /// `dir` (a 64 KiB tmpfs), which it leaves empty.
+    async fn full_disk_round(dir: &Path, on_failure: OnFailure) {
+        let path = dir.join(AUDIT_FILE);
+        let lines = || std::fs::read_to_string(&path).unwrap().lines().count();
+        let capacity = match on_failure {
+            OnFailure::Refuse => 64,
+            OnFailure::Continue => 4,
+        };
+        let (log, writer) = AuditLog::start(Some(&path), capacity, on_failure).unwrap();
+        let mut recorded = Vec::new();
+        for i in 0..5 {
+            recorded.push(format!("before {i}"));
+            log.record(entry(&recorded[i])).await.unwrap();
+        }
+        eventually("the first lines written", || lines() == 5).await;
+        // Fill the disk; the log's last page keeps some room, less than one long line.
+        let filler = dir.join("filler");
+        let mut fill = File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while fill.write_all(&block).is_ok() {}
+        let _ = fill.write_all(&block[..1]);
+        drop(fill);
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert_ne!(len % 4096, 0, "no room left in the log's last page");
+        // A line longer than a page: its write stops part way with ENOSPC.
+        let long = |i: usize| format!("long entry {i} {}", "x".repeat(5000));
+        let mut failed = false;
+        for i in 0..200 {
+            match log.record(entry(&long(i))).await {
+                Ok(()) => recorded.push(long(i)),
+                Err(AuditUnavailable) => {
+                    assert_eq!(on_failure, OnFailure::Refuse);
+                    failed = true;
+                    break;
+                }
+            }
+            if on_failure == OnFailure::Continue && log.shared.lock().failing {
+                failed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(failed, "the writer never failed on a full disk");
+        let dropped = match on_failure {
+            OnFailure::Refuse => {
+                assert!(log.is_refusing());
+                assert!(log.reserve().await.is_err());
+                0
+            }
+            OnFailure::Continue => {
+                // Never refused, never waiting: past the queue's capacity entries are dropped.
+                assert!(!log.is_refusing());
+                for i in 0..10 {
+                    recorded.push(format!("while failing {i}"));
+                    log.record(entry(recorded.last().unwrap())).await.unwrap();
+                }
+                let dropped = log.shared.lock().dropped;
+                assert!(dropped >= 6, "{dropped} dropped");
+                dropped
+            }
+        };
+        // The torn batch was cut back: whole lines only, and the chain holds. (Polled: a
+        // retry that happens to run now writes part of a line for a moment before cutting it;
+        // a torn tail that stays is never seen whole.)
+        eventually("the torn batch cut back", || {
+            let text = std::fs::read_to_string(&path).unwrap();
+            text.len() as u64 == len && text.ends_with('\n')
+        })
+        .await;
+        assert_eq!(
+            verify_chain(&std::fs::read_to_string(&path).unwrap()),
+            Ok(5)
+        );
+
+        // Space again: the writer's next attempt succeeds, requests are served again.
+        std::fs::remove_file(&filler).unwrap();
+        eventually("the writer recovering", || !log.shared.lock().failing).await;
+        assert!(!log.is_refusing());
+        for i in 0..3 {
+            recorded.push(format!("after {i}"));
+            log.record(entry(recorded.last().unwrap())).await.unwrap();
+        }
+        finish(log, writer).await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let written = recorded.len() - dropped as usize;
+        assert_eq!(verify_chain(&text), Ok(written), "{text}");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let reasons: Vec<&str> = lines
+            .iter()
+            .map(|v| v["reason"].as_str().unwrap())
+            .collect();
+        // In order: the reasons written are the ones recorded, less the dropped ones, and
+        // `seq` says where entries were dropped.
+        let mut kept = recorded
+            .iter()
+            .map(String::as_str)
+            .filter(|r| reasons.contains(r));
+        assert!(
+            reasons.iter().all(|r| kept.next() == Some(*r)),
+            "{reasons:?}"
+        );
+        let seqs: Vec<u64> = lines.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(
+            seqs.last().copied(),
+            Some(recorded.len() as u64),
+            "dropped entries keep their seq"
+        );
+        assert!(written > 8, "no entry waited for the disk");
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

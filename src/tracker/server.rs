@@ -335,7 +335,7 @@ async fn read_body(body: Incoming, max: usize) -> Result<Bytes, Refusal> {
 async fn route(state: &State, remote: SocketAddr, req: hyper::Request<Incoming>) -> Response<Body> {
     // First, before any work: while the audit log cannot be written (and
     // audit_on_failure = "refuse") nothing is answered.
-    if state.audit.is_refusing() {
+    if state.audit.check().is_err() {
         return response::refusal(&Refusal::audit_unavailable(), RefusalStatus::ByKind);
     }
     let (parts, body) = req.into_parts();
