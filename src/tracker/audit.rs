@@ -36,7 +36,8 @@
 //!   [`AuditUnavailable`] and the tracker refuses the request (503) instead of answering it.
 //!   SPEC 8 says nothing about a log that cannot be written; ivcsd fails closed, because a
 //!   deployment that promises that every decision is logged must not hand out content keys or
-//!   store torrents unrecorded. Entries accepted before the failure are kept and written later.
+//!   store torrents unrecorded (docs/security.md 2.6). Entries accepted before the failure are
+//!   kept and written later.
 //! - `Continue`: requests are answered; their entries wait in the queue, and once it is full
 //!   they are dropped (kept in the in-memory tail only) and counted; the count is logged when
 //!   writing works again. Dropped entries leave a gap in `seq`, not a break in the chain.

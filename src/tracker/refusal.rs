@@ -90,8 +90,8 @@ impl Refusal {
         }
     }
 
-    /// The audit log cannot be written and the tracker fails closed (docs/security.md, "Audit
-    /// log"). Nothing of it goes to the audit log, which is what cannot be written.
+    /// The audit log cannot be written and the tracker fails closed (docs/security.md
+    /// 2.6). Nothing of it goes to the audit log, which is what cannot be written.
     pub fn audit_unavailable() -> Self {
         Refusal {
             kind: RefusalKind::Unavailable,

@@ -331,7 +331,7 @@ async fn read_body(body: Incoming, max: usize) -> Result<Bytes, Refusal> {
 }
 
 /// Answers a request; when one of its audit entries could not be recorded, a 503 instead
-/// (docs/security.md, "Audit log": the tracker fails closed by default).
+/// (docs/security.md 2.6: the tracker fails closed by default).
 async fn route(state: &State, remote: SocketAddr, req: hyper::Request<Incoming>) -> Response<Body> {
     // First, before any work: while the audit log cannot be written (and
     // audit_on_failure = "refuse") nothing is answered.
