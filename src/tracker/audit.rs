@@ -4,12 +4,12 @@
 //!
 //! Written off the request path. A request takes one lock: it numbers its entry, adds it to
 //! the in-memory tail and to a bounded queue, and wakes the writer thread only if that thread
-//! is parked (the first entry after a quiet spell) or its batch is full. A full queue makes
-//! requests wait (back-pressure), never drops an entry while the file can be written. After its first entry the writer
-//! lingers up to [`LINGER`] so that one wake-up, one encoding pass and one `write(2)` serve a
-//! whole batch instead of one entry each. The file is flushed after every batch, fsynced at
-//! most once a second while entries come in, once more a second after the last one, and at
-//! shutdown. A tracker killed with SIGKILL loses at most the entries queued in the last
+//! is parked (the first entry after a quiet spell) or its batch is full. While the file can be
+//! written, a full queue makes requests wait (back-pressure) and never drops an entry. After
+//! its first entry the writer lingers up to [`LINGER`] so that one wake-up, one encoding pass
+//! and one `write(2)` serve a whole batch instead of one entry each. Each batch is written
+//! (unbuffered: a batch is one buffer) as soon as it is taken; the file is fsynced at most once
+//! a second while entries come in, once more a second after the last one, and at shutdown. A tracker killed with SIGKILL loses at most the entries queued in the last
 //! [`LINGER`] (those are in memory only); a crash of the machine, the last second's.
 //!
 //! Each line carries `prev`, the SHA-256 (hex) of the line before it in the file, so that an
@@ -532,19 +532,24 @@ impl AuditLog {
             room.as_mut().enable();
             {
                 let q = shared.lock();
-                let admit = shared.admit(&q);
-                if let Admit::Wait = admit {
+                match shared.admit(&q) {
                     // Full: a lingering writer must start now (only when capacity < BATCH).
-                    shared.wake_if_waiting(q);
-                } else if let Admit::Refuse = admit {
-                    drop(q);
-                    shared.refused.fetch_add(1, Ordering::Relaxed);
-                    return Err(AuditUnavailable);
-                } else {
-                    // Cannot fail: the entry is taken only here, and then we return.
-                    let entry = entry.take().expect("an entry is recorded once");
-                    shared.push_now(q, entry);
-                    return Ok(());
+                    Admit::Wait => shared.wake_if_waiting(q),
+                    Admit::Refuse => {
+                        drop(q);
+                        shared.refused.fetch_add(1, Ordering::Relaxed);
+                        return Err(AuditUnavailable);
+                    }
+                    admit => {
+                        // Cannot fail: the entry is taken only here, and then we return.
+                        let entry = entry.take().expect("an entry is recorded once");
+                        if let Admit::Queue = admit {
+                            shared.push(q, entry, true);
+                        } else {
+                            shared.push_now(q, entry);
+                        }
+                        return Ok(());
+                    }
                 }
             }
             room.await;
