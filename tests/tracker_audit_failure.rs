@@ -17,6 +17,7 @@ use std::time::Duration;
 use common_tracker::*;
 use hyper::Method;
 use ivcsd::crypto::identity::CipherTarget;
+use ivcsd::types::KeyId;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, ChildStdout, Command};
 
@@ -146,6 +147,28 @@ async fn a_full_disk_under_the_audit_log_refuses_requests_until_there_is_room_ag
             .await
     };
     getcipher().await.ok();
+    // A second torrent, ready to publish (its pending key is stored while there is room).
+    let answer = t
+        .getcipher("u1", CipherTarget::New, key2048(), now(), &fresh_nonce())
+        .await
+        .ok();
+    let key_id = KeyId::from_slice(&answer.bytes("key id")).unwrap();
+    let second_key = key2048().unwrap_content_key(&answer.bytes("key")).unwrap();
+    let second_file = dir.path().join("second");
+    std::fs::write(&second_file, b"published only once it can be logged").unwrap();
+    let second = ivcsd::metainfo::create_encrypted(
+        &second_file,
+        &second_key,
+        key_id,
+        &format!("http://{addr}/announce"),
+        None,
+    )
+    .unwrap();
+    let second_hash = second.metainfo.info_hash;
+    let publish_second = async || {
+        t.post(&format!("/publish?{}", creds("u1")), second.bytes.clone())
+            .await
+    };
 
     // Full: the last page of audit.log may still take a few lines; then every request is
     // refused, and none of them is answered as if it were recorded.
@@ -161,6 +184,11 @@ async fn a_full_disk_under_the_audit_log_refuses_requests_until_there_is_room_ag
     assert_eq!(refused.status, 503);
     assert_eq!(refused.failure().as_deref(), Some(UNAVAILABLE));
     assert!(!String::from_utf8_lossy(&refused.body).contains("key"));
+    let refused = publish_second().await;
+    assert_eq!(
+        (refused.status, refused.failure().as_deref()),
+        (503, Some(UNAVAILABLE))
+    );
     let admin = t.admin(Method::GET, "torrents", "").await;
     assert_eq!(
         (admin.status, admin.failure().as_deref()),
@@ -177,6 +205,13 @@ async fn a_full_disk_under_the_audit_log_refuses_requests_until_there_is_room_ag
     let answer = getcipher().await.ok();
     let key = key2048().unwrap_content_key(&answer.bytes("key")).unwrap();
     assert_eq!(key.as_bytes(), p.key.as_bytes());
+    // The refused publish stored nothing; published now, it is.
+    let torrent_path = format!("/torrent?{}&info_hash={}", creds("u1"), enc(&second_hash.0));
+    let stored = || t.get(&torrent_path);
+    assert_eq!(stored().await.status, 404);
+    let published = publish_second().await.ok();
+    assert_eq!(published.bytes("info hash"), second_hash.0);
+    assert_eq!(stored().await.status, 200);
 
     ns.tell("stop").await;
     let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
