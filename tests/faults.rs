@@ -22,8 +22,8 @@ use common_peer::{
     assert_same_file, info_hash_of, publish, random_file, run_ok, set_authority, users,
 };
 use common_tracker::{
-    TestTracker, UserSpec, creds, enc, free_port, fresh_nonce, key2048, now, peer_command,
-    write_authority,
+    TestTracker, UserSpec, can_mount_tmpfs, creds, enc, free_port, fresh_nonce, key2048, now,
+    peer_command, write_authority,
 };
 use hyper::{Method, Uri};
 use ivcsd::bencode::Value;
@@ -493,19 +493,6 @@ async fn a_download_killed_ten_times_resumes_each_time_and_ends_identical() {
 
 // ---------------------------------------------------------------------------------------------
 // (c) A full disk.
-
-/// Whether this process may make a private mount namespace (unprivileged user namespaces).
-fn can_mount_tmpfs() -> Result<(), String> {
-    let probe = std::process::Command::new("unshare")
-        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
-        .arg("d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs \"$d\" && umount \"$d\" && rmdir \"$d\"")
-        .output();
-    match probe {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
-        Err(e) => Err(format!("cannot run unshare: {e}")),
-    }
-}
 
 /// Runs `download` in its own user and mount namespace with `small` on a 3 MiB tmpfs, then
 /// copies what it left there (files and resume record) to `saved` on the real disk.

@@ -272,16 +272,8 @@ async fn spawn_tracker(
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let uri: hyper::Uri = format!("http://{addr}/scrape?{}", creds("u1"))
-        .parse()
-        .unwrap();
-    for _ in 0..200 {
-        if ivcsd::http_client::get(&uri).await.is_ok() {
-            return (child, addr);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the tracker at {addr} never answered");
+    wait_until_answering(addr).await;
+    (child, addr)
 }
 
 /// SPEC 4.4: a publish that was answered survives the process being killed at once.

@@ -85,6 +85,10 @@ pub async fn handle(state: &State, req: &Request<'_>, path: &str) -> Response<Bo
         state.audit(req, endpoint, user, None, Err(&refusal)).await;
         return response::refusal(&refusal, RefusalStatus::ByKind);
     }
+    // A change is made only with its entry accepted: the place is taken first.
+    if let Err(response) = state.reserve_audit(req).await {
+        return response;
+    }
     let info_hash = query.info_hash().ok();
     match dispatch(state, req, &query, &auth, path).await {
         Ok((response, reason)) => {

@@ -4,12 +4,12 @@
 //!
 //! Written off the request path. A request takes one lock: it numbers its entry, adds it to
 //! the in-memory tail and to a bounded queue, and wakes the writer thread only if that thread
-//! is parked (the first entry after a quiet spell) or its batch is full. A full queue makes
-//! requests wait (back-pressure), never drops an entry. After its first entry the writer
-//! lingers up to [`LINGER`] so that one wake-up, one encoding pass and one `write(2)` serve a
-//! whole batch instead of one entry each. The file is flushed after every batch, fsynced at
-//! most once a second while entries come in, once more a second after the last one, and at
-//! shutdown. A tracker killed with SIGKILL loses at most the entries queued in the last
+//! is parked (the first entry after a quiet spell) or its batch is full. While the file can be
+//! written, a full queue makes requests wait (back-pressure) and never drops an entry. After
+//! its first entry the writer lingers up to [`LINGER`] so that one wake-up, one encoding pass
+//! and one `write(2)` serve a whole batch instead of one entry each. Each batch is written
+//! (unbuffered: a batch is one buffer) as soon as it is taken; the file is fsynced at most once
+//! a second while entries come in, once more a second after the last one, and at shutdown. A tracker killed with SIGKILL loses at most the entries queued in the last
 //! [`LINGER`] (those are in memory only); a crash of the machine, the last second's.
 //!
 //! Each line carries `prev`, the SHA-256 (hex) of the line before it in the file, so that an
@@ -25,19 +25,40 @@
 //! on across files: the new file's first `prev` is the hash of the old file's last line, so
 //! `ivcsd admin audit verify audit.log.1 audit.log` checks both and the seam between them.
 //!
+//! # When the file cannot be written
+//! A batch is written with one `write_all` of whole lines; when that fails (a full disk, EIO)
+//! the file is cut back to its length before the batch (`set_len`), so no partial line stays,
+//! `prev` stays the hash of the last line really in the file, and the writer keeps the batch
+//! and tries again after [`RETRY_FIRST`], doubling up to [`RETRY_MAX`]. It logs once when the
+//! failure starts (with the error) and once when writing works again (with how many entries
+//! waited); after that the chain runs on unbroken. While it fails, [`OnFailure`] decides:
+//! - `Refuse` (the default): [`AuditLog::record`] and [`AuditLog::reserve`] fail at once with
+//!   [`AuditUnavailable`] and the tracker refuses the request (503) instead of answering it.
+//!   SPEC 8 says nothing about a log that cannot be written; ivcsd fails closed, because a
+//!   deployment that promises that every decision is logged must not hand out content keys or
+//!   store torrents unrecorded (docs/security.md 2.6). Entries accepted before the failure are
+//!   kept and written later.
+//! - `Continue`: requests are answered; their entries wait in the queue, and once it is full
+//!   they are dropped (kept in the in-memory tail only) and counted; the count is logged when
+//!   writing works again. Dropped entries leave a gap in `seq`, not a break in the chain.
+//!
+//! Either way nothing grows without bound: the entries waiting (queued, reserved and held by
+//! the failing writer) never exceed `audit_queue`.
+//!
 //! Lock order: only one lock ([`Shared::queue`]); the writer never holds it while encoding,
 //! hashing or writing.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::types::InfoHash;
@@ -52,6 +73,10 @@ const BATCH: usize = 512;
 const LINGER: Duration = Duration::from_millis(2);
 /// Least time between two fsyncs.
 const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// First pause before writing a failed batch again; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+/// Longest pause between two attempts at a failed batch.
+const RETRY_MAX: Duration = Duration::from_secs(5);
 /// SHA-256 in lowercase hex, as `prev` carries it.
 type HexHash = [u8; 64];
 /// The chain's first `prev`.
@@ -68,6 +93,24 @@ pub enum AuditError {
     #[error("error starting the audit writer thread: {0}")]
     Thread(#[source] std::io::Error),
 }
+
+/// What the tracker does while the audit log cannot be written (config `audit_on_failure`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Refuse every request that would record an entry (fail closed).
+    #[default]
+    Refuse,
+    /// Answer anyway; entries wait in the bounded queue, and are dropped and counted when it
+    /// is full.
+    Continue,
+}
+
+/// The audit log cannot take an entry now: its file cannot be written (or its writer has
+/// stopped) and [`OnFailure::Refuse`] is in force. The request must be refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("audit log unavailable")]
+pub struct AuditUnavailable;
 
 /// Allowed or refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -120,6 +163,8 @@ enum WriterState {
     Lingering,
     /// Writing, or already woken: nobody needs to wake it.
     Busy,
+    /// Waiting to try a failed batch again: only a close or a reopen wakes it early.
+    Retrying,
     /// No writer: the log lives in memory only, or the writer thread has ended.
     Gone,
 }
@@ -138,6 +183,31 @@ struct Queue {
     closed: bool,
     /// Set by [`AuditLog::reopen`]: the writer opens the file's path again.
     reopen: bool,
+    /// Places taken by [`AuditSlot`]s not yet used; they count against the capacity.
+    reserved: usize,
+    /// Entries of a batch the writer failed to write and holds to try again; they count
+    /// against the capacity while the writer fails.
+    held: usize,
+    /// The writer's last attempt failed.
+    failing: bool,
+    /// Entries dropped since the failure began ([`OnFailure::Continue`], queue full).
+    dropped: u64,
+}
+
+/// What becomes of an entry offered to the log now.
+enum Admit {
+    /// Into the queue (and the tail).
+    Queue,
+    /// Into the tail only: the log lives in memory only.
+    TailOnly,
+    /// Into the tail only, and counted as dropped ([`OnFailure::Continue`] while failing).
+    Drop,
+    /// Into the tail only: the writer has stopped ([`OnFailure::Continue`]).
+    Lost,
+    /// Refused: [`AuditUnavailable`].
+    Refuse,
+    /// The queue is full and the writer works: wait for room.
+    Wait,
 }
 
 struct Shared {
@@ -152,10 +222,17 @@ struct Shared {
     wake_writer: Condvar,
     /// Wakes requests waiting for room; the writer notifies it after taking each batch.
     room: tokio::sync::Notify,
+    on_failure: OnFailure,
+    /// Whether requests are refused now (the writer fails, or has stopped, under
+    /// [`OnFailure::Refuse`]); read without the lock by [`AuditLog::check`].
+    refusing: AtomicBool,
+    /// Requests refused since the failure began (counted without the lock: most are refused
+    /// by [`AuditLog::check`]).
+    refused: AtomicU64,
 }
 
 impl Shared {
-    fn new(capacity: usize, to_file: bool) -> Shared {
+    fn new(capacity: usize, to_file: bool, on_failure: OnFailure) -> Shared {
         let capacity = capacity.max(1);
         Shared {
             queue: Mutex::new(Queue {
@@ -169,12 +246,74 @@ impl Shared {
                 },
                 closed: false,
                 reopen: false,
+                reserved: 0,
+                held: 0,
+                failing: false,
+                dropped: 0,
             }),
             capacity,
             batch: capacity.min(BATCH),
             to_file,
             wake_writer: Condvar::new(),
             room: tokio::sync::Notify::new(),
+            on_failure,
+            refusing: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// What becomes of one more entry (or reservation), given what `q` holds.
+    fn admit(&self, q: &Queue) -> Admit {
+        let room = q.pending.len() + q.reserved + q.held < self.capacity;
+        match (q.writer, self.on_failure) {
+            (WriterState::Gone, _) if !self.to_file => Admit::TailOnly,
+            (WriterState::Gone, OnFailure::Refuse) => Admit::Refuse,
+            (WriterState::Gone, OnFailure::Continue) => Admit::Lost,
+            _ if q.failing => match (self.on_failure, room) {
+                (OnFailure::Refuse, _) => Admit::Refuse,
+                (OnFailure::Continue, true) => Admit::Queue,
+                (OnFailure::Continue, false) => Admit::Drop,
+            },
+            _ if room => Admit::Queue,
+            _ => Admit::Wait,
+        }
+    }
+
+    /// Numbers `entry`, adds it to the tail and, with `queue`, to the writer's queue; then
+    /// wakes the writer if it waits for that. Consumes the guard.
+    fn push(&self, mut q: MutexGuard<'_, Queue>, entry: AuditEntry, queue: bool) -> u64 {
+        q.seq += 1;
+        let seq = q.seq;
+        let entry = Arc::new(AuditEntry { seq, ..entry });
+        if q.recent.len() == RECENT {
+            q.recent.pop_front();
+        }
+        q.recent.push_back(entry.clone());
+        if queue {
+            q.pending.push(entry);
+            self.wake_if_waiting(q);
+        }
+        seq
+    }
+
+    /// Places `entry` without waiting (an [`AuditSlot`] whose place was not counted): as
+    /// [`Admit`] says, with a full queue counted as dropped.
+    fn push_now(&self, mut q: MutexGuard<'_, Queue>, entry: AuditEntry) {
+        match self.admit(&q) {
+            Admit::Queue => {
+                self.push(q, entry, true);
+            }
+            Admit::TailOnly => {
+                self.push(q, entry, false);
+            }
+            Admit::Lost => {
+                let seq = self.push(q, entry, false);
+                tracing::error!("audit writer has stopped; entry {seq} not written");
+            }
+            Admit::Drop | Admit::Wait | Admit::Refuse => {
+                q.dropped += 1;
+                self.push(q, entry, false);
+            }
         }
     }
 
@@ -188,6 +327,7 @@ impl Shared {
         let wake = match q.writer {
             WriterState::Idle => true,
             WriterState::Lingering => q.closed || q.reopen || q.pending.len() >= self.batch,
+            WriterState::Retrying => q.closed || q.reopen,
             WriterState::Busy | WriterState::Gone => false,
         };
         if wake {
@@ -201,6 +341,43 @@ impl Shared {
 /// The request side of the audit log.
 pub struct AuditLog {
     shared: Arc<Shared>,
+}
+
+/// A place in the audit queue, taken by [`AuditLog::reserve`] before a change that must not
+/// happen unrecorded (a content key handed out, a torrent stored, an admin change): the entry
+/// that [`AuditSlot::record`] then adds cannot be refused. Dropped unused, it frees the place.
+#[must_use = "an unused slot only holds a place in the audit queue"]
+pub struct AuditSlot {
+    shared: Option<Arc<Shared>>,
+    /// Whether the place counts in [`Queue::reserved`] (not so when the log is memory-only,
+    /// its writer stopped, or it failed under [`OnFailure::Continue`] with a full queue).
+    counted: bool,
+}
+
+impl AuditSlot {
+    /// Records `entry` in the place taken; never waits, never fails.
+    pub fn record(mut self, entry: AuditEntry) {
+        // Cannot fail: only `record` and `drop` take it, and `record` consumes the slot.
+        let shared = self.shared.take().expect("a slot is used once");
+        let mut q = shared.lock();
+        if self.counted {
+            q.reserved -= 1;
+            shared.push(q, entry, true);
+        } else {
+            shared.push_now(q, entry);
+        }
+    }
+}
+
+impl Drop for AuditSlot {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take()
+            && self.counted
+        {
+            shared.lock().reserved -= 1;
+            shared.room.notify_waiters();
+        }
+    }
 }
 
 /// The writer thread; [`AuditWriter::finish`] waits for it to flush and fsync.
@@ -287,16 +464,21 @@ fn hex_hash(bytes: &[u8]) -> HexHash {
 
 impl AuditLog {
     /// Starts the audit log writing to `path` (appending), or an in-memory-only log when
-    /// `path` is `None`. At most `queue` entries wait for the writer.
+    /// `path` is `None`. At most `queue` entries wait for the writer; `on_failure` says what
+    /// happens while the file cannot be written.
     ///
     /// # Errors
     /// The file cannot be opened, or the thread cannot start.
-    pub fn start(path: Option<&Path>, queue: usize) -> Result<(AuditLog, AuditWriter), AuditError> {
+    pub fn start(
+        path: Option<&Path>,
+        queue: usize,
+        on_failure: OnFailure,
+    ) -> Result<(AuditLog, AuditWriter), AuditError> {
         let Some(path) = path else {
-            let shared = Arc::new(Shared::new(queue, false));
+            let shared = Arc::new(Shared::new(queue, false, on_failure));
             return Ok((AuditLog { shared }, AuditWriter(None)));
         };
-        let (log, writer) = Self::open(path, queue)?;
+        let (log, writer) = Self::open(path, queue, on_failure)?;
         let thread = std::thread::Builder::new()
             .name("tracker-audit".into())
             .spawn(move || writer.run())
@@ -305,7 +487,11 @@ impl AuditLog {
     }
 
     /// Opens the file and continues its chain; the writer is returned to be run.
-    fn open(path: &Path, queue: usize) -> Result<(AuditLog, WriteLoop), AuditError> {
+    fn open(
+        path: &Path,
+        queue: usize,
+        on_failure: OnFailure,
+    ) -> Result<(AuditLog, WriteLoop), AuditError> {
         let open = |source| AuditError::Open {
             path: path.to_owned(),
             source,
@@ -318,52 +504,112 @@ impl AuditLog {
             .map_err(open)?;
         cut_torn_tail(path, &mut file).map_err(open)?;
         let prev = last_line_hash(&mut file).map_err(open)?;
-        let shared = Arc::new(Shared::new(queue, true));
+        let len = file.seek(SeekFrom::End(0)).map_err(open)?;
+        let shared = Arc::new(Shared::new(queue, true, on_failure));
         let writer = WriteLoop {
             shared: shared.clone(),
             path: path.to_owned(),
             file,
+            len,
             prev,
         };
         Ok((AuditLog { shared }, writer))
     }
 
-    /// Records an entry (its `seq` is assigned here). Waits while the queue is full.
-    pub async fn record(&self, entry: AuditEntry) {
+    /// Records an entry (its `seq` is assigned here). Waits while the queue is full and the
+    /// writer works; while it fails, see [`OnFailure`].
+    ///
+    /// # Errors
+    /// [`AuditUnavailable`] under [`OnFailure::Refuse`] while the file cannot be written: the
+    /// entry is not recorded, and the request must be refused.
+    pub async fn record(&self, entry: AuditEntry) -> Result<(), AuditUnavailable> {
         let shared = &*self.shared;
+        let mut entry = Some(entry);
         loop {
             // Registered before looking, so that room made after the look still wakes us.
             let room = shared.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
             {
-                let mut q = shared.lock();
-                let writing = q.writer != WriterState::Gone;
-                if !writing || q.pending.len() < shared.capacity {
-                    q.seq += 1;
-                    let entry = Arc::new(AuditEntry {
-                        seq: q.seq,
-                        ..entry
-                    });
-                    if q.recent.len() == RECENT {
-                        q.recent.pop_front();
-                    }
-                    q.recent.push_back(entry.clone());
-                    if writing {
-                        q.pending.push(entry);
-                        shared.wake_if_waiting(q);
-                    } else if shared.to_file {
-                        let seq = q.seq;
+                let q = shared.lock();
+                match shared.admit(&q) {
+                    // Full: a lingering writer must start now (only when capacity < BATCH).
+                    Admit::Wait => shared.wake_if_waiting(q),
+                    Admit::Refuse => {
                         drop(q);
-                        tracing::error!("audit writer has stopped; entry {seq} not written");
+                        shared.refused.fetch_add(1, Ordering::Relaxed);
+                        return Err(AuditUnavailable);
                     }
-                    return;
+                    admit => {
+                        // Cannot fail: the entry is taken only here, and then we return.
+                        let entry = entry.take().expect("an entry is recorded once");
+                        if let Admit::Queue = admit {
+                            shared.push(q, entry, true);
+                        } else {
+                            shared.push_now(q, entry);
+                        }
+                        return Ok(());
+                    }
                 }
-                // Full: a lingering writer must start now (only when capacity < BATCH).
-                shared.wake_if_waiting(q);
             }
             room.await;
         }
+    }
+
+    /// Takes a place in the queue for an entry to be recorded after a change that must not
+    /// happen unrecorded; waits while the queue is full and the writer works.
+    ///
+    /// # Errors
+    /// [`AuditUnavailable`] as [`AuditLog::record`].
+    pub async fn reserve(&self) -> Result<AuditSlot, AuditUnavailable> {
+        let shared = &self.shared;
+        loop {
+            let room = shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut q = shared.lock();
+                match shared.admit(&q) {
+                    // Full: a lingering writer must start now.
+                    Admit::Wait => shared.wake_if_waiting(q),
+                    Admit::Refuse => {
+                        drop(q);
+                        shared.refused.fetch_add(1, Ordering::Relaxed);
+                        return Err(AuditUnavailable);
+                    }
+                    admit => {
+                        let counted = matches!(admit, Admit::Queue);
+                        if counted {
+                            q.reserved += 1;
+                        }
+                        return Ok(AuditSlot {
+                            shared: Some(shared.clone()),
+                            counted,
+                        });
+                    }
+                }
+            }
+            room.await;
+        }
+    }
+
+    /// Whether requests are refused now: the file cannot be written (or the writer has
+    /// stopped) under [`OnFailure::Refuse`].
+    pub fn is_refusing(&self) -> bool {
+        self.shared.refusing.load(Ordering::Acquire)
+    }
+
+    /// Refuses (and counts) a request at once while [`AuditLog::is_refusing`]; costs one
+    /// atomic load otherwise, so the server asks it first, before any work.
+    ///
+    /// # Errors
+    /// [`AuditUnavailable`]: the request must be refused.
+    pub fn check(&self) -> Result<(), AuditUnavailable> {
+        if self.is_refusing() {
+            self.shared.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(AuditUnavailable);
+        }
+        Ok(())
     }
 
     /// Entries with `seq > since`, oldest first, at most `limit` (the newest ones).
@@ -413,19 +659,31 @@ struct WriteLoop {
     shared: Arc<Shared>,
     path: PathBuf,
     file: File,
+    /// Length of the file up to the end of its last whole line written by us: where a failed
+    /// batch is cut back to.
+    len: u64,
     /// Hash of the last line in the file.
     prev: HexHash,
 }
 
 /// Marks the writer gone when its thread ends, by return or by panic, so that requests
-/// waiting for room stop waiting (and report their entry unwritten).
+/// waiting for room stop waiting (and report their entry unwritten, or are refused).
 struct GoneOnDrop(Arc<Shared>);
 
 impl Drop for GoneOnDrop {
     fn drop(&mut self) {
         self.0.lock().writer = WriterState::Gone;
+        if self.0.on_failure == OnFailure::Refuse {
+            self.0.refusing.store(true, Ordering::Release);
+        }
         self.0.room.notify_waiters();
     }
+}
+
+/// A failure of the writer that has not ended yet.
+struct Failure {
+    /// Pause before the next attempt.
+    backoff: Duration,
 }
 
 impl WriteLoop {
@@ -433,75 +691,245 @@ impl WriteLoop {
         let WriteLoop {
             shared,
             path,
-            file,
+            mut file,
+            mut len,
             mut prev,
         } = self;
         let _gone = GoneOnDrop(shared.clone());
-        let mut out = BufWriter::with_capacity(64 * 1024, file);
         let mut last_sync = Instant::now();
         let mut unsynced = false;
         let mut batch = Vec::with_capacity(shared.batch);
-        let mut line = Vec::with_capacity(512);
+        // The encoded batch: at most BATCH lines of a few hundred bytes.
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let mut failure: Option<Failure> = None;
+        // A failed attempt may have left part of a batch that could not be cut off yet.
+        let mut torn = false;
+        // Set once the log is closed while the writer fails: the next failure is the last.
+        let mut last_attempt = false;
         loop {
-            let sync_due = unsynced.then(|| last_sync + SYNC_INTERVAL);
-            match next_batch(&shared, &mut batch, sync_due) {
-                Next::Stop => break,
-                Next::Sync => {
-                    if let Err(e) = out.get_ref().sync_data() {
-                        tracing::error!("error syncing audit log: {e}");
-                    }
-                    last_sync = Instant::now();
-                    unsynced = false;
-                    continue;
-                }
-                Next::Reopen => {
-                    let reopened = out
-                        .flush()
-                        .and_then(|()| out.get_ref().sync_all())
-                        .and_then(|()| OpenOptions::new().create(true).append(true).open(&path));
-                    match reopened {
-                        Ok(file) => {
-                            out = BufWriter::with_capacity(64 * 1024, file);
-                            tracing::info!("audit log {} reopened", path.display());
+            if batch.is_empty() {
+                let sync_due = unsynced.then(|| last_sync + SYNC_INTERVAL);
+                match next_batch(&shared, &mut batch, sync_due) {
+                    Next::Stop => break,
+                    Next::Sync => {
+                        if let Err(e) = file.sync_data() {
+                            tracing::error!("error syncing audit log: {e}");
                         }
-                        // Keep writing to the file we have: nothing is lost.
-                        Err(e) => tracing::error!(
-                            "error reopening audit log {}: {e}; still writing to the old file",
-                            path.display()
-                        ),
+                        last_sync = Instant::now();
+                        unsynced = false;
+                        continue;
                     }
-                    last_sync = Instant::now();
-                    unsynced = false;
-                    continue;
+                    Next::Reopen => {
+                        reopen(&path, &mut file, &mut len, &mut torn);
+                        last_sync = Instant::now();
+                        unsynced = false;
+                        continue;
+                    }
+                    Next::Write => {}
                 }
-                Next::Write => {}
+                shared.room.notify_waiters();
             }
-            shared.room.notify_waiters();
-            for entry in batch.drain(..) {
-                line.clear();
-                encode_line(&mut line, &entry, &prev);
-                prev = hex_hash(&line);
-                line.push(b'\n');
-                if let Err(e) = out.write_all(&line) {
-                    tracing::error!("error writing audit log: {e}");
+            match write_batch(&file, len, prev, &batch, &mut buf, &mut torn) {
+                Ok((written, last)) => {
+                    len += written;
+                    prev = last;
+                    if failure.take().is_some() {
+                        recovered(&shared, batch.len());
+                    }
+                    batch.clear();
+                    unsynced = true;
+                    if last_sync.elapsed() >= SYNC_INTERVAL {
+                        if let Err(e) = file.sync_data() {
+                            tracing::error!("error syncing audit log: {e}");
+                        }
+                        last_sync = Instant::now();
+                        unsynced = false;
+                    }
                 }
-            }
-            if let Err(e) = out.flush() {
-                tracing::error!("error flushing audit log: {e}");
-            }
-            unsynced = true;
-            if last_sync.elapsed() >= SYNC_INTERVAL {
-                if let Err(e) = out.get_ref().sync_data() {
-                    tracing::error!("error syncing audit log: {e}");
+                Err(e) => {
+                    let backoff = match &failure {
+                        None => {
+                            tracing::error!(
+                                "error writing audit log {}: {e}; {} entries wait, retrying \
+                                 every {RETRY_FIRST:?} to {RETRY_MAX:?}{}",
+                                path.display(),
+                                batch.len(),
+                                match shared.on_failure {
+                                    OnFailure::Refuse => "; refusing requests meanwhile",
+                                    OnFailure::Continue => "; still answering requests",
+                                }
+                            );
+                            RETRY_FIRST
+                        }
+                        Some(f) => f.backoff,
+                    };
+                    failure = Some(Failure {
+                        backoff: (backoff * 2).min(RETRY_MAX),
+                    });
+                    match wait_to_retry(&shared, batch.len(), backoff) {
+                        Retry::Now => {}
+                        Retry::Reopen => reopen(&path, &mut file, &mut len, &mut torn),
+                        // Shutting down: one last attempt, without waiting.
+                        Retry::Closed if !last_attempt => last_attempt = true,
+                        Retry::Closed => {
+                            let lost = batch.len() + shared.lock().pending.len();
+                            tracing::error!(
+                                "audit log {} still cannot be written at shutdown: {lost} \
+                                 entries lost",
+                                path.display()
+                            );
+                            break;
+                        }
+                    }
                 }
-                last_sync = Instant::now();
-                unsynced = false;
             }
         }
-        if let Err(e) = out.flush().and_then(|()| out.get_ref().sync_all()) {
+        if let Err(e) = file.sync_all() {
             tracing::error!("error syncing audit log at shutdown: {e}");
         }
     }
+}
+
+/// Writes `batch` as whole lines chained from `prev` at the end of the file (length `len`),
+/// all or nothing: a failed write is cut back to `len`. Returns the bytes written and the
+/// hash of the last line. `torn` says that an earlier attempt could not be cut back.
+fn write_batch(
+    file: &File,
+    len: u64,
+    prev: HexHash,
+    batch: &[Arc<AuditEntry>],
+    buf: &mut Vec<u8>,
+    torn: &mut bool,
+) -> std::io::Result<(u64, HexHash)> {
+    if *torn {
+        file.set_len(len)?;
+        *torn = false;
+    }
+    buf.clear();
+    let mut last = prev;
+    for entry in batch {
+        let start = buf.len();
+        encode_line(buf, entry, &last);
+        last = hex_hash(&buf[start..]);
+        buf.push(b'\n');
+    }
+    // One write(2) in the common case; on ENOSPC part of it may have landed (O_APPEND).
+    if let Err(e) = (&*file).write_all(buf) {
+        *torn = file.set_len(len).is_err();
+        return Err(e);
+    }
+    Ok((buf.len() as u64, last))
+}
+
+/// Flushes and fsyncs the file and opens its path again (rotation). When the new file cannot
+/// be opened, writing goes on to the old one: nothing is lost.
+fn reopen(path: &Path, file: &mut File, len: &mut u64, torn: &mut bool) {
+    if *torn && file.set_len(*len).is_ok() {
+        *torn = false;
+    }
+    if let Err(e) = file.sync_all() {
+        tracing::error!(
+            "error syncing audit log {} before reopening: {e}",
+            path.display()
+        );
+    }
+    let reopened = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
+        .and_then(|f| Ok((f.metadata()?.len(), f)));
+    match reopened {
+        Ok((new_len, new_file)) if !*torn => {
+            *file = new_file;
+            *len = new_len;
+            tracing::info!("audit log {} reopened", path.display());
+        }
+        // A torn tail that cannot be cut stays the old file's problem only when we keep it.
+        Ok(_) => tracing::error!(
+            "audit log {}: a failed write could not be cut back; still writing to the old file",
+            path.display()
+        ),
+        Err(e) => tracing::error!(
+            "error reopening audit log {}: {e}; still writing to the old file",
+            path.display()
+        ),
+    }
+}
+
+/// What the failing writer does after its pause.
+enum Retry {
+    /// Try the batch again.
+    Now,
+    /// The operator asked for a reopen (rotation, perhaps to make room): reopen, then try.
+    Reopen,
+    /// The log is closed (shutdown): one last attempt at most.
+    Closed,
+}
+
+/// Marks the writer failing (holding `held` entries) and waits `backoff`, or less when the
+/// log is closed or reopened.
+fn wait_to_retry(shared: &Shared, held: usize, backoff: Duration) -> Retry {
+    let mut q = shared.lock();
+    if !q.failing {
+        q.failing = true;
+        q.dropped = 0;
+        shared.refused.store(0, Ordering::Relaxed);
+        if shared.on_failure == OnFailure::Refuse {
+            shared.refusing.store(true, Ordering::Release);
+        }
+        // Requests waiting for room must not wait for a disk that is full: under "refuse"
+        // they are refused now, under "continue" their entries are dropped.
+        drop(q);
+        shared.room.notify_waiters();
+        q = shared.lock();
+    }
+    q.held = held;
+    let deadline = Instant::now() + backoff;
+    loop {
+        if q.closed {
+            q.writer = WriterState::Busy;
+            return Retry::Closed;
+        }
+        if q.reopen {
+            q.reopen = false;
+            q.writer = WriterState::Busy;
+            return Retry::Reopen;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            q.writer = WriterState::Busy;
+            return Retry::Now;
+        }
+        q.writer = WriterState::Retrying;
+        q = shared
+            .wake_writer
+            .wait_timeout(q, deadline - now)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+}
+
+/// The failing writer has written its held batch: requests are served again; logs how many
+/// entries waited and how many were refused or dropped meanwhile.
+fn recovered(shared: &Shared, held: usize) {
+    let (waited, dropped, refused) = {
+        let mut q = shared.lock();
+        q.failing = false;
+        q.held = 0;
+        shared.refusing.store(false, Ordering::Release);
+        (
+            held + q.pending.len(),
+            std::mem::take(&mut q.dropped),
+            shared.refused.swap(0, Ordering::Relaxed),
+        )
+    };
+    // Room again for requests that waited (Continue) or for reservations.
+    shared.room.notify_waiters();
+    tracing::warn!(
+        "audit log writable again: {waited} entries that waited are written; {refused} \
+         requests were refused and {dropped} entries dropped meanwhile"
+    );
 }
 
 /// Waits for entries and moves them into `batch` (empty on entry): parks until the first one
@@ -777,9 +1205,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(AUDIT_FILE);
         for round in 0..2 {
-            let (log, writer) = AuditLog::start(Some(&path), 4).unwrap();
+            let (log, writer) = AuditLog::start(Some(&path), 4, OnFailure::Refuse).unwrap();
             for i in 0..10 {
-                log.record(entry(&format!("r{round}-{i}"))).await;
+                log.record(entry(&format!("r{round}-{i}"))).await.unwrap();
             }
             assert_eq!(log.recent(8, 100).len(), 2);
             assert_eq!(log.recent(0, 3)[0].seq, 8);
@@ -836,13 +1264,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(AUDIT_FILE);
         let rotated = dir.path().join("audit.log.1");
-        let (log, writer) = AuditLog::start(Some(&path), 4).unwrap();
+        let (log, writer) = AuditLog::start(Some(&path), 4, OnFailure::Refuse).unwrap();
         for i in 0..5 {
-            log.record(entry(&format!("old-{i}"))).await;
+            log.record(entry(&format!("old-{i}"))).await.unwrap();
         }
         // Reopening the same path (nothing renamed) carries on in the same file.
         log.reopen();
-        log.record(entry("same-file")).await;
+        log.record(entry("same-file")).await.unwrap();
         // Wait for the writer to have written all six before renaming.
         for _ in 0..500 {
             if std::fs::read_to_string(&path).unwrap().lines().count() == 6 {
@@ -853,7 +1281,7 @@ mod tests {
         std::fs::rename(&path, &rotated).unwrap();
         log.reopen();
         for i in 0..4 {
-            log.record(entry(&format!("new-{i}"))).await;
+            log.record(entry(&format!("new-{i}"))).await.unwrap();
         }
         finish(log, writer).await;
         let old = std::fs::read_to_string(&rotated).unwrap();
@@ -877,9 +1305,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(AUDIT_FILE);
         for torn in [None, Some(&b"{\"seq\":3,\"time_ms\":1,\"sou"[..])] {
-            let (log, writer) = AuditLog::start(Some(&path), 4).unwrap();
+            let (log, writer) = AuditLog::start(Some(&path), 4, OnFailure::Refuse).unwrap();
             for i in 0..3 {
-                log.record(entry(&format!("r{i}"))).await;
+                log.record(entry(&format!("r{i}"))).await.unwrap();
             }
             finish(log, writer).await;
             if let Some(torn) = torn {
@@ -888,8 +1316,8 @@ mod tests {
                 f.write_all(torn).unwrap();
             }
         }
-        let (log, writer) = AuditLog::start(Some(&path), 4).unwrap();
-        log.record(entry("after the crash")).await;
+        let (log, writer) = AuditLog::start(Some(&path), 4, OnFailure::Refuse).unwrap();
+        log.record(entry("after the crash")).await.unwrap();
         finish(log, writer).await;
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(verify_chain(&text), Ok(7), "{text}");
@@ -977,7 +1405,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(AUDIT_FILE);
         // The writer is not running yet: the queue of 2 fills up.
-        let (log, writer) = AuditLog::open(&path, 2).unwrap();
+        let (log, writer) = AuditLog::open(&path, 2, OnFailure::Refuse).unwrap();
         let mut cx = Context::from_waker(Waker::noop());
         for i in 0..2 {
             let mut first = std::pin::pin!(log.record(entry(&format!("queued {i}"))));
@@ -995,7 +1423,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            third.await;
+            third.await.unwrap();
             log.close();
         });
         thread.join().unwrap();
@@ -1010,14 +1438,16 @@ mod tests {
         const EACH: usize = 300;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(AUDIT_FILE);
-        let (log, writer) = AuditLog::start(Some(&path), 3).unwrap();
+        let (log, writer) = AuditLog::start(Some(&path), 3, OnFailure::Refuse).unwrap();
         let log = Arc::new(log);
         let tasks: Vec<_> = (0..TASKS)
             .map(|t| {
                 let log = log.clone();
                 tokio::spawn(async move {
                     for i in 0..EACH {
-                        log.record(entry(&format!("task {t} entry {i}"))).await;
+                        log.record(entry(&format!("task {t} entry {i}")))
+                            .await
+                            .unwrap();
                     }
                 })
             })
@@ -1041,9 +1471,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_memory_only_log_keeps_the_tail() {
-        let (log, writer) = AuditLog::start(None, 4).unwrap();
+        let (log, writer) = AuditLog::start(None, 4, OnFailure::Refuse).unwrap();
         for i in 0..(RECENT + 5) {
-            log.record(entry(&format!("e{i}"))).await;
+            log.record(entry(&format!("e{i}"))).await.unwrap();
         }
         let all = log.recent(0, usize::MAX);
         assert_eq!(all.len(), RECENT);
@@ -1051,6 +1481,264 @@ mod tests {
         assert_eq!(all.last().unwrap().reason, format!("e{}", RECENT + 4));
         assert!(log.recent((RECENT + 5) as u64, 10).is_empty());
         finish(log, writer).await;
+    }
+
+    /// Waits (up to 10 s) until `f` holds.
+    async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+        for _ in 0..1000 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what} did not happen within 10 s");
+    }
+
+    /// A writer on /dev/full, where every write fails (ENOSPC) for ever: with "refuse" the log
+    /// refuses entries and reservations once the writer fails, keeps the ones it accepted, and
+    /// still closes (shutdown does not hang on a dead disk); with "continue" it never refuses
+    /// and counts what does not fit in the queue as dropped.
+    #[tokio::test]
+    async fn a_log_that_cannot_be_written_refuses_or_drops_and_still_closes() {
+        let full = Path::new("/dev/full");
+        let Ok(file) = OpenOptions::new().append(true).open(full) else {
+            eprintln!("skipping: no /dev/full here");
+            return;
+        };
+        for on_failure in [OnFailure::Refuse, OnFailure::Continue] {
+            let shared = Arc::new(Shared::new(3, true, on_failure));
+            let log = AuditLog {
+                shared: shared.clone(),
+            };
+            let writer = WriteLoop {
+                shared,
+                path: full.to_owned(),
+                file: file.try_clone().unwrap(),
+                len: 0,
+                prev: GENESIS,
+            };
+            let writer = AuditWriter(Some(std::thread::spawn(move || writer.run())));
+            let reserved = log.reserve().await.unwrap();
+            log.record(entry("accepted before the failure"))
+                .await
+                .unwrap();
+            eventually("the writer failing", || log.shared.lock().failing).await;
+            let reserved = (on_failure == OnFailure::Refuse).then_some(reserved);
+            assert_eq!(log.is_refusing(), on_failure == OnFailure::Refuse);
+            match on_failure {
+                OnFailure::Refuse => {
+                    assert_eq!(log.record(entry("refused")).await, Err(AuditUnavailable));
+                    assert!(log.reserve().await.is_err());
+                    assert_eq!(log.check(), Err(AuditUnavailable));
+                    // A place taken before the failure is honoured: its entry is accepted.
+                    reserved
+                        .unwrap()
+                        .record(entry("reserved before the failure"));
+                    assert_eq!(log.shared.refused.load(Ordering::Relaxed), 3);
+                    let q = log.shared.lock();
+                    assert_eq!((q.held, q.pending.len(), q.reserved), (1, 1, 0));
+                }
+                OnFailure::Continue => {
+                    // One held by the writer, two fit in the queue of 3, the rest are dropped:
+                    // recording never waits on a dead disk.
+                    for i in 0..5 {
+                        log.record(entry(&format!("kept or dropped {i}")))
+                            .await
+                            .unwrap();
+                    }
+                    let slot = log.reserve().await.unwrap();
+                    slot.record(entry("reserved while full"));
+                    let q = log.shared.lock();
+                    assert_eq!((q.held, q.pending.len(), q.dropped), (1, 2, 4));
+                    // every entry is still in the admin tail, with its own seq
+                    assert_eq!(q.recent.len(), 7);
+                }
+            }
+            tokio::time::timeout(Duration::from_secs(10), finish(log, writer))
+                .await
+                .expect("closing a log whose disk is full hung");
+        }
+    }
+
+    /// Runs the calling test again in a fresh process of this test binary, inside a private
+    /// user and mount namespace (`unshare -rm`, as tests/faults.rs does) with a 64 KiB tmpfs
+    /// mounted on a temporary directory, and returns `None`; in that process, returns the
+    /// directory. Prints "skipping" and returns `None` where no such namespace can be made.
+    fn on_small_tmpfs(test: &str) -> Option<PathBuf> {
+        const VAR: &str = "IVCSD_AUDIT_TEST_TMPFS";
+        const INNER: &str = "inner test process started";
+        if let Some(dir) = std::env::var_os(VAR) {
+            println!("{INNER}");
+            return Some(dir.into());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+            .arg("mount -t tmpfs -o size=64k tmpfs \"$1\" || exit 99; shift; exec \"$@\"")
+            .arg("sh")
+            .arg(dir.path())
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(VAR, dir.path())
+            .output();
+        match out {
+            Ok(out) if String::from_utf8_lossy(&out.stdout).contains(INNER) => {
+                assert!(
+                    out.status.success(),
+                    "{}\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(out) if String::from_utf8_lossy(&out.stdout).contains("running 0 tests") => {
+                panic!("no test {test} in this binary: its name in on_small_tmpfs is stale")
+            }
+            Ok(out) => eprintln!(
+                "skipping: no private tmpfs mount here ({})",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => eprintln!("skipping: cannot run unshare: {e}"),
+        }
+        None
+    }
+
+    /// A real full disk that frees up again: the batch that hit ENOSPC half way is cut back
+    /// (no partial line), and once space is freed the waiting entries land in order and the
+    /// chain verifies across the gap. With "refuse", `record` and `reserve` refuse while the
+    /// writer fails; with "continue" they never do, and what does not fit in the queue is
+    /// dropped and counted (a gap in `seq`, none in the chain).
+    #[test]
+    fn a_full_disk_cuts_the_torn_batch_and_recovers_with_the_chain_intact() {
+        let Some(dir) = on_small_tmpfs(
+            "tracker::audit::tests::\
+             a_full_disk_cuts_the_torn_batch_and_recovers_with_the_chain_intact",
+        ) else {
+            return;
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            full_disk_round(&dir, OnFailure::Refuse).await;
+            full_disk_round(&dir, OnFailure::Continue).await;
+        });
+    }
+
+    /// One round of [`a_full_disk_cuts_the_torn_batch_and_recovers_with_the_chain_intact`] in
+    /// `dir` (a 64 KiB tmpfs), which it leaves empty.
+    async fn full_disk_round(dir: &Path, on_failure: OnFailure) {
+        let path = dir.join(AUDIT_FILE);
+        let lines = || std::fs::read_to_string(&path).unwrap().lines().count();
+        let capacity = match on_failure {
+            OnFailure::Refuse => 64,
+            OnFailure::Continue => 4,
+        };
+        let (log, writer) = AuditLog::start(Some(&path), capacity, on_failure).unwrap();
+        let mut recorded = Vec::new();
+        for i in 0..5 {
+            recorded.push(format!("before {i}"));
+            log.record(entry(&recorded[i])).await.unwrap();
+        }
+        eventually("the first lines written", || lines() == 5).await;
+        // Fill the disk; the log's last page keeps some room, less than one long line.
+        let filler = dir.join("filler");
+        let mut fill = File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while fill.write_all(&block).is_ok() {}
+        let _ = fill.write_all(&block[..1]);
+        drop(fill);
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert_ne!(len % 4096, 0, "no room left in the log's last page");
+        // A line longer than a page: its write stops part way with ENOSPC.
+        let long = |i: usize| format!("long entry {i} {}", "x".repeat(5000));
+        let mut failed = false;
+        for i in 0..200 {
+            match log.record(entry(&long(i))).await {
+                Ok(()) => recorded.push(long(i)),
+                Err(AuditUnavailable) => {
+                    assert_eq!(on_failure, OnFailure::Refuse);
+                    failed = true;
+                    break;
+                }
+            }
+            if on_failure == OnFailure::Continue && log.shared.lock().failing {
+                failed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(failed, "the writer never failed on a full disk");
+        let dropped = match on_failure {
+            OnFailure::Refuse => {
+                assert!(log.is_refusing());
+                assert!(log.reserve().await.is_err());
+                0
+            }
+            OnFailure::Continue => {
+                // Never refused, never waiting: past the queue's capacity entries are dropped.
+                assert!(!log.is_refusing());
+                for i in 0..10 {
+                    recorded.push(format!("while failing {i}"));
+                    log.record(entry(recorded.last().unwrap())).await.unwrap();
+                }
+                let dropped = log.shared.lock().dropped;
+                assert!(dropped >= 6, "{dropped} dropped");
+                dropped
+            }
+        };
+        // The torn batch was cut back: whole lines only, and the chain holds. (Polled: a
+        // retry that happens to run now writes part of a line for a moment before cutting it;
+        // a torn tail that stays is never seen whole.)
+        eventually("the torn batch cut back", || {
+            let text = std::fs::read_to_string(&path).unwrap();
+            text.len() as u64 == len && text.ends_with('\n')
+        })
+        .await;
+        assert_eq!(
+            verify_chain(&std::fs::read_to_string(&path).unwrap()),
+            Ok(5)
+        );
+
+        // Space again: the writer's next attempt succeeds, requests are served again.
+        std::fs::remove_file(&filler).unwrap();
+        eventually("the writer recovering", || !log.shared.lock().failing).await;
+        assert!(!log.is_refusing());
+        for i in 0..3 {
+            recorded.push(format!("after {i}"));
+            log.record(entry(recorded.last().unwrap())).await.unwrap();
+        }
+        finish(log, writer).await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let written = recorded.len() - dropped as usize;
+        assert_eq!(verify_chain(&text), Ok(written), "{text}");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let reasons: Vec<&str> = lines
+            .iter()
+            .map(|v| v["reason"].as_str().unwrap())
+            .collect();
+        // In order: the reasons written are the ones recorded, less the dropped ones, and
+        // `seq` says where entries were dropped.
+        let mut kept = recorded
+            .iter()
+            .map(String::as_str)
+            .filter(|r| reasons.contains(r));
+        assert!(
+            reasons.iter().all(|r| kept.next() == Some(*r)),
+            "{reasons:?}"
+        );
+        let seqs: Vec<u64> = lines.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(
+            seqs.last().copied(),
+            Some(recorded.len() as u64),
+            "dropped entries keep their seq"
+        );
+        assert!(written > 8, "no entry waited for the disk");
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

@@ -13,6 +13,8 @@ use serde::Deserialize;
 
 use crate::types::Authority;
 
+use super::audit::OnFailure;
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -113,8 +115,15 @@ pub struct Config {
 
     /// Write the audit log (`audit.log` in the data directory).
     pub audit: bool,
-    /// Audit entries waiting to be written; a full queue slows requests down, never drops.
+    /// Audit entries waiting to be written; a full queue slows requests down, never drops
+    /// while the log can be written. It also bounds what waits while it cannot.
     pub audit_queue: usize,
+    /// What the tracker does while the audit log cannot be written (a full disk, EIO):
+    /// `"refuse"` (the default) answers every request 503 "audit log unavailable; try again
+    /// later" until writing works again, so that no key is handed out and no torrent stored
+    /// unrecorded; `"continue"` answers anyway, keeps entries in the `audit_queue` and drops
+    /// (and counts) those beyond it. SPEC 8 leaves this open; ivcsd fails closed by default.
+    pub audit_on_failure: OnFailure,
 }
 
 impl Default for Config {
@@ -155,6 +164,7 @@ impl Default for Config {
             authority_poll_secs: 2,
             audit: true,
             audit_queue: 4096,
+            audit_on_failure: OnFailure::Refuse,
         }
     }
 }
@@ -277,6 +287,15 @@ mod tests {
         assert_eq!(c.nonce_window_secs, 300);
         assert_eq!(c.pending_key_ttl_secs, 86_400);
         assert_eq!(c.peer_ttl(), Duration::from_secs(3600));
+        assert_eq!(c.audit_on_failure, OnFailure::Refuse);
+    }
+
+    #[test]
+    fn audit_on_failure_takes_refuse_or_continue() {
+        let c = Config::from_toml("audit_on_failure = \"continue\"").unwrap();
+        assert_eq!(c.audit_on_failure, OnFailure::Continue);
+        let c = Config::from_toml("audit_on_failure = \"refuse\"").unwrap();
+        assert_eq!(c.audit_on_failure, OnFailure::Refuse);
     }
 
     #[test]

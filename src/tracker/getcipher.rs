@@ -195,6 +195,10 @@ pub async fn handle_query(
         Ok(auth) => auth,
         Err(response) => return response,
     };
+    // A key goes out only with its entry accepted: the place is taken before any key work.
+    if let Err(response) = state.reserve_audit(req).await {
+        return response;
+    }
     let user = Some(auth.username());
     match getcipher(state, query, &auth).await {
         Ok((key_id, wrapped, reason)) => {

@@ -39,11 +39,12 @@ pub mod swarm;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::types::InfoHash;
 
-use audit::{AuditEntry, AuditLog, Decision};
+use audit::{AuditEntry, AuditLog, AuditSlot, Decision};
 use authority::AuthoritySource;
 use clock::Clock;
 use config::Config;
@@ -107,6 +108,36 @@ pub struct Request<'a> {
     pub method: &'a hyper::Method,
     /// The body, already read within `max_torrent_bytes` (empty for GET).
     pub body: bytes::Bytes,
+    /// Set when an entry of this request could not be recorded (the audit log cannot be
+    /// written and `audit_on_failure = "refuse"`): `server::route` then answers 503 instead of
+    /// what the handler answered.
+    pub audit_refused: AtomicBool,
+    /// A place in the audit queue taken by [`State::reserve_audit`] before a change that must
+    /// not happen unrecorded; the request's next entry goes there and cannot be refused.
+    pub audit_slot: Mutex<Option<AuditSlot>>,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(
+        source: IpAddr,
+        query: &'a str,
+        method: &'a hyper::Method,
+        body: bytes::Bytes,
+    ) -> Self {
+        Request {
+            source,
+            query,
+            method,
+            body,
+            audit_refused: AtomicBool::new(false),
+            audit_slot: Mutex::new(None),
+        }
+    }
+
+    /// Whether an entry of this request could not be recorded: it must not be answered.
+    pub fn audit_refused(&self) -> bool {
+        self.audit_refused.load(Ordering::Relaxed)
+    }
 }
 
 impl State {
@@ -128,7 +159,10 @@ impl State {
         }
     }
 
-    /// Writes one audit entry.
+    /// Writes one audit entry: in the place [`State::reserve_audit`] took, if any, else
+    /// through the queue. When the log cannot take it (`audit_on_failure = "refuse"` and the
+    /// file cannot be written) the request is marked, and `server::route` answers 503 instead
+    /// of the handler's answer: one place for every handler, so none can answer unrecorded.
     pub(crate) async fn audit(
         &self,
         req: &Request<'_>,
@@ -141,18 +175,47 @@ impl State {
             Ok(reason) => (Decision::Allow, reason.to_owned().into()),
             Err(refusal) => (Decision::Refuse, refusal.audit.clone()),
         };
-        self.audit
-            .record(AuditEntry {
-                seq: 0,
-                time_ms: self.clock.unix_ms(),
-                source: req.source,
-                user: user.map(str::to_owned),
-                endpoint,
-                info_hash,
-                decision,
-                reason,
-            })
-            .await;
+        let entry = AuditEntry {
+            seq: 0,
+            time_ms: self.clock.unix_ms(),
+            source: req.source,
+            user: user.map(str::to_owned),
+            endpoint,
+            info_hash,
+            decision,
+            reason,
+        };
+        let slot = lock(&req.audit_slot).take();
+        let recorded = match slot {
+            Some(slot) => {
+                slot.record(entry);
+                Ok(())
+            }
+            None => self.audit.record(entry).await,
+        };
+        if recorded.is_err() {
+            req.audit_refused.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes a place in the audit queue for the request's next entry, before a change that
+    /// must not happen unrecorded (a content key handed out, a torrent stored, an admin
+    /// change): once the place is taken the entry cannot be refused, and without it the
+    /// change is not made. A refusal is answered here (503).
+    pub(crate) async fn reserve_audit(
+        &self,
+        req: &Request<'_>,
+    ) -> Result<(), hyper::Response<response::Body>> {
+        match self.audit.reserve().await {
+            Ok(slot) => {
+                *lock(&req.audit_slot) = Some(slot);
+                Ok(())
+            }
+            Err(audit::AuditUnavailable) => Err(response::refusal(
+                &Refusal::audit_unavailable(),
+                response::RefusalStatus::ByKind,
+            )),
+        }
     }
 
     /// Parses the request's query; a malformed one is audited and answered here.

@@ -35,6 +35,10 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
         Ok(auth) => auth,
         Err(response) => return response,
     };
+    // A torrent is stored only with its entry accepted: the place is taken first.
+    if let Err(response) = state.reserve_audit(req).await {
+        return response;
+    }
     let (info_hash, result) = publish(state, req, &auth).await;
     let user = Some(auth.username());
     match result {

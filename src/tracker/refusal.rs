@@ -11,6 +11,8 @@ use std::borrow::Cow;
 pub const NOT_FOUND: &str = "torrent not found or not permitted";
 /// The public reason for an unknown user, a wrong password, a bad token or a wrong address.
 pub const BAD_CREDENTIALS: &str = "invalid credentials";
+/// The public reason while the audit log cannot be written (`audit_on_failure = "refuse"`).
+pub const AUDIT_UNAVAILABLE: &str = "audit log unavailable; try again later";
 
 /// The class of a refusal, which picks the HTTP status of endpoints other than
 /// /announce and /scrape (those always answer 200, as BitTorrent clients expect).
@@ -24,6 +26,9 @@ pub enum RefusalKind {
     NotFound,
     /// 500: the tracker failed (database, shutdown); the client may retry.
     Internal,
+    /// 503, on every endpoint (/announce and /scrape too): the tracker cannot record its
+    /// decision and answers nothing until it can; the client retries later.
+    Unavailable,
 }
 
 /// A refused request.
@@ -85,13 +90,25 @@ impl Refusal {
         }
     }
 
-    /// The HTTP status for endpoints other than /announce and /scrape.
+    /// The audit log cannot be written and the tracker fails closed (docs/security.md
+    /// 2.6). Nothing of it goes to the audit log, which is what cannot be written.
+    pub fn audit_unavailable() -> Self {
+        Refusal {
+            kind: RefusalKind::Unavailable,
+            public: Cow::Borrowed(AUDIT_UNAVAILABLE),
+            audit: Cow::Borrowed(AUDIT_UNAVAILABLE),
+        }
+    }
+
+    /// The HTTP status for endpoints other than /announce and /scrape (and for those too when
+    /// [`RefusalKind::Unavailable`]).
     pub fn status(&self) -> u16 {
         match self.kind {
             RefusalKind::Malformed => 400,
             RefusalKind::Identity => 401,
             RefusalKind::NotFound => 404,
             RefusalKind::Internal => 500,
+            RefusalKind::Unavailable => 503,
         }
     }
 }

@@ -7,7 +7,7 @@ use hyper::{Response, StatusCode, header};
 
 use crate::bencode::{Dict, Value};
 
-use super::refusal::Refusal;
+use super::refusal::{Refusal, RefusalKind};
 
 pub type Body = Full<Bytes>;
 
@@ -44,9 +44,23 @@ pub fn torrent_file(bytes: Vec<u8>) -> Response<Body> {
     response
 }
 
-/// `{"failure reason": <public text>}` with the status `how` asks for.
+/// Seconds a client is asked to wait (`Retry-After`) when the audit log cannot be written:
+/// the audit writer's longest pause between two attempts.
+const AUDIT_RETRY_AFTER_SECS: &str = "5";
+
+/// `{"failure reason": <public text>}` with the status `how` asks for; a
+/// [`RefusalKind::Unavailable`] refusal is a 503 with `Retry-After` whatever `how` says, so
+/// that BitTorrent clients too see that nothing was answered.
 pub fn refusal(refusal: &Refusal, how: RefusalStatus) -> Response<Body> {
     let body = Value::from(Dict::new().with("failure reason", refusal.public.as_ref())).encode();
+    if refusal.kind == RefusalKind::Unavailable {
+        let mut response = with_status(StatusCode::SERVICE_UNAVAILABLE, body);
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static(AUDIT_RETRY_AFTER_SECS),
+        );
+        return response;
+    }
     let status = match how {
         RefusalStatus::Always200 => StatusCode::OK,
         RefusalStatus::ByKind => {

@@ -77,7 +77,11 @@ pub async fn run(
             .map_err(|_| TrackerError::TaskDied("store start"))??;
     let torrents = store.torrents().await?;
     let audit_path = config.audit.then(|| config.data_dir.join(AUDIT_FILE));
-    let (audit, audit_writer) = AuditLog::start(audit_path.as_deref(), config.audit_queue)?;
+    let (audit, audit_writer) = AuditLog::start(
+        audit_path.as_deref(),
+        config.audit_queue,
+        config.audit_on_failure,
+    )?;
     let credentials = Credentials::new(
         users.clone(),
         clock,
@@ -326,18 +330,40 @@ async fn read_body(body: Incoming, max: usize) -> Result<Bytes, Refusal> {
     }
 }
 
+/// Answers a request; when one of its audit entries could not be recorded, a 503 instead
+/// (docs/security.md 2.6: the tracker fails closed by default).
 async fn route(state: &State, remote: SocketAddr, req: hyper::Request<Incoming>) -> Response<Body> {
+    // First, before any work: while the audit log cannot be written (and
+    // audit_on_failure = "refuse") nothing is answered.
+    if state.audit.check().is_err() {
+        return response::refusal(&Refusal::audit_unavailable(), RefusalStatus::ByKind);
+    }
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or("");
-    let source = canonical_ip(remote.ip());
-    let mut request = Request {
-        source,
+    let mut request = Request::new(
+        canonical_ip(remote.ip()),
         query,
-        method: &parts.method,
-        body: Bytes::new(),
-    };
-    if parts.method == Method::POST {
+        &parts.method,
+        Bytes::new(),
+    );
+    let response = endpoint(state, &mut request, path, body).await;
+    if request.audit_refused() {
+        return response::refusal(&Refusal::audit_unavailable(), RefusalStatus::ByKind);
+    }
+    response
+}
+
+/// Reads a POST body and runs the endpoint `path` names.
+async fn endpoint(
+    state: &State,
+    request: &mut Request<'_>,
+    path: &str,
+    body: Incoming,
+) -> Response<Body> {
+    let query = request.query;
+    let method = request.method;
+    if *method == Method::POST {
         match read_body(body, state.config.max_torrent_bytes).await {
             Ok(bytes) => request.body = bytes,
             Err(refusal) => {
@@ -345,21 +371,22 @@ async fn route(state: &State, remote: SocketAddr, req: hyper::Request<Incoming>)
                     .ok()
                     .and_then(|q| super::claimed_user(&q));
                 state
-                    .audit(&request, "http", user.as_deref(), None, Err(&refusal))
+                    .audit(request, "http", user.as_deref(), None, Err(&refusal))
                     .await;
                 return response::refusal(&refusal, RefusalStatus::ByKind);
             }
         }
     }
-    let get = parts.method == Method::GET;
+    let request = &*request;
+    let get = *method == Method::GET;
     match path {
-        "/announce" if get => super::announce::handle(state, &request).await,
-        "/scrape" if get => super::scrape::handle(state, &request).await,
-        "/getcipher" if get => super::getcipher::handle(state, &request).await,
-        "/publish" if parts.method == Method::POST => super::publish::handle(state, &request).await,
-        "/torrent" if get => super::metainfo_file::handle(state, &request).await,
-        "/relay/assignments" if get => super::relay::handle(state, &request).await,
-        p if p.starts_with("/admin/") => super::admin::handle(state, &request, &p[7..]).await,
+        "/announce" if get => super::announce::handle(state, request).await,
+        "/scrape" if get => super::scrape::handle(state, request).await,
+        "/getcipher" if get => super::getcipher::handle(state, request).await,
+        "/publish" if *method == Method::POST => super::publish::handle(state, request).await,
+        "/torrent" if get => super::metainfo_file::handle(state, request).await,
+        "/relay/assignments" if get => super::relay::handle(state, request).await,
+        p if p.starts_with("/admin/") => super::admin::handle(state, request, &p[7..]).await,
         "/announce" | "/scrape" | "/getcipher" | "/torrent" | "/relay/assignments" => {
             response::refusal(
                 &Refusal::malformed(format!("{path} takes GET")),

@@ -445,6 +445,34 @@ pub struct Published {
     pub torrent: Vec<u8>,
 }
 
+/// Whether this process may make a private mount namespace (unprivileged user namespaces)
+/// and mount a tmpfs there: the tests of a really full disk need it, and skip without it.
+pub fn can_mount_tmpfs() -> Result<(), String> {
+    let probe = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg("d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs \"$d\" && umount \"$d\" && rmdir \"$d\"")
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+        Err(e) => Err(format!("cannot run unshare: {e}")),
+    }
+}
+
+/// Waits (up to 10 s) until a tracker process started at `addr` answers.
+pub async fn wait_until_answering(addr: SocketAddr) {
+    let uri: Uri = format!("http://{addr}/scrape?{}", creds("u1"))
+        .parse()
+        .unwrap();
+    for _ in 0..200 {
+        if http_client::get(&uri).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the tracker at {addr} never answered");
+}
+
 /// A port of 127.0.0.1 that was free a moment ago, for programs that take a port number and
 /// bind it themselves (the tracker binary, aria2c).
 pub fn free_port() -> u16 {
