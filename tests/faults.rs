@@ -374,6 +374,16 @@ async fn tracker_killed_during_publishes_and_getcipher_loses_no_answered_publish
     let lines = ivcsd::tracker::audit::verify_chain(&log)
         .unwrap_or_else(|line| panic!("audit chain broken at line {line} after the kills"));
     assert!(lines > answered.len());
+    // A publish is answered only once its audit line is in the file: no kill lost one.
+    for a in &answered {
+        let hash = a.info_hash.to_hex();
+        assert!(
+            log.lines().any(|l| l.contains("\"endpoint\":\"publish\"")
+                && l.contains(&hash)
+                && l.contains("\"decision\":\"allow\"")),
+            "the answered publish of {hash} is not in the audit log"
+        );
+    }
 }
 
 async fn check_everything_survived(addr: SocketAddr, answered: &[Answered]) {

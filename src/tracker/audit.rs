@@ -9,8 +9,14 @@
 //! its first entry the writer lingers up to [`LINGER`] so that one wake-up, one encoding pass
 //! and one `write(2)` serve a whole batch instead of one entry each. Each batch is written
 //! (unbuffered: a batch is one buffer) as soon as it is taken; the file is fsynced at most once
-//! a second while entries come in, once more a second after the last one, and at shutdown. A tracker killed with SIGKILL loses at most the entries queued in the last
-//! [`LINGER`] (those are in memory only); a crash of the machine, the last second's.
+//! a second while entries come in, once more a second after the last one, and at shutdown.
+//!
+//! Changes that must not go unrecorded (a content key handed out, a torrent stored, an admin
+//! change) take an [`AuditSlot`] first, and their requests are answered only once their line
+//! is in the file ([`AuditLog::written`]): such an entry ends the writer's linger at once, so
+//! the wait is one `write(2)`. A tracker killed with SIGKILL can lose only entries of other
+//! requests (announces, scrapes, refusals) queued in the last [`LINGER`]; a crash of the
+//! machine, the last second's.
 //!
 //! Each line carries `prev`, the SHA-256 (hex) of the line before it in the file, so that an
 //! edited, removed or reordered line breaks the chain. Lines are encoded by hand
@@ -73,6 +79,9 @@ const BATCH: usize = 512;
 const LINGER: Duration = Duration::from_millis(2);
 /// Least time between two fsyncs.
 const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a request waits for its entry to reach the file before it is refused instead
+/// ([`AuditLog::written`]); well under the peers' and admin client's HTTP timeouts.
+const WRITTEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// First pause before writing a failed batch again; it doubles up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(250);
 /// Longest pause between two attempts at a failed batch.
@@ -192,6 +201,8 @@ struct Queue {
     failing: bool,
     /// Entries dropped since the failure began ([`OnFailure::Continue`], queue full).
     dropped: u64,
+    /// A pending entry's request waits for it to be written: the writer must not linger.
+    awaited: bool,
 }
 
 /// What becomes of an entry offered to the log now.
@@ -229,6 +240,11 @@ struct Shared {
     /// Requests refused since the failure began (counted without the lock: most are refused
     /// by [`AuditLog::check`]).
     refused: AtomicU64,
+    /// The `seq` of the last entry in the file; entries are written in `seq` order.
+    written: AtomicU64,
+    /// Wakes requests waiting for their entry to be written ([`AuditLog::written`]); the
+    /// writer notifies it after each batch it writes, and when it ends.
+    written_notify: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -250,6 +266,7 @@ impl Shared {
                 held: 0,
                 failing: false,
                 dropped: 0,
+                awaited: false,
             }),
             capacity,
             batch: capacity.min(BATCH),
@@ -259,6 +276,8 @@ impl Shared {
             on_failure,
             refusing: AtomicBool::new(false),
             refused: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            written_notify: tokio::sync::Notify::new(),
         }
     }
 
@@ -326,7 +345,9 @@ impl Shared {
     fn wake_if_waiting(&self, mut q: MutexGuard<'_, Queue>) {
         let wake = match q.writer {
             WriterState::Idle => true,
-            WriterState::Lingering => q.closed || q.reopen || q.pending.len() >= self.batch,
+            WriterState::Lingering => {
+                q.closed || q.reopen || q.awaited || q.pending.len() >= self.batch
+            }
             WriterState::Retrying => q.closed || q.reopen,
             WriterState::Busy | WriterState::Gone => false,
         };
@@ -354,17 +375,29 @@ pub struct AuditSlot {
     counted: bool,
 }
 
+/// What [`AuditLog::written`] waits for: the `seq` of an entry recorded in a slot, when its
+/// request must wait for the file ([`OnFailure::Refuse`], the entry queued for the writer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "wait for it with AuditLog::written before answering"]
+pub struct AuditReceipt(Option<u64>);
+
 impl AuditSlot {
-    /// Records `entry` in the place taken; never waits, never fails.
-    pub fn record(mut self, entry: AuditEntry) {
+    /// Records `entry` in the place taken; never waits, never fails. The receipt says what to
+    /// wait for before answering.
+    pub fn record(mut self, entry: AuditEntry) -> AuditReceipt {
         // Cannot fail: only `record` and `drop` take it, and `record` consumes the slot.
         let shared = self.shared.take().expect("a slot is used once");
         let mut q = shared.lock();
         if self.counted {
             q.reserved -= 1;
-            shared.push(q, entry, true);
+            // Under Continue the tracker answers whether or not the line gets written.
+            let awaited = shared.on_failure == OnFailure::Refuse;
+            q.awaited |= awaited;
+            let seq = shared.push(q, entry, true);
+            AuditReceipt(awaited.then_some(seq))
         } else {
             shared.push_now(q, entry);
+            AuditReceipt(None)
         }
     }
 }
@@ -612,6 +645,44 @@ impl AuditLog {
         Ok(())
     }
 
+    /// Waits until the entry of `receipt` is in the file (written, not yet fsynced), so that
+    /// its request is answered only then.
+    ///
+    /// # Errors
+    /// [`AuditUnavailable`] when it is not written within [`WRITTEN_TIMEOUT`] (the file cannot
+    /// be written) or the writer has ended: the request must be refused. The entry stays
+    /// queued and is written if the file recovers.
+    pub async fn written(&self, receipt: AuditReceipt) -> Result<(), AuditUnavailable> {
+        self.written_within(receipt, WRITTEN_TIMEOUT).await
+    }
+
+    async fn written_within(
+        &self,
+        receipt: AuditReceipt,
+        limit: Duration,
+    ) -> Result<(), AuditUnavailable> {
+        let Some(seq) = receipt.0 else {
+            return Ok(());
+        };
+        let shared = &*self.shared;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            // Registered before looking, so that a batch written after the look still wakes us.
+            let notified = shared.written_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if shared.written.load(Ordering::Acquire) >= seq {
+                return Ok(());
+            }
+            if shared.lock().writer == WriterState::Gone {
+                return Err(AuditUnavailable);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(AuditUnavailable);
+            }
+        }
+    }
+
     /// Entries with `seq > since`, oldest first, at most `limit` (the newest ones).
     pub fn recent(&self, since: u64, limit: usize) -> Vec<AuditEntry> {
         let q = self.shared.lock();
@@ -677,6 +748,7 @@ impl Drop for GoneOnDrop {
             self.0.refusing.store(true, Ordering::Release);
         }
         self.0.room.notify_waiters();
+        self.0.written_notify.notify_waiters();
     }
 }
 
@@ -733,6 +805,10 @@ impl WriteLoop {
                 Ok((written, last)) => {
                     len += written;
                     prev = last;
+                    if let Some(entry) = batch.last() {
+                        shared.written.store(entry.seq, Ordering::Release);
+                        shared.written_notify.notify_waiters();
+                    }
                     if failure.take().is_some() {
                         recovered(&shared, batch.len());
                     }
@@ -979,7 +1055,7 @@ fn next_batch(
         }
     }
     let deadline = Instant::now() + LINGER;
-    while q.pending.len() < shared.batch && !q.closed && !q.reopen {
+    while q.pending.len() < shared.batch && !q.closed && !q.reopen && !q.awaited {
         let now = Instant::now();
         if now >= deadline {
             break;
@@ -992,6 +1068,7 @@ fn next_batch(
             .0;
     }
     q.writer = WriterState::Busy;
+    q.awaited = false;
     std::mem::swap(&mut q.pending, batch);
     Next::Write
 }
@@ -1198,6 +1275,39 @@ mod tests {
         tokio::task::spawn_blocking(move || writer.finish())
             .await
             .unwrap();
+    }
+
+    /// A change recorded in a slot (a key handed out, a torrent stored) is answered only once
+    /// its line is in the file: SIGKILL right after the answer cannot lose it. Its entry ends
+    /// the writer's linger, so the wait is one write, not [`LINGER`].
+    #[tokio::test]
+    async fn a_reserved_change_is_answered_only_once_its_line_is_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_FILE);
+        let (log, writer) = AuditLog::start(Some(&path), 64, OnFailure::Refuse).unwrap();
+        for i in 0..20 {
+            // Ordinary entries around it may still wait for a batch.
+            log.record(entry(&format!("announce {i}"))).await.unwrap();
+            let slot = log.reserve().await.unwrap();
+            let receipt = slot.record(entry(&format!("key handed out {i}")));
+            assert!(receipt.0.is_some());
+            log.written(receipt).await.unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                text.contains(&format!("\"key handed out {i}\"")),
+                "answered before its line was written: {i}"
+            );
+        }
+        finish(log, writer).await;
+        assert_eq!(
+            verify_chain(&std::fs::read_to_string(&path).unwrap()),
+            Ok(40)
+        );
+        // A memory-only log has nothing to wait for.
+        let (log, _none) = AuditLog::start(None, 4, OnFailure::Refuse).unwrap();
+        let receipt = log.reserve().await.unwrap().record(entry("memory only"));
+        assert_eq!(receipt, AuditReceipt(None));
+        assert_eq!(log.written(receipt).await, Ok(()));
     }
 
     #[tokio::test]
@@ -1530,10 +1640,16 @@ mod tests {
                     assert_eq!(log.record(entry("refused")).await, Err(AuditUnavailable));
                     assert!(log.reserve().await.is_err());
                     assert_eq!(log.check(), Err(AuditUnavailable));
-                    // A place taken before the failure is honoured: its entry is accepted.
-                    reserved
+                    // A place taken before the failure is honoured: its entry is accepted,
+                    // but its request is not answered while the line cannot be written.
+                    let receipt = reserved
                         .unwrap()
                         .record(entry("reserved before the failure"));
+                    assert_eq!(
+                        log.written_within(receipt, Duration::from_millis(300))
+                            .await,
+                        Err(AuditUnavailable)
+                    );
                     assert_eq!(log.shared.refused.load(Ordering::Relaxed), 3);
                     let q = log.shared.lock();
                     assert_eq!((q.held, q.pending.len(), q.reserved), (1, 1, 0));
@@ -1547,7 +1663,9 @@ mod tests {
                             .unwrap();
                     }
                     let slot = log.reserve().await.unwrap();
-                    slot.record(entry("reserved while full"));
+                    // "continue" answers whether or not the line gets written.
+                    let receipt = slot.record(entry("reserved while full"));
+                    assert_eq!(receipt, AuditReceipt(None));
                     let q = log.shared.lock();
                     assert_eq!((q.held, q.pending.len(), q.dropped), (1, 2, 4));
                     // every entry is still in the admin tail, with its own seq

@@ -187,9 +187,10 @@ impl State {
         };
         let slot = lock(&req.audit_slot).take();
         let recorded = match slot {
+            // A change that must not go unrecorded: answered only once its line is written.
             Some(slot) => {
-                slot.record(entry);
-                Ok(())
+                let receipt = slot.record(entry);
+                self.audit.written(receipt).await
             }
             None => self.audit.record(entry).await,
         };
