@@ -14,12 +14,20 @@ mod common_tracker;
 use std::process::Stdio;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use common_tracker::*;
 use hyper::Method;
-use ivcsd::crypto::identity::CipherTarget;
+use ivcsd::crypto::identity::{CipherTarget, Identity};
+use ivcsd::metainfo::Metainfo;
+use ivcsd::peer::download::content_key;
+use ivcsd::peer::node::PeerNode;
+use ivcsd::peer::tracker_client::{TrackerClient, TrackerError};
 use ivcsd::types::KeyId;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, ChildStdout, Command};
+use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
 
 /// The public reason of a refusal while the audit log cannot be written.
 const UNAVAILABLE: &str = "audit log unavailable; try again later";
@@ -195,8 +203,52 @@ async fn a_full_disk_under_the_audit_log_refuses_requests_until_there_is_room_ag
         (503, Some(UNAVAILABLE))
     );
 
+    // A peer is told the tracker is temporarily unavailable, not refused, and waits for the
+    // key instead of giving up.
+    let identity = Arc::new(
+        Identity::from_pkcs8_pem(
+            &std::fs::read_to_string(common_tracker::data("rsa2048.pem")).unwrap(),
+        )
+        .unwrap(),
+    );
+    let client = TrackerClient::new(
+        &format!("http://{addr}/announce"),
+        "u1",
+        Zeroizing::new(password("u1")),
+    )
+    .unwrap();
+    let node = PeerNode::start(
+        client,
+        Some(identity.clone()),
+        "127.0.0.1:0".parse().unwrap(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let asked = node
+        .tracker
+        .get_cipher(&identity, CipherTarget::Torrent(p.info_hash))
+        .await;
+    assert!(
+        matches!(&asked, Err(TrackerError::Unavailable(r)) if r == UNAVAILABLE),
+        "{asked:?}"
+    );
+    let metainfo = Metainfo::from_bytes(&p.torrent).unwrap();
+    let waiting = tokio::spawn(async move { content_key(&node, &metainfo).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the peer gave up on an unavailable tracker"
+    );
+
     // Room again: within the writer's backoff (at most 5 s) everything is answered.
     ns.ask("free", "freed").await;
+    let key = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("the waiting peer never got its key")
+        .unwrap()
+        .unwrap();
+    assert_eq!(key.as_bytes(), p.key.as_bytes());
     until(200, false, async || {
         t.announce("u1", &p.info_hash, 6881, 0).await
     })

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::crypto::content::ContentKey;
 use crate::crypto::identity::CipherTarget;
@@ -13,19 +14,47 @@ use crate::peer::node::{PeerError, PeerNode};
 use crate::peer::resume;
 use crate::peer::session::Torrent;
 use crate::peer::storage::{self, ContentFiles, OpenMode, PieceStore, PlaintextStore};
+use crate::peer::tracker_client::TrackerError;
 use crate::types::InfoHash;
 
+/// How long [`content_key`] keeps asking a tracker that answers "temporarily unavailable".
+const UNAVAILABLE_PATIENCE: Duration = Duration::from_secs(120);
+/// The pause between those attempts (the tracker's own `Retry-After`).
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
+
 /// Asks the tracker for the torrent's key and checks it against `info.ivcsd` (key id and key
-/// check), so a wrong key is reported instead of writing garbage.
+/// check), so a wrong key is reported instead of writing garbage. A tracker that is
+/// temporarily unavailable is asked again every [`UNAVAILABLE_RETRY`] for up to
+/// [`UNAVAILABLE_PATIENCE`].
 ///
 /// # Errors
-/// Not an ivcsd torrent, a refusal, an unreachable tracker, or a key that does not match.
+/// Not an ivcsd torrent, a refusal, an unreachable tracker, a tracker still unavailable after
+/// [`UNAVAILABLE_PATIENCE`], or a key that does not match.
 pub async fn content_key(node: &PeerNode, metainfo: &Metainfo) -> Result<ContentKey, PeerError> {
     let ivcsd = metainfo.info.ivcsd.ok_or(PeerError::NotEncrypted)?;
-    let grant = node
-        .tracker
-        .get_cipher(node.identity()?, CipherTarget::Torrent(metainfo.info_hash))
-        .await?;
+    let give_up = tokio::time::Instant::now() + UNAVAILABLE_PATIENCE;
+    let grant = loop {
+        let asked = node
+            .tracker
+            .get_cipher(node.identity()?, CipherTarget::Torrent(metainfo.info_hash))
+            .await;
+        match asked {
+            // The tracker cannot record the hand-out now (a full disk under its audit log):
+            // a passing condition, so ask again for a while instead of failing at once.
+            Err(TrackerError::Unavailable(reason))
+                if tokio::time::Instant::now() + UNAVAILABLE_RETRY < give_up =>
+            {
+                tracing::warn!(%reason, retry_in = ?UNAVAILABLE_RETRY, "tracker cannot hand out the key now");
+                tokio::select! {
+                    _ = node.shutdown.cancelled() => {
+                        return Err(TrackerError::Unavailable(reason).into());
+                    }
+                    _ = tokio::time::sleep(UNAVAILABLE_RETRY) => {}
+                }
+            }
+            other => break other?,
+        }
+    };
     if grant.key_id != ivcsd.key_id || !grant.key.matches_check(&ivcsd.check) {
         return Err(PeerError::WrongKey {
             key_id: grant.key_id.to_hex(),

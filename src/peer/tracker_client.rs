@@ -28,6 +28,10 @@ pub enum TrackerError {
     /// The tracker answered with a `failure reason`.
     #[error("tracker refused: {0}")]
     Refused(String),
+    /// The tracker answered 503 with a `failure reason`: it cannot serve for now (its audit
+    /// log cannot be written; docs/protocol.md 4), and asking again later may succeed.
+    #[error("tracker temporarily unavailable: {0}")]
+    Unavailable(String),
     #[error("tracker answered HTTP {status} without a reason")]
     Status { status: u16 },
     #[error("tracker sent a malformed answer: {0}")]
@@ -260,6 +264,10 @@ impl TrackerClient {
             if let Some(reason) = d.get(b"failure reason") {
                 let reason =
                     String::from_utf8_lossy(reason.as_bytes().unwrap_or(b"?")).into_owned();
+                // Not a verdict on this request: the token stays, the caller may retry.
+                if response.status == 503 {
+                    return Err(TrackerError::Unavailable(reason));
+                }
                 return Err(TrackerError::Refused(reason));
             }
             if let Some(token) = d.get(b"token").and_then(Value::as_str) {
