@@ -64,7 +64,14 @@ pub fn run(args: TrackerArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
         config.tls_key = Some(key);
     }
     let users = Arc::new(AuthoritySource::load(&args.authority)?);
-    let runtime = tokio::runtime::Runtime::new().context("error starting the async runtime")?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if config.workers > 0 {
+        runtime.worker_threads(config.workers);
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("error starting the async runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
