@@ -2,6 +2,7 @@
 //! with the real tools (`systemd-analyze`, `logrotate`; `.ci/run` installs both) and by running
 //! the units' own command lines against real trackers on 127.0.0.1.
 
+mod common_peer;
 mod common_tracker;
 
 use std::collections::HashMap;
@@ -10,8 +11,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common_tracker::*;
+use tokio::io::Lines;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdout, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ivcsd");
 /// The longest any step may take before the test fails instead of hanging.
@@ -66,6 +68,64 @@ fn words(line: &str) -> Vec<String> {
     line.split_whitespace().map(str::to_owned).collect()
 }
 
+/// A unit's ExecStart as systemd would run it here: its `Environment=` values, with
+/// `overrides` (each must be one of them), expanded where ExecStart names them, and `paths`
+/// replaced (each must occur). Returns the words and the environment.
+fn exec_start(
+    unit: &str,
+    overrides: &[(&str, String)],
+    paths: &[(&str, &str)],
+) -> (Vec<String>, HashMap<String, String>) {
+    let mut env: HashMap<String, String> = unit_values(unit, "Environment")
+        .into_iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("Environment=KEY=VALUE");
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    for (key, value) in overrides {
+        assert!(env.contains_key(*key), "the unit sets {key}");
+        env.insert((*key).to_owned(), value.clone());
+    }
+    let mut exec = substitute(unit_value(unit, "ExecStart"), "/usr/local/bin/ivcsd", BIN);
+    for (key, value) in &env {
+        exec = exec.replace(&format!("${{{key}}}"), value);
+    }
+    for (from, to) in paths {
+        exec = substitute(&exec, from, to);
+    }
+    (words(&exec), env)
+}
+
+/// Runs a unit's command line; its stdout is piped for the caller.
+fn spawn_unit(command: &[String], env: &HashMap<String, String>, dir: &Path) -> Child {
+    Command::new(&command[0])
+        .args(&command[1..])
+        .envs(env)
+        .env_remove("IVCSD_PASSWORD")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// The first stdout line of `child` that starts with `prefix`.
+async fn ready_line(lines: &mut Lines<BufReader<ChildStdout>>, prefix: &str) -> String {
+    tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+        panic!("the process ended before printing {prefix:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no line {prefix:?}"))
+}
+
 async fn wait_exit_ok(child: &mut Child, what: &str) {
     let pid = child.id().expect("running").to_string();
     let kill = Command::new("kill")
@@ -87,7 +147,11 @@ fn systemd_units_pass_systemd_analyze_verify_and_its_security_review() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    for name in ["ivcsd-tracker.service", "ivcsd-relay.service"] {
+    for name in [
+        "ivcsd-tracker.service",
+        "ivcsd-relay.service",
+        "ivcsd-seed.service",
+    ] {
         // verify checks that ExecStart's program exists: point it at the test build.
         let unit = substitute(
             &contrib(&format!("systemd/{name}")),
@@ -271,50 +335,20 @@ async fn relay_unit_command_line_logs_in_and_relays() {
     std::fs::create_dir(&state).unwrap();
 
     let unit = contrib("systemd/ivcsd-relay.service");
-    let mut env: HashMap<&str, String> = unit_values(&unit, "Environment")
-        .into_iter()
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').expect("Environment=KEY=VALUE");
-            (k, v.to_owned())
-        })
-        .collect();
-    assert!(env.contains_key("TRACKER_URL"), "the unit names a tracker");
-    env.insert("TRACKER_URL", format!("http://{}/announce", tracker.addr));
-    assert_eq!(env.get("IVCSD_USER").map(String::as_str), Some("relay"));
-
-    let exec = substitute(unit_value(&unit, "ExecStart"), "/usr/local/bin/ivcsd", BIN);
-    let exec = substitute(
-        &exec,
-        "${CREDENTIALS_DIRECTORY}",
-        credentials.to_str().unwrap(),
+    let (command, env) = exec_start(
+        &unit,
+        &[("TRACKER_URL", format!("http://{}/announce", tracker.addr))],
+        &[
+            ("${CREDENTIALS_DIRECTORY}", credentials.to_str().unwrap()),
+            ("/var/lib/ivcsd-relay", state.to_str().unwrap()),
+            // Several tests share the machine: any free port instead of 6881.
+            ("0.0.0.0:6881", "127.0.0.1:0"),
+        ],
     );
-    let exec = substitute(&exec, "${TRACKER_URL}", &env["TRACKER_URL"]);
-    let exec = substitute(&exec, "/var/lib/ivcsd-relay", state.to_str().unwrap());
-    // Several tests share the machine: any free port instead of 6881.
-    let exec = substitute(&exec, "0.0.0.0:6881", "127.0.0.1:0");
-    let command = words(&exec);
-    let mut relay = Command::new(&command[0])
-        .args(&command[1..])
-        .envs(env.iter().map(|(k, v)| (*k, v)))
-        .env_remove("IVCSD_PASSWORD")
-        .current_dir(&state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    assert_eq!(env.get("IVCSD_USER").map(String::as_str), Some("relay"));
+    let mut relay = spawn_unit(&command, &env, &state);
     let mut stdout = BufReader::new(relay.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(WAIT, async {
-        while let Some(line) = stdout.next_line().await.unwrap() {
-            if line.starts_with("relaying for relay on 127.0.0.1:") {
-                return line;
-            }
-        }
-        panic!("the relay ended before it was ready");
-    })
-    .await
-    .expect("the relay did not get ready");
+    let ready = ready_line(&mut stdout, "relaying for relay on 127.0.0.1:").await;
     assert!(ready.contains(state.to_str().unwrap()), "{ready}");
     tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
 
@@ -334,4 +368,69 @@ async fn relay_unit_command_line_logs_in_and_relays() {
     )
     .await;
     wait_exit_ok(&mut relay, "the relay").await;
+}
+
+/// The seeder unit's command line, with the seeding user's password as its credential file,
+/// serves what its torrent directory holds, creates the identity (mode 0600) in the state
+/// directory, and reads the directory again on the unit's ExecReload.
+#[tokio::test]
+async fn seed_unit_serves_its_torrent_directory_and_reloads_it() {
+    let tracker = TestTracker::start(&standard_users()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (data, torrents, state, credentials) = (
+        dir.path().join("data"),
+        dir.path().join("torrents"),
+        dir.path().join("state"),
+        dir.path().join("credentials"),
+    );
+    for d in [&data, &torrents, &state, &credentials] {
+        std::fs::create_dir(d).unwrap();
+    }
+    common_peer::random_file(&data.join("survey.bin"), 100_000, 1);
+    let torrent =
+        common_peer::publish_readable(&tracker, dir.path(), &data.join("survey.bin")).await;
+    std::fs::copy(&torrent, torrents.join("survey.torrent")).unwrap();
+    std::fs::write(credentials.join("password"), password("u3") + "\n").unwrap();
+
+    let unit = contrib("systemd/ivcsd-seed.service");
+    let (command, env) = exec_start(
+        &unit,
+        &[
+            ("TRACKER_URL", format!("http://{}/announce", tracker.addr)),
+            ("TORRENT_DIR", torrents.to_str().unwrap().to_owned()),
+            ("DATA_DIR", data.to_str().unwrap().to_owned()),
+            ("IVCSD_USER", "u3".to_owned()),
+        ],
+        &[
+            ("${CREDENTIALS_DIRECTORY}", credentials.to_str().unwrap()),
+            ("/var/lib/ivcsd-seed", state.to_str().unwrap()),
+            ("0.0.0.0:6881", "127.0.0.1:0"),
+        ],
+    );
+    let mut seeder = spawn_unit(&command, &env, &state);
+    let mut stdout = BufReader::new(seeder.stdout.take().unwrap()).lines();
+    ready_line(&mut stdout, "seeding survey.bin (").await;
+    ready_line(&mut stdout, "seeding 1 torrents of ").await;
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(state.join("identity.pem"))
+        .expect("the identity is in the state directory")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let pid = seeder.id().unwrap().to_string();
+    let reload = words(&substitute(
+        unit_value(&unit, "ExecReload"),
+        "$MAINPID",
+        &pid,
+    ));
+    let status = Command::new(&reload[0])
+        .args(&reload[1..])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    ready_line(&mut stdout, "seeding 1 torrents of ").await;
+    tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+    wait_exit_ok(&mut seeder, "the seeder").await;
 }

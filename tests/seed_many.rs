@@ -9,33 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
 use common_peer::{
-    STEP_TIMEOUT, announce, assert_same_file, download, info_hash_of, peer, random_file, run_ok,
-    set_authority, users,
+    STEP_TIMEOUT, announce, assert_same_file, download, peer, publish_readable, random_file, users,
 };
 use common_tracker::TestTracker;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
-
-/// Publishes `content` as u3 without seeding and lets u1 read it; returns the torrent.
-async fn publish_readable(tracker: &TestTracker, dir: &Path, content: &Path) -> PathBuf {
-    let name = content.file_name().unwrap().to_string_lossy();
-    let torrent = dir.join(format!("{name}.torrent"));
-    run_ok(
-        peer(dir, "u3")
-            .arg("publish")
-            .arg(content)
-            .arg("--tracker")
-            .arg(announce(tracker))
-            .arg("--output")
-            .arg(&torrent)
-            .arg("--no-seed"),
-        STEP_TIMEOUT,
-        "publish",
-    )
-    .await;
-    set_authority(tracker, &info_hash_of(&torrent), 3).await;
-    torrent
-}
 
 /// Starts `peer seed TORRENTS --data-dir DATA` as u3 and waits for `expect` "seeding" lines;
 /// returns the process (its stderr piped, for [`terminate`]) and those lines.
@@ -218,5 +196,110 @@ async fn seed_invocations_that_cannot_work_are_refused_with_one_line() {
         [a, c, "--data-dir", data] => 1, "one process serves one tracker";
         [a, b] => 2, "--data";
         [a, "--data", data, "--data-dir", data] => 2, "cannot be used with";
+        ["--torrent-dir", data, "--data-dir", data] => 2, "--tracker";
+        ["--torrent-dir", a, "--data-dir", data, "--tracker", "http://127.0.0.1:1/announce"]
+            => 1, "is not a directory";
+        [a, "--torrent-dir", data, "--data-dir", data, "--tracker", "http://127.0.0.1:1/announce"]
+            => 2, "cannot be used with";
     }
+}
+
+/// The next line that starts with `prefix`; the lines before it are skipped.
+async fn line_with<R: tokio::io::AsyncBufRead + Unpin>(
+    lines: &mut tokio::io::Lines<R>,
+    prefix: &str,
+) -> String {
+    tokio::time::timeout(STEP_TIMEOUT, async {
+        loop {
+            match lines.next_line().await.unwrap() {
+                Some(line) if line.starts_with(prefix) => return line,
+                Some(_) => {}
+                None => panic!("the seeder ended before printing {prefix:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no line {prefix:?}"))
+}
+
+/// `peer seed --torrent-dir DIR`: what DIR holds is seeded; SIGHUP reads it again, so a torrent
+/// dropped in starts and a removed one stops, without restarting the process.
+#[tokio::test]
+async fn a_torrent_directory_is_read_again_on_sighup() {
+    let tracker = TestTracker::start(&users()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("library");
+    let torrents = dir.path().join("torrents");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&torrents).unwrap();
+    random_file(&data.join("first.bin"), 300_000, 11);
+    random_file(&data.join("second.bin"), 200_000, 12);
+    let first = publish_readable(&tracker, dir.path(), &data.join("first.bin")).await;
+    let second = publish_readable(&tracker, dir.path(), &data.join("second.bin")).await;
+    std::fs::copy(&first, torrents.join("first.bin.torrent")).unwrap();
+    // Not a torrent: reported once per reading, and the rest goes on.
+    std::fs::write(torrents.join("broken.torrent"), b"d4:infoi1ee").unwrap();
+
+    let mut seeder = peer(dir.path(), "u3")
+        .arg("seed")
+        .arg("--torrent-dir")
+        .arg(&torrents)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--tracker")
+        .arg(announce(&tracker))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(seeder.stdout.take().unwrap()).lines();
+    let mut err = BufReader::new(seeder.stderr.take().unwrap()).lines();
+    line_with(&mut out, "seeding first.bin ").await;
+    line_with(&mut out, "seeding 1 torrents of ").await;
+    let broken = line_with(&mut err, "error: cannot seed ").await;
+    assert!(broken.contains("broken.torrent"), "{broken}");
+
+    let hup = async |child: &Child| {
+        let pid = child.id().unwrap().to_string();
+        let status = tokio::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+    };
+    // A torrent dropped in starts; the first goes on.
+    std::fs::copy(&second, torrents.join("second.bin.torrent")).unwrap();
+    hup(&seeder).await;
+    line_with(&mut out, "seeding second.bin ").await;
+    line_with(&mut out, "seeding 2 torrents of ").await;
+    let got = dir.path().join("got");
+    for torrent in [&first, &second] {
+        let outcome = download(dir.path(), "u1", torrent, &got).await;
+        assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
+    }
+    assert_same_file(&data.join("first.bin"), &got.join("first.bin"));
+    assert_same_file(&data.join("second.bin"), &got.join("second.bin"));
+
+    // A torrent whose file is removed stops.
+    std::fs::remove_file(torrents.join("first.bin.torrent")).unwrap();
+    hup(&seeder).await;
+    let stopped = line_with(&mut err, "stopped seeding first.bin ").await;
+    assert!(stopped.ends_with("its torrent file is gone"), "{stopped}");
+    line_with(&mut out, "seeding 1 torrents of ").await;
+
+    tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
+    tokio::spawn(async move { while let Ok(Some(_)) = err.next_line().await {} });
+    let pid = seeder.id().unwrap().to_string();
+    let kill = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::time::timeout(STEP_TIMEOUT, seeder.wait())
+        .await
+        .expect("the seeder did not stop on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
 }

@@ -92,8 +92,17 @@ pub struct PublishArgs {
 pub struct SeedArgs {
     /// One torrent, or several served by this one process on one port (they must share a
     /// tracker).
-    #[arg(required = true, value_name = "TORRENT")]
+    #[arg(required_unless_present = "torrent_dir", value_name = "TORRENT")]
     pub torrents: Vec<PathBuf>,
+    /// Seed every `*.torrent` in DIR, and read DIR again on SIGHUP: new torrents start,
+    /// removed ones stop. Needs --tracker and --data-dir.
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = ["torrents", "data"],
+        requires_all = ["tracker", "data_dir"]
+    )]
+    pub torrent_dir: Option<PathBuf>,
     /// The tracker's announce URL [default: the torrents' announce].
     #[arg(long, value_name = "URL")]
     pub tracker: Option<String>,

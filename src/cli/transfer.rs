@@ -12,6 +12,7 @@ use anyhow::{Context as _, anyhow, bail};
 use ivcsd::crypto::identity::{DEFAULT_RSA_BITS, Identity};
 use ivcsd::metainfo::Metainfo;
 use ivcsd::peer::node::PeerNode;
+use ivcsd::peer::seed_set::{SeedEvent, SeedSet};
 use ivcsd::peer::session::{Progress, Torrent};
 use ivcsd::peer::tracker_client::TrackerClient;
 use ivcsd::peer::{download, publish, seed};
@@ -268,79 +269,109 @@ fn seed_plan(args: &SeedArgs) -> anyhow::Result<(String, Vec<(Metainfo, PathBuf)
     Ok((url, plan))
 }
 
-/// `peer seed`: serves one torrent, or several from one process and one port. With several,
-/// a torrent that cannot start or fails later is reported and stopped while the others go on;
-/// the command fails only when none is left.
+/// `peer seed`: serves one torrent, several, or a directory of them, from one process and
+/// one port. A torrent that cannot start or fails later is reported and stopped while the
+/// others go on.
 pub fn seed(common: &PeerCommon, args: SeedArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.torrent_dir {
+        return seed_dir(common, &args, dir);
+    }
     let (url, plan) = seed_plan(&args)?;
     let single = plan.len() == 1;
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
         stop_on_signals(shutdown.clone());
         let node = start_node(common, &url, IdentityUse::Needed, shutdown.clone()).await?;
-        let mut seeding = Vec::with_capacity(plan.len());
+        let mut set = SeedSet::new(&node);
         for (metainfo, content) in &plan {
-            let started = seed::start(&node, metainfo, content, None, seed::Trust::Verify)
-                .await
-                .with_context(|| format!("cannot seed {}", metainfo.info.name));
-            match started {
-                Ok(torrent) => {
-                    println!(
-                        "seeding {} ({}) on {} until interrupted",
-                        metainfo.info.name, metainfo.info_hash, node.local_addr
-                    );
-                    seeding.push((metainfo.info.name.clone(), torrent));
+            match set.start(metainfo, content).await {
+                // One torrent: its failure is the command's.
+                SeedEvent::NotStarted { what, error } if single => {
+                    bail!("cannot seed {what}: {error}")
                 }
-                Err(e) if single => return Err(e),
-                Err(e) => eprintln!("error: {e:#}"),
+                event => report(&event, &node),
             }
         }
-        if seeding.is_empty() {
+        if set.is_empty() {
             bail!("none of the {} torrents could be seeded", plan.len());
         }
-        // Each torrent's first error reaches the loop below once.
-        let (failed_tx, mut failed) = tokio::sync::mpsc::channel(seeding.len());
-        for (n, (_, torrent)) in seeding.iter().enumerate() {
-            let mut progress = torrent.subscribe();
-            let failed_tx = failed_tx.clone();
-            tokio::spawn(async move {
-                while progress.changed().await.is_ok() {
-                    let error = progress.borrow_and_update().error.clone();
-                    if let Some(error) = error {
-                        let _ = failed_tx.send((n, error)).await;
-                        return;
-                    }
-                }
-            });
-        }
-        drop(failed_tx);
-        let mut running = seeding.len();
         let outcome = loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break Ok(()),
-                Some((n, error)) = failed.recv() => {
-                    let (name, torrent) = &seeding[n];
-                    stop(torrent).await;
-                    running -= 1;
-                    if single {
-                        break Err(anyhow!("{error}"));
+                event = set.next_failure() => {
+                    if single && let SeedEvent::Stopped { why, .. } = &event {
+                        break Err(anyhow!("{why}"));
                     }
-                    eprintln!("error: stopped seeding {name}: {error}");
-                    if running == 0 {
+                    report(&event, &node);
+                    if set.is_empty() {
                         break Err(anyhow!("every torrent stopped with an error"));
                     }
                 }
             }
         };
-        // Stopped together: each sends its `stopped` announce at the same time.
-        for (_, torrent) in &seeding {
-            torrent.stop();
-        }
-        for (_, torrent) in &seeding {
-            stop(torrent).await;
-        }
+        set.stop_all().await;
         outcome
     })
+}
+
+/// `peer seed --torrent-dir DIR`: every `*.torrent` in DIR, read again on SIGHUP.
+fn seed_dir(common: &PeerCommon, args: &SeedArgs, dir: &Path) -> anyhow::Result<()> {
+    // clap requires both with --torrent-dir.
+    let (Some(url), Some(data_dir)) = (&args.tracker, &args.data_dir) else {
+        bail!("--torrent-dir needs --tracker URL and --data-dir DIR");
+    };
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    runtime()?.block_on(async {
+        let shutdown = CancellationToken::new();
+        stop_on_signals(shutdown.clone());
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot install the SIGHUP handler")?;
+        let node = start_node(common, url, IdentityUse::Needed, shutdown.clone()).await?;
+        let mut set = SeedSet::new(&node);
+        for event in set.sync_with_dir(dir, data_dir).await {
+            report(&event, &node);
+        }
+        println!(
+            "seeding {} torrents of {} on {} until interrupted (SIGHUP: read the directory again)",
+            set.len(),
+            dir.display(),
+            node.local_addr
+        );
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = hangup.recv() => {
+                    for event in set.sync_with_dir(dir, data_dir).await {
+                        report(&event, &node);
+                    }
+                    println!("seeding {} torrents of {}", set.len(), dir.display());
+                }
+                event = set.next_failure() => report(&event, &node),
+            }
+        }
+        set.stop_all().await;
+        Ok(())
+    })
+}
+
+/// One line per event: what is served on stdout, what could not be on stderr.
+fn report(event: &SeedEvent, node: &PeerNode) {
+    match event {
+        SeedEvent::Started { name, info_hash } => {
+            println!(
+                "seeding {name} ({info_hash}) on {} until interrupted",
+                node.local_addr
+            );
+        }
+        SeedEvent::NotStarted { what, error } => eprintln!("error: cannot seed {what}: {error}"),
+        SeedEvent::Stopped {
+            name,
+            info_hash,
+            why,
+        } => eprintln!("stopped seeding {name} ({info_hash}): {why}"),
+    }
 }
 
 pub fn download(

@@ -13,6 +13,7 @@ pub mod publish;
 pub mod relay;
 pub mod resume;
 pub mod seed;
+pub mod seed_set;
 pub mod session;
 pub mod storage;
 pub mod tracker_client;

@@ -49,6 +49,27 @@ pub async fn publish(tracker: &TestTracker, dir: &Path, content: &Path) -> (Chil
     (child, torrent)
 }
 
+/// Publishes `content` as u3 without seeding and lets u1 read it; returns the torrent.
+pub async fn publish_readable(tracker: &TestTracker, dir: &Path, content: &Path) -> PathBuf {
+    let name = content.file_name().unwrap().to_string_lossy();
+    let torrent = dir.join(format!("{name}.torrent"));
+    run_ok(
+        peer(dir, "u3")
+            .arg("publish")
+            .arg(content)
+            .arg("--tracker")
+            .arg(announce(tracker))
+            .arg("--output")
+            .arg(&torrent)
+            .arg("--no-seed"),
+        STEP_TIMEOUT,
+        "publish",
+    )
+    .await;
+    set_authority(tracker, &info_hash_of(&torrent), 3).await;
+    torrent
+}
+
 /// As [`publish`], also returning the address the seeder listens on.
 pub async fn publish_seeding(
     tracker: &TestTracker,
