@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common_peer::{download, info_hash_of, publish, set_authority};
+use common_peer::{assert_same_file, download, info_hash_of, publish, random_file, set_authority};
 use common_tracker::{TestTracker, UserSpec, peer_command};
 
 fn users() -> Vec<UserSpec> {
@@ -20,36 +20,6 @@ fn users() -> Vec<UserSpec> {
         UserSpec::new("u5", 5),
         UserSpec::new("admin", 0).admin(),
     ]
-}
-
-fn random_file(path: &Path, len: usize, seed: u32) {
-    let mut x = seed | 1;
-    let bytes: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 3) as u8
-        })
-        .collect();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, bytes).unwrap();
-}
-
-fn assert_same(a: &Path, b: &Path) {
-    if a.is_dir() {
-        for entry in std::fs::read_dir(a).unwrap() {
-            let entry = entry.unwrap();
-            assert_same(&entry.path(), &b.join(entry.file_name()));
-        }
-    } else {
-        assert!(
-            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
-            "{} and {} differ",
-            a.display(),
-            b.display()
-        );
-    }
 }
 
 async fn full_flow(content: &Path, dir: &Path) {
@@ -77,7 +47,7 @@ async fn full_flow(content: &Path, dir: &Path) {
     set_authority(&tracker, &info_hash_of(&torrent), 4).await;
     let ok = download(dir, "u1", &torrent, &dir.join("u1")).await;
     assert_eq!(ok.code, Some(0), "{}", ok.stderr);
-    assert_same(content, &dir.join("u1").join(name));
+    assert_same_file(content, &dir.join("u1").join(name));
 
     // u5 (5) may not read a torrent of authority 4.
     let refused = download(dir, "u5", &torrent, &dir.join("u5")).await;
@@ -132,7 +102,7 @@ async fn four_downloaders_at_once() {
     for (i, r) in running.into_iter().enumerate() {
         let outcome = r.await.unwrap();
         assert_eq!(outcome.code, Some(0), "downloader {i}: {}", outcome.stderr);
-        assert_same(&content, &dir.join(format!("dl{i}")).join("data.bin"));
+        assert_same_file(&content, &dir.join(format!("dl{i}")).join("data.bin"));
     }
     seeder.kill().await.unwrap();
 }
@@ -176,7 +146,7 @@ async fn a_killed_download_resumes_and_finishes_identical() {
 
     let resumed = download(dir, "u1", &torrent, &out).await;
     assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
-    assert_same(&content, &target);
+    assert_same_file(&content, &target);
     seeder.kill().await.unwrap();
 }
 

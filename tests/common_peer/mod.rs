@@ -209,7 +209,15 @@ pub fn random_file(path: &Path, len: usize, seed: u32) {
     std::fs::write(path, random_bytes(len, seed)).unwrap();
 }
 
+/// `a` and `b` hold the same bytes; for a directory, every file under it (recursively).
 pub fn assert_same_file(a: &Path, b: &Path) {
+    if a.is_dir() {
+        for entry in std::fs::read_dir(a).unwrap() {
+            let entry = entry.unwrap();
+            assert_same_file(&entry.path(), &b.join(entry.file_name()));
+        }
+        return;
+    }
     assert!(
         std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
         "{} and {} differ",
