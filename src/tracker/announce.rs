@@ -159,13 +159,19 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
         Ok(auth) => auth,
         Err(response) => return response,
     };
-    let result = announce(state, req.source, &query, &auth);
+    let result = decide_announce(state, req.source, &query, &auth);
     let user = Some(auth.username());
     match result {
-        Ok((params, grant, out)) => {
+        Ok((params, grant, input)) => {
+            // Recorded before the swarm changes: while the audit log refuses entries the peer
+            // is answered 503 and does not join the swarm.
             state
                 .audit(req, "announce", user, Some(params.info_hash), Ok(grant))
                 .await;
+            if req.audit_refused() {
+                return response::refusal(&Refusal::audit_unavailable(), RefusalStatus::ByKind);
+            }
+            let out = super::lock(&state.swarms).announce(&input, state.clock.instant());
             let (interval, min_interval) =
                 answer_intervals(&state.config, &params, out.peers.len());
             let mut d = encode_answer(&out, params.compact, interval, min_interval);
@@ -187,13 +193,13 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
     }
 }
 
-/// Decides and records the announce (sync: no await while the swarm lock is held).
-fn announce(
+/// Decides the announce: its parameters, the grant and what the swarm is to record.
+fn decide_announce(
     state: &State,
     source: IpAddr,
     query: &Query<'_>,
     auth: &super::credentials::Authenticated,
-) -> Result<(AnnounceParams, &'static str, AnnounceOutput), Refusal> {
+) -> Result<(AnnounceParams, &'static str, AnnounceInput), Refusal> {
     let params = AnnounceParams::parse(query)?;
     let requester = auth.requester();
     let grant = state.with_access(&params.info_hash, auth.username(), |t| {
@@ -207,8 +213,7 @@ fn announce(
         event: params.event,
         numwant: params.numwant,
     };
-    let out = super::lock(&state.swarms).announce(&input, state.clock.instant());
-    Ok((params, grant.as_str(), out))
+    Ok((params, grant.as_str(), input))
 }
 
 #[cfg(test)]
