@@ -239,6 +239,11 @@ async fn a_torrent_directory_is_read_again_on_sighup() {
     std::fs::copy(&first, torrents.join("first.bin.torrent")).unwrap();
     // Not a torrent: reported once per reading, and the rest goes on.
     std::fs::write(torrents.join("broken.torrent"), b"d4:infoi1ee").unwrap();
+    // Nor is a huge file: refused by its size, never read whole (sparse: no disk used).
+    std::fs::File::create(torrents.join("huge.torrent"))
+        .unwrap()
+        .set_len(ivcsd::metainfo::file::MAX_TORRENT_FILE + 1)
+        .unwrap();
 
     let mut seeder = peer(dir.path(), "u3")
         .arg("seed")
@@ -257,7 +262,12 @@ async fn a_torrent_directory_is_read_again_on_sighup() {
     line_with(&mut out, "seeding first.bin ").await;
     line_with(&mut out, "seeding 1 torrents of ").await;
     let broken = line_with(&mut err, "error: cannot seed ").await;
-    assert!(broken.contains("broken.torrent"), "{broken}");
+    assert!(
+        broken.contains("broken.torrent: not a valid torrent: "),
+        "{broken}"
+    );
+    let huge = line_with(&mut err, "error: cannot seed ").await;
+    assert!(huge.contains("huge.torrent: larger than "), "{huge}");
 
     let hup = async |child: &Child| {
         let pid = child.id().unwrap().to_string();

@@ -1,10 +1,9 @@
 //! `ivcsd torrent …`: inspect torrent files.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::GlobalArgs;
@@ -30,16 +29,10 @@ pub enum TorrentCommand {
     },
 }
 
-/// A torrent file larger than this is not read: real ones are well below (a 40,000-file
-/// torrent is about 10 MiB), and the tracker accepts at most 16 MiB by default.
-const MAX_TORRENT_FILE: u64 = 64 * 1024 * 1024;
-
 pub fn run(args: TorrentArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     match args.command {
         TorrentCommand::Show { file, max_files } => {
-            let bytes = read_torrent(&file)?;
-            let metainfo = Metainfo::from_bytes(&bytes)
-                .with_context(|| format!("not a valid torrent: {}", file.display()))?;
+            let metainfo = ivcsd::metainfo::file::read(&file)?;
             let text = show(&metainfo, max_files);
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())?;
@@ -47,23 +40,6 @@ pub fn run(args: TorrentArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn read_torrent(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_TORRENT_FILE + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    if bytes.len() as u64 > MAX_TORRENT_FILE {
-        anyhow::bail!(
-            "not a valid torrent: {}: larger than {} bytes",
-            path.display(),
-            MAX_TORRENT_FILE
-        );
-    }
-    Ok(bytes)
 }
 
 /// The human-readable description printed by `torrent show`. Paths in a valid torrent hold no

@@ -104,8 +104,7 @@ pub(super) fn stop_on_signals(shutdown: CancellationToken) {
 }
 
 fn read_torrent(path: &Path) -> anyhow::Result<Metainfo> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Metainfo::from_bytes(&bytes).with_context(|| format!("not a valid torrent: {}", path.display()))
+    Ok(ivcsd::metainfo::file::read(path)?)
 }
 
 fn tracker_of(metainfo: &Metainfo, given: Option<&str>) -> anyhow::Result<String> {

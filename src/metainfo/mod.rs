@@ -22,6 +22,7 @@
 //! It does not know about trackers, keys or peers.
 
 mod create;
+pub mod file;
 mod geometry;
 mod names;
 mod parse;

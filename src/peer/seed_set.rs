@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::metainfo::Metainfo;
+use crate::metainfo::file::{MAX_TORRENT_FILE, TorrentFileError};
 use crate::peer::node::PeerNode;
 use crate::peer::seed;
 use crate::peer::session::Torrent;
@@ -178,16 +179,23 @@ impl<'a> SeedSet<'a> {
         };
         let mut wanted: HashMap<InfoHash, (Metainfo, PathBuf)> = HashMap::new();
         for file in files {
-            let parsed = std::fs::read(&file)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| Metainfo::from_bytes(&bytes).map_err(|e| e.to_string()));
-            match parsed {
+            // Bounded: a huge file dropped in the directory is refused, not read whole.
+            match crate::metainfo::file::read(&file) {
                 Ok(metainfo) => {
                     wanted.insert(metainfo.info_hash, (metainfo, file));
                 }
-                Err(error) => events.push(SeedEvent::NotStarted {
+                Err(e) => events.push(SeedEvent::NotStarted {
                     what: file.display().to_string(),
-                    error,
+                    error: match e {
+                        TorrentFileError::Open { error, .. }
+                        | TorrentFileError::Read { error, .. } => error.to_string(),
+                        TorrentFileError::TooLarge { .. } => {
+                            format!("larger than {MAX_TORRENT_FILE} bytes: not a torrent")
+                        }
+                        TorrentFileError::Invalid { error, .. } => {
+                            format!("not a valid torrent: {error}")
+                        }
+                    },
                 }),
             }
         }
