@@ -313,3 +313,81 @@ async fn a_torrent_directory_is_read_again_on_sighup() {
         .unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// A seeder that verified its data writes a resume record next to it; started again with the
+/// files unchanged it trusts the record instead of hashing everything (minutes to hours for
+/// terabytes); with changed data it verifies again and refuses.
+#[tokio::test]
+async fn a_restarted_seeder_trusts_its_resume_record_until_the_data_changes() {
+    let tracker = TestTracker::start(&users()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("library");
+    random_file(&data.join("survey.bin"), 700_000, 21);
+    let torrent = publish_readable(&tracker, dir.path(), &data.join("survey.bin")).await;
+    let start = || {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ivcsd"));
+        command
+            .env("IVCSD_PASSWORD", common_tracker::password("u3"))
+            .env("IVCSD_USER", "u3")
+            .env("RUST_LOG", "info")
+            .args(["--log-format", "json", "peer", "--identity"])
+            .arg(common_peer::identity(dir.path(), "u3"))
+            .args(["--listen", "127.0.0.1:0", "seed"])
+            .arg(&torrent)
+            .arg("--data-dir")
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command.spawn().unwrap()
+    };
+    let serve_and_stop = async |mut child: Child| -> String {
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        line_with(&mut out, "seeding survey.bin (").await;
+        let stopped = terminate(child).await;
+        assert!(stopped.status.success(), "{stopped:?}");
+        String::from_utf8_lossy(&stopped.stderr).into_owned()
+    };
+
+    let first = serve_and_stop(start()).await;
+    assert!(
+        first.contains("verifying the data already on disk"),
+        "{first}"
+    );
+    let record = data.join(".ivcsd").join(format!(
+        "{}.resume",
+        common_peer::info_hash_of(&torrent).to_hex()
+    ));
+    assert!(record.is_file(), "no resume record at {}", record.display());
+
+    let second = serve_and_stop(start()).await;
+    assert!(
+        second.contains("resuming from the resume record"),
+        "{second}"
+    );
+    assert!(
+        !second.contains("verifying the data already on disk"),
+        "{second}"
+    );
+
+    // Same size, other bytes, a new modification time: verified again, and refused.
+    random_file(&data.join("survey.bin"), 700_000, 22);
+    // Set apart explicitly: a file system with coarse timestamps could keep the old one.
+    std::fs::File::options()
+        .write(true)
+        .open(data.join("survey.bin"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(10))
+        .unwrap();
+    let refused = tokio::time::timeout(STEP_TIMEOUT, start().wait_with_output())
+        .await
+        .expect("seed hung")
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("does not match the torrent: ") && stderr.contains("pieces differ"),
+        "{stderr}"
+    );
+}

@@ -1,16 +1,17 @@
 //! `peer seed`, and the seeding half of `peer publish`: serve a torrent from its plaintext,
 //! encrypting each block on the way out.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::crypto::content::ContentKey;
 use crate::metainfo::Metainfo;
 use crate::peer::bitfield::Bitfield;
-use crate::peer::download::content_key;
+use crate::peer::download::{self, content_key};
 use crate::peer::node::{PeerError, PeerNode};
+use crate::peer::resume;
 use crate::peer::session::Torrent;
-use crate::peer::storage::{self, ContentFiles, OpenMode, PieceStore, PlaintextStore};
+use crate::peer::storage::{ContentFiles, OpenMode, PieceStore, PlaintextStore};
 
 /// Whether the data on disk is known to match the torrent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +23,9 @@ pub enum Trust {
 }
 
 /// Starts seeding `metainfo` from `content` (its top-level file or directory). Without `key`,
-/// the key is asked of the tracker (the owner and readers get it).
+/// the key is asked of the tracker (the owner and readers get it). With [`Trust::Verify`] a
+/// valid resume record next to the content (what `peer download` leaves there, or what an
+/// earlier seed wrote) stands for hashing everything again.
 ///
 /// # Errors
 /// The tracker refuses the key, the key does not match, the data is missing or differs.
@@ -41,19 +44,7 @@ pub async fn start(
     let files = ContentFiles::open_content(content, &info, OpenMode::Existing)?;
     let store: Arc<dyn PieceStore> = Arc::new(PlaintextStore::new(files, info.clone(), key));
     if trust == Trust::Verify {
-        let checking = Arc::clone(&store);
-        let ok =
-            tokio::task::spawn_blocking(move || storage::recheck(checking.as_ref(), &|_, _| {}))
-                .await
-                .map_err(|e| PeerError::Session(format!("verification task failed: {e}")))?;
-        let bad = ok.iter().filter(|ok| !**ok).count();
-        if bad > 0 {
-            return Err(PeerError::Torrent(format!(
-                "{} does not match the torrent: {bad} of {} pieces differ",
-                content.display(),
-                ok.len()
-            )));
-        }
+        verify_or_resume(metainfo, content, &store).await?;
     }
     let torrent = Torrent::new(
         metainfo.info_hash,
@@ -68,4 +59,44 @@ pub async fn start(
     node.registry.insert(Arc::clone(&torrent));
     torrent.start(&[]);
     Ok(torrent)
+}
+
+/// Checks that every piece of `content` is there and right: from the resume record in
+/// `content`'s directory when its files are unchanged, else by hashing them all, after which
+/// a record is written (best effort: the data may be read-only) so that the next start is
+/// quick even for terabytes.
+async fn verify_or_resume(
+    metainfo: &Metainfo,
+    content: &Path,
+    store: &Arc<dyn PieceStore>,
+) -> Result<(), PeerError> {
+    let info_hash = metainfo.info_hash;
+    let record = resume::record_path(content.parent().unwrap_or(Path::new(".")), info_hash);
+    let (have, on_disk) =
+        download::pieces_on_disk(store, info_hash, &record, true, download::Recheck::IfNeeded)
+            .await?;
+    let pieces = metainfo.info.piece_count();
+    let missing = pieces - have.count();
+    if missing > 0 {
+        return Err(PeerError::Torrent(format!(
+            "{} does not match the torrent: {missing} of {pieces} pieces differ or are missing",
+            content.display()
+        )));
+    }
+    if on_disk == download::OnDisk::Verified {
+        let files = store.file_paths();
+        let saved = tokio::task::spawn_blocking(move || {
+            resume::save(
+                &record,
+                info_hash,
+                &have,
+                files.iter().map(PathBuf::as_path),
+            )
+        })
+        .await;
+        if let Ok(Err(e)) = saved {
+            tracing::warn!(%info_hash, error = %e, "cannot write the resume record; the next start verifies everything again");
+        }
+    }
+    Ok(())
 }
