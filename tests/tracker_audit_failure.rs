@@ -37,7 +37,8 @@ const UNAVAILABLE: &str = "audit log unavailable; try again later";
 const SCRIPT: &str = r#"
 data="$1"; saved="$2"; shift 2
 mount -t tmpfs -o size=2m tmpfs "$data" || exit 99
-"$@" >/dev/null &
+# The tracker dies with this shell (whose parent, the test, kills it when it fails).
+setpriv --pdeathsig KILL -- "$@" >/dev/null &
 pid=$!
 echo started
 while read -r cmd; do
