@@ -316,7 +316,7 @@ async fn a_torrent_directory_is_read_again_on_sighup() {
 
 /// A seeder that verified its data writes a resume record next to it; started again with the
 /// files unchanged it trusts the record instead of hashing everything (minutes to hours for
-/// terabytes); with changed data it verifies again and refuses.
+/// terabytes), unless told `--recheck`; with changed data it verifies again and refuses.
 #[tokio::test]
 async fn a_restarted_seeder_trusts_its_resume_record_until_the_data_changes() {
     let tracker = TestTracker::start(&users()).await;
@@ -324,7 +324,7 @@ async fn a_restarted_seeder_trusts_its_resume_record_until_the_data_changes() {
     let data = dir.path().join("library");
     random_file(&data.join("survey.bin"), 700_000, 21);
     let torrent = publish_readable(&tracker, dir.path(), &data.join("survey.bin")).await;
-    let start = || {
+    let start = |extra: &[&str]| {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ivcsd"));
         command
             .env("IVCSD_PASSWORD", common_tracker::password("u3"))
@@ -336,6 +336,7 @@ async fn a_restarted_seeder_trusts_its_resume_record_until_the_data_changes() {
             .arg(&torrent)
             .arg("--data-dir")
             .arg(&data)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -350,7 +351,7 @@ async fn a_restarted_seeder_trusts_its_resume_record_until_the_data_changes() {
         String::from_utf8_lossy(&stopped.stderr).into_owned()
     };
 
-    let first = serve_and_stop(start()).await;
+    let first = serve_and_stop(start(&[])).await;
     assert!(
         first.contains("verifying the data already on disk"),
         "{first}"
@@ -361,7 +362,7 @@ async fn a_restarted_seeder_trusts_its_resume_record_until_the_data_changes() {
     ));
     assert!(record.is_file(), "no resume record at {}", record.display());
 
-    let second = serve_and_stop(start()).await;
+    let second = serve_and_stop(start(&[])).await;
     assert!(
         second.contains("resuming from the resume record"),
         "{second}"
@@ -369,6 +370,12 @@ async fn a_restarted_seeder_trusts_its_resume_record_until_the_data_changes() {
     assert!(
         !second.contains("verifying the data already on disk"),
         "{second}"
+    );
+    // --recheck verifies all the same.
+    let third = serve_and_stop(start(&["--recheck"])).await;
+    assert!(
+        third.contains("verifying the data already on disk"),
+        "{third}"
     );
 
     // Same size, other bytes, a new modification time: verified again, and refused.
@@ -380,7 +387,7 @@ async fn a_restarted_seeder_trusts_its_resume_record_until_the_data_changes() {
         .unwrap()
         .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(10))
         .unwrap();
-    let refused = tokio::time::timeout(STEP_TIMEOUT, start().wait_with_output())
+    let refused = tokio::time::timeout(STEP_TIMEOUT, start(&[]).wait_with_output())
         .await
         .expect("seed hung")
         .unwrap();

@@ -113,6 +113,10 @@ pub struct SeedArgs {
     /// `peer download --output DIR` leaves there).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Verify every piece before serving, even where a resume record says the files are
+    /// unchanged since they were last verified.
+    #[arg(long)]
+    pub recheck: bool,
 }
 
 #[derive(Debug, Args)]

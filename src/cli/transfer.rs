@@ -281,7 +281,7 @@ pub fn seed(common: &PeerCommon, args: SeedArgs) -> anyhow::Result<()> {
         let shutdown = CancellationToken::new();
         stop_on_signals(shutdown.clone());
         let node = start_node(common, &url, IdentityUse::Needed, shutdown.clone()).await?;
-        let mut set = SeedSet::new(&node);
+        let mut set = SeedSet::new(&node, seed_trust(&args));
         for (metainfo, content) in &plan {
             match set.start(metainfo, content).await {
                 // One torrent: its failure is the command's.
@@ -328,7 +328,7 @@ fn seed_dir(common: &PeerCommon, args: &SeedArgs, dir: &Path) -> anyhow::Result<
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot install the SIGHUP handler")?;
         let node = start_node(common, url, IdentityUse::Needed, shutdown.clone()).await?;
-        let mut set = SeedSet::new(&node);
+        let mut set = SeedSet::new(&node, seed_trust(args));
         for event in set.sync_with_dir(dir, data_dir).await {
             report(&event, &node);
         }
@@ -353,6 +353,15 @@ fn seed_dir(common: &PeerCommon, args: &SeedArgs, dir: &Path) -> anyhow::Result<
         set.stop_all().await;
         Ok(())
     })
+}
+
+/// `--recheck` verifies everything; otherwise a valid resume record is trusted.
+fn seed_trust(args: &SeedArgs) -> seed::Trust {
+    if args.recheck {
+        seed::Trust::VerifyAll
+    } else {
+        seed::Trust::Verify
+    }
 }
 
 /// One line per event: what is served on stdout, what could not be on stderr.

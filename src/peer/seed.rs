@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::crypto::content::ContentKey;
 use crate::metainfo::Metainfo;
 use crate::peer::bitfield::Bitfield;
-use crate::peer::download::{self, content_key};
+use crate::peer::download::{self, Recheck, content_key};
 use crate::peer::node::{PeerError, PeerNode};
 use crate::peer::resume;
 use crate::peer::session::Torrent;
@@ -18,8 +18,10 @@ use crate::peer::storage::{ContentFiles, OpenMode, PieceStore, PlaintextStore};
 pub enum Trust {
     /// The pieces were just hashed from this data (by `publish`).
     JustHashed,
-    /// Verify every piece before serving any.
+    /// Verify every piece before serving any, or trust a valid resume record beside the data.
     Verify,
+    /// Verify every piece before serving any, whatever a resume record says (`--recheck`).
+    VerifyAll,
 }
 
 /// Starts seeding `metainfo` from `content` (its top-level file or directory). Without `key`,
@@ -43,8 +45,10 @@ pub async fn start(
     let info = metainfo.info.clone();
     let files = ContentFiles::open_content(content, &info, OpenMode::Existing)?;
     let store: Arc<dyn PieceStore> = Arc::new(PlaintextStore::new(files, info.clone(), key));
-    if trust == Trust::Verify {
-        verify_or_resume(metainfo, content, &store).await?;
+    match trust {
+        Trust::JustHashed => {}
+        Trust::Verify => verify_or_resume(metainfo, content, &store, Recheck::IfNeeded).await?,
+        Trust::VerifyAll => verify_or_resume(metainfo, content, &store, Recheck::Always).await?,
     }
     let torrent = Torrent::new(
         metainfo.info_hash,
@@ -69,12 +73,12 @@ async fn verify_or_resume(
     metainfo: &Metainfo,
     content: &Path,
     store: &Arc<dyn PieceStore>,
+    recheck: Recheck,
 ) -> Result<(), PeerError> {
     let info_hash = metainfo.info_hash;
     let record = resume::record_path(content.parent().unwrap_or(Path::new(".")), info_hash);
     let (have, on_disk) =
-        download::pieces_on_disk(store, info_hash, &record, true, download::Recheck::IfNeeded)
-            .await?;
+        download::pieces_on_disk(store, info_hash, &record, true, recheck).await?;
     let pieces = metainfo.info.piece_count();
     let missing = pieces - have.count();
     if missing > 0 {

@@ -50,18 +50,23 @@ struct Seeding {
 /// The torrents being seeded, by info hash.
 pub struct SeedSet<'a> {
     node: &'a PeerNode,
+    /// How each torrent's data is checked before it is served.
+    trust: seed::Trust,
     seeding: HashMap<InfoHash, Seeding>,
     failed_tx: mpsc::UnboundedSender<(InfoHash, String)>,
     failed: mpsc::UnboundedReceiver<(InfoHash, String)>,
 }
 
 impl<'a> SeedSet<'a> {
-    /// An empty set serving through `node` (its port, tracker and identity).
-    pub fn new(node: &'a PeerNode) -> Self {
+    /// An empty set serving through `node` (its port, tracker and identity), checking each
+    /// torrent's data as `trust` says ([`seed::Trust::Verify`] or, for `--recheck`,
+    /// [`seed::Trust::VerifyAll`]).
+    pub fn new(node: &'a PeerNode, trust: seed::Trust) -> Self {
         // Unbounded but never long: each torrent sends at most one failure.
         let (failed_tx, failed) = mpsc::unbounded_channel();
         SeedSet {
             node,
+            trust,
             seeding: HashMap::new(),
             failed_tx,
             failed,
@@ -85,16 +90,15 @@ impl<'a> SeedSet<'a> {
         if self.seeding.contains_key(&info_hash) {
             return SeedEvent::Started { name, info_hash };
         }
-        let torrent =
-            match seed::start(self.node, metainfo, content, None, seed::Trust::Verify).await {
-                Ok(torrent) => torrent,
-                Err(e) => {
-                    return SeedEvent::NotStarted {
-                        what: name,
-                        error: e.to_string(),
-                    };
-                }
-            };
+        let torrent = match seed::start(self.node, metainfo, content, None, self.trust).await {
+            Ok(torrent) => torrent,
+            Err(e) => {
+                return SeedEvent::NotStarted {
+                    what: name,
+                    error: e.to_string(),
+                };
+            }
+        };
         let mut progress = torrent.subscribe();
         let failed_tx = self.failed_tx.clone();
         let watcher = tokio::spawn(async move {
