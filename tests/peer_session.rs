@@ -456,7 +456,7 @@ async fn a_full_disk_stops_the_download_with_a_clear_error_and_keeps_verified_pi
     assert!(error.starts_with("cannot store piece"), "{error}");
     downloader.torrent.wait_stopped().await;
     // The pieces written before the disk filled are intact.
-    let ok = ivcsd::peer::storage::recheck(inner.as_ref(), &|_, _| {});
+    let ok = ivcsd::peer::storage::recheck(inner.as_ref(), &|| false);
     assert_eq!(ok.iter().filter(|ok| **ok).count(), 5);
     seeder.shutdown.cancel();
     seeder.torrent.wait_stopped().await;

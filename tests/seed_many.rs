@@ -398,3 +398,64 @@ async fn a_restarted_seeder_trusts_its_resume_record_until_the_data_changes() {
         "{stderr}"
     );
 }
+
+/// SIGTERM while a seeder verifies its data (the first start of a large dataset, or
+/// `--recheck`) ends it with one clear line. That the verification itself stops early, instead
+/// of reading the rest, is `storage.rs`'s `damaged_data_and_bad_ranges_are_reported` test.
+#[tokio::test]
+async fn a_seeder_stopped_while_it_verifies_exits_with_one_clear_line() {
+    let tracker = TestTracker::start(&users()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("library");
+    // Large enough that verifying it (in a debug build) outlasts the signal by far.
+    random_file(&data.join("big.bin"), 48 << 20, 31);
+    let torrent = publish_readable(&tracker, dir.path(), &data.join("big.bin")).await;
+    let mut seeder = tokio::process::Command::new(env!("CARGO_BIN_EXE_ivcsd"))
+        .env("IVCSD_PASSWORD", common_tracker::password("u3"))
+        .env("IVCSD_USER", "u3")
+        .env("RUST_LOG", "info")
+        .args(["--log-format", "json", "peer", "--identity"])
+        .arg(common_peer::identity(dir.path(), "u3"))
+        .args(["--listen", "127.0.0.1:0", "seed"])
+        .arg(&torrent)
+        .arg("--data-dir")
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(seeder.stderr.take().unwrap()).lines();
+    tokio::time::timeout(STEP_TIMEOUT, async {
+        loop {
+            let line = log.next_line().await.unwrap().expect("the seeder ended");
+            if line.contains("verifying the data already on disk") {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the seeder never started verifying");
+    let pid = seeder.id().unwrap().to_string();
+    let kill = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(kill.success());
+    let mut rest = String::new();
+    while let Ok(Some(line)) = log.next_line().await {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    let status = tokio::time::timeout(STEP_TIMEOUT, seeder.wait())
+        .await
+        .expect("the seeder did not stop")
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{rest}");
+    assert!(
+        rest.contains("stopped while verifying the data on disk"),
+        "{rest}"
+    );
+}

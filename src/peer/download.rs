@@ -16,6 +16,7 @@ use crate::peer::session::Torrent;
 use crate::peer::storage::{self, ContentFiles, OpenMode, PieceStore, PlaintextStore};
 use crate::peer::tracker_client::TrackerError;
 use crate::types::InfoHash;
+use tokio_util::sync::CancellationToken;
 
 /// How long [`content_key`] keeps asking a tracker that answers "temporarily unavailable".
 const UNAVAILABLE_PATIENCE: Duration = Duration::from_secs(120);
@@ -103,8 +104,15 @@ pub async fn start(
     let files = ContentFiles::open(output, &info, OpenMode::Create)?;
     let store: Arc<dyn PieceStore> = Arc::new(PlaintextStore::new(files, info.clone(), key));
     let resume_path = resume::record_path(output, metainfo.info_hash);
-    let (have, _) =
-        pieces_on_disk(&store, metainfo.info_hash, &resume_path, existed, recheck).await?;
+    let (have, _) = pieces_on_disk(
+        &store,
+        metainfo.info_hash,
+        &resume_path,
+        existed,
+        recheck,
+        &node.shutdown,
+    )
+    .await?;
     let torrent = Torrent::new(
         metainfo.info_hash,
         store,
@@ -133,16 +141,18 @@ pub enum OnDisk {
 
 /// The verified pieces of `store`: from its resume record at `resume_path` when that is valid
 /// (and `recheck` allows it), else by hashing the data on disk (off the reactor) when `existed`,
-/// else none. Downloads and relays both resume this way.
+/// else none. Downloads, seeds and relays all resume this way. Hashing stops early when
+/// `shutdown` is cancelled.
 ///
 /// # Errors
-/// The verification task failed.
+/// The verification task failed, or `shutdown` came during it ([`PeerError::Interrupted`]).
 pub async fn pieces_on_disk(
     store: &Arc<dyn PieceStore>,
     info_hash: InfoHash,
     resume_path: &Path,
     existed: bool,
     recheck: Recheck,
+    shutdown: &CancellationToken,
 ) -> Result<(Bitfield, OnDisk), PeerError> {
     let piece_count = store.info().piece_count();
     let recorded = match recheck {
@@ -166,9 +176,15 @@ pub async fn pieces_on_disk(
     }
     tracing::info!(%info_hash, "verifying the data already on disk");
     let checking = Arc::clone(store);
-    let ok = tokio::task::spawn_blocking(move || storage::recheck(checking.as_ref(), &|_, _| {}))
-        .await
-        .map_err(|e| PeerError::Session(format!("verification task failed: {e}")))?;
+    let stop = shutdown.clone();
+    let ok = tokio::task::spawn_blocking(move || {
+        storage::recheck(checking.as_ref(), &|| stop.is_cancelled())
+    })
+    .await
+    .map_err(|e| PeerError::Session(format!("verification task failed: {e}")))?;
+    if shutdown.is_cancelled() {
+        return Err(PeerError::Interrupted);
+    }
     let mut have = Bitfield::new(piece_count);
     for (index, ok) in ok.iter().enumerate() {
         if *ok {

@@ -42,6 +42,9 @@ pub enum PeerError {
     Session(String),
     #[error("this peer has no RSA identity, so it cannot ask for content keys")]
     NoIdentity,
+    /// Stopped (Ctrl-C, SIGTERM) while it was verifying data on disk.
+    #[error("stopped while verifying the data on disk")]
+    Interrupted,
 }
 
 /// A peer process. Dropping it does not stop it; call [`PeerNode::shutdown`].

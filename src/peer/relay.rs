@@ -393,10 +393,16 @@ impl<'a> Relay<'a> {
         let piece_count = info.piece_count();
         let store: Arc<dyn PieceStore> = Arc::new(CiphertextStore::new(files, info));
         let resume_path = dir.resume_record(info_hash);
-        let (have, on_disk) =
-            download::pieces_on_disk(&store, info_hash, &resume_path, existed, Recheck::IfNeeded)
-                .await
-                .map_err(|source| RelayError::Resume { info_hash, source })?;
+        let (have, on_disk) = download::pieces_on_disk(
+            &store,
+            info_hash,
+            &resume_path,
+            existed,
+            Recheck::IfNeeded,
+            &self.node.shutdown,
+        )
+        .await
+        .map_err(|source| RelayError::Resume { info_hash, source })?;
         let pieces_on_disk = have.count();
         let torrent = Torrent::new(
             info_hash,

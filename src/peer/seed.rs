@@ -47,8 +47,12 @@ pub async fn start(
     let store: Arc<dyn PieceStore> = Arc::new(PlaintextStore::new(files, info.clone(), key));
     match trust {
         Trust::JustHashed => {}
-        Trust::Verify => verify_or_resume(metainfo, content, &store, Recheck::IfNeeded).await?,
-        Trust::VerifyAll => verify_or_resume(metainfo, content, &store, Recheck::Always).await?,
+        Trust::Verify => {
+            verify_or_resume(node, metainfo, content, &store, Recheck::IfNeeded).await?
+        }
+        Trust::VerifyAll => {
+            verify_or_resume(node, metainfo, content, &store, Recheck::Always).await?
+        }
     }
     let torrent = Torrent::new(
         metainfo.info_hash,
@@ -70,6 +74,7 @@ pub async fn start(
 /// a record is written (best effort: the data may be read-only) so that the next start is
 /// quick even for terabytes.
 async fn verify_or_resume(
+    node: &PeerNode,
     metainfo: &Metainfo,
     content: &Path,
     store: &Arc<dyn PieceStore>,
@@ -78,7 +83,7 @@ async fn verify_or_resume(
     let info_hash = metainfo.info_hash;
     let record = resume::record_path(content.parent().unwrap_or(Path::new(".")), info_hash);
     let (have, on_disk) =
-        download::pieces_on_disk(store, info_hash, &record, true, recheck).await?;
+        download::pieces_on_disk(store, info_hash, &record, true, recheck, &node.shutdown).await?;
     let pieces = metainfo.info.piece_count();
     let missing = pieces - have.count();
     if missing > 0 {

@@ -423,8 +423,10 @@ pub fn piece_matches(info: &Info, index: PieceIndex, ciphertext: &[u8]) -> bool 
 /// Reads and hashes every piece, on all cores, and returns which ones are intact. Memory is one
 /// piece buffer per worker thread.
 ///
-/// `progress` is called with each checked piece (from worker threads).
-pub fn recheck(store: &dyn PieceStore, progress: &(dyn Fn(PieceIndex, bool) + Sync)) -> Vec<bool> {
+/// `stop` is asked before each piece (from worker threads): once it says yes (shutdown), the
+/// remaining pieces are not read and count as not intact, so that a verification of terabytes
+/// does not hold up a stop.
+pub fn recheck(store: &dyn PieceStore, stop: &(dyn Fn() -> bool + Sync)) -> Vec<bool> {
     use rayon::prelude::*;
     let info = store.info();
     let geometry = info.geometry();
@@ -434,14 +436,15 @@ pub fn recheck(store: &dyn PieceStore, progress: &(dyn Fn(PieceIndex, bool) + Sy
         .map_init(
             || vec![0u8; info.piece_length as usize],
             |buf, &index| {
+                if stop() {
+                    return false;
+                }
                 let len = info.piece_len(index) as usize;
                 let piece = &mut buf[..len];
-                let ok = store
+                store
                     .read_ciphertext(info.piece_offset(index), piece)
                     .is_ok()
-                    && piece_matches(info, index, piece);
-                progress(index, ok);
-                ok
+                    && piece_matches(info, index, piece)
             },
         )
         .collect()
@@ -529,7 +532,7 @@ mod tests {
             info.clone(),
             key.clone(),
         );
-        let all_ok = recheck(&seeder, &|_, _| {});
+        let all_ok = recheck(&seeder, &|| false);
         assert!(all_ok.iter().all(|&ok| ok), "a seeder's own data verifies");
 
         // A downloader and a relay receive the same verified ciphertext.
@@ -567,7 +570,7 @@ mod tests {
             std::fs::read(root.join("a.bin")).unwrap(),
             "relays hold no plaintext"
         );
-        assert!(recheck(&relay, &|_, _| {}).iter().all(|&ok| ok));
+        assert!(recheck(&relay, &|| false).iter().all(|&ok| ok));
 
         // A block read at an odd offset equals the same bytes of the whole piece.
         let mut whole = vec![0u8; 16384];
@@ -591,7 +594,7 @@ mod tests {
             info.clone(),
             key,
         );
-        let ok = recheck(&store, &|_, _| {});
+        let ok = recheck(&store, &|| false);
         let bad: Vec<usize> = ok
             .iter()
             .enumerate()
@@ -599,6 +602,13 @@ mod tests {
             .map(|(i, _)| i)
             .collect();
         assert_eq!(bad, vec![(40_000 + 100) / 16384]);
+        // Asked to stop, it reads no more: what it did not check counts as not intact.
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        let ok = recheck(&store, &|| {
+            asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= 2
+        });
+        assert!(ok.iter().filter(|ok| **ok).count() <= 2, "{ok:?}");
+        assert_eq!(asked.into_inner(), ok.len());
 
         let mut buf = [0u8; 10];
         assert!(matches!(
