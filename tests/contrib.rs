@@ -126,21 +126,6 @@ async fn ready_line(lines: &mut Lines<BufReader<ChildStdout>>, prefix: &str) -> 
     .unwrap_or_else(|_| panic!("no line {prefix:?}"))
 }
 
-async fn wait_exit_ok(child: &mut Child, what: &str) {
-    let pid = child.id().expect("running").to_string();
-    let kill = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(kill.success());
-    let status = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not stop on SIGTERM"))
-        .unwrap();
-    assert!(status.success(), "{what} exited with {status}");
-}
-
 #[test]
 fn systemd_units_pass_systemd_analyze_verify_and_its_security_review() {
     if !have("systemd-analyze") {
@@ -294,7 +279,7 @@ async fn tracker_unit_serves_and_logrotate_rotates_its_audit_log_with_the_chain_
         "a new audit.log after the reload",
     )
     .await;
-    wait_exit_ok(&mut tracker, "the tracker").await;
+    terminate_ok(&mut tracker, "the tracker").await;
 
     let out = Command::new(BIN)
         .args(["admin", "audit", "verify"])
@@ -367,7 +352,7 @@ async fn relay_unit_command_line_logs_in_and_relays() {
         "the relay's first request, allowed, in the audit log",
     )
     .await;
-    wait_exit_ok(&mut relay, "the relay").await;
+    terminate_ok(&mut relay, "the relay").await;
 }
 
 /// The seeder unit's command line, with the seeding user's password as its credential file,
@@ -432,5 +417,5 @@ async fn seed_unit_serves_its_torrent_directory_and_reloads_it() {
     assert!(status.success());
     ready_line(&mut stdout, "seeding 1 torrents of ").await;
     tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
-    wait_exit_ok(&mut seeder, "the seeder").await;
+    terminate_ok(&mut seeder, "the seeder").await;
 }

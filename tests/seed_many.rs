@@ -50,17 +50,30 @@ async fn seed_many(
 }
 
 async fn terminate(child: Child) -> Output {
-    let pid = child.id().unwrap().to_string();
-    let kill = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(kill.success());
+    common_tracker::signal(&child, "-TERM").await;
     tokio::time::timeout(STEP_TIMEOUT, child.wait_with_output())
         .await
         .expect("the seeder did not stop on SIGTERM")
         .unwrap()
+}
+
+/// `peer seed TORRENT --data-dir DATA` as u3, with JSON logs down to `info` on stderr (what
+/// the resume tests read), before its stdout and stderr are chosen.
+fn seed_logging(dir: &Path, torrent: &Path, data: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ivcsd"));
+    command
+        .env("IVCSD_PASSWORD", common_tracker::password("u3"))
+        .env("IVCSD_USER", "u3")
+        .env("RUST_LOG", "info")
+        .args(["--log-format", "json", "peer", "--identity"])
+        .arg(common_peer::identity(dir, "u3"))
+        .args(["--listen", "127.0.0.1:0", "seed"])
+        .arg(torrent)
+        .arg("--data-dir")
+        .arg(data)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
 }
 
 /// The address in "seeding NAME (HASH) on ADDR until interrupted".
@@ -269,18 +282,9 @@ async fn a_torrent_directory_is_read_again_on_sighup() {
     let huge = line_with(&mut err, "error: cannot seed ").await;
     assert!(huge.contains("huge.torrent: larger than "), "{huge}");
 
-    let hup = async |child: &Child| {
-        let pid = child.id().unwrap().to_string();
-        let status = tokio::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success());
-    };
     // A torrent dropped in starts; the first goes on.
     std::fs::copy(&second, torrents.join("second.bin.torrent")).unwrap();
-    hup(&seeder).await;
+    common_tracker::signal(&seeder, "-HUP").await;
     line_with(&mut out, "seeding second.bin ").await;
     line_with(&mut out, "seeding 2 torrents of ").await;
     let got = dir.path().join("got");
@@ -293,25 +297,14 @@ async fn a_torrent_directory_is_read_again_on_sighup() {
 
     // A torrent whose file is removed stops.
     std::fs::remove_file(torrents.join("first.bin.torrent")).unwrap();
-    hup(&seeder).await;
+    common_tracker::signal(&seeder, "-HUP").await;
     let stopped = line_with(&mut err, "stopped seeding first.bin ").await;
     assert!(stopped.ends_with("its torrent file is gone"), "{stopped}");
     line_with(&mut out, "seeding 1 torrents of ").await;
 
     tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
     tokio::spawn(async move { while let Ok(Some(_)) = err.next_line().await {} });
-    let pid = seeder.id().unwrap().to_string();
-    let kill = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(kill.success());
-    let status = tokio::time::timeout(STEP_TIMEOUT, seeder.wait())
-        .await
-        .expect("the seeder did not stop on SIGTERM")
-        .unwrap();
-    assert!(status.success(), "{status}");
+    common_tracker::terminate_ok(&mut seeder, "the seeder").await;
 }
 
 /// A seeder that verified its data writes a resume record next to it; started again with the
@@ -325,23 +318,12 @@ async fn a_restarted_seeder_trusts_its_resume_record_until_the_data_changes() {
     random_file(&data.join("survey.bin"), 700_000, 21);
     let torrent = publish_readable(&tracker, dir.path(), &data.join("survey.bin")).await;
     let start = |extra: &[&str]| {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ivcsd"));
-        command
-            .env("IVCSD_PASSWORD", common_tracker::password("u3"))
-            .env("IVCSD_USER", "u3")
-            .env("RUST_LOG", "info")
-            .args(["--log-format", "json", "peer", "--identity"])
-            .arg(common_peer::identity(dir.path(), "u3"))
-            .args(["--listen", "127.0.0.1:0", "seed"])
-            .arg(&torrent)
-            .arg("--data-dir")
-            .arg(&data)
+        seed_logging(dir.path(), &torrent, &data)
             .args(extra)
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        command.spawn().unwrap()
+            .spawn()
+            .unwrap()
     };
     let serve_and_stop = async |mut child: Child| -> String {
         let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -410,20 +392,9 @@ async fn a_seeder_stopped_while_it_verifies_exits_with_one_clear_line() {
     // Large enough that verifying it (in a debug build) outlasts the signal by far.
     random_file(&data.join("big.bin"), 48 << 20, 31);
     let torrent = publish_readable(&tracker, dir.path(), &data.join("big.bin")).await;
-    let mut seeder = tokio::process::Command::new(env!("CARGO_BIN_EXE_ivcsd"))
-        .env("IVCSD_PASSWORD", common_tracker::password("u3"))
-        .env("IVCSD_USER", "u3")
-        .env("RUST_LOG", "info")
-        .args(["--log-format", "json", "peer", "--identity"])
-        .arg(common_peer::identity(dir.path(), "u3"))
-        .args(["--listen", "127.0.0.1:0", "seed"])
-        .arg(&torrent)
-        .arg("--data-dir")
-        .arg(&data)
-        .stdin(Stdio::null())
+    let mut seeder = seed_logging(dir.path(), &torrent, &data)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut log = BufReader::new(seeder.stderr.take().unwrap()).lines();
@@ -437,13 +408,7 @@ async fn a_seeder_stopped_while_it_verifies_exits_with_one_clear_line() {
     })
     .await
     .expect("the seeder never started verifying");
-    let pid = seeder.id().unwrap().to_string();
-    let kill = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(kill.success());
+    common_tracker::signal(&seeder, "-TERM").await;
     let mut rest = String::new();
     while let Ok(Some(line)) = log.next_line().await {
         rest.push_str(&line);

@@ -181,12 +181,7 @@ async fn tracker_process_starts_serves_and_stops_on_sigterm() {
     assert!(String::from_utf8_lossy(&before.body).contains("invalid credentials"));
     // SIGHUP also reopens the audit log: rotate it as logrotate would (rename, then signal).
     std::fs::rename(data.join("audit.log"), data.join("audit.log.1")).unwrap();
-    let hup = Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(hup.success());
+    signal(&child, "-HUP").await;
     let mut reloaded = false;
     for _ in 0..100 {
         let r = ivcsd::http_client::get(&newbie).await.unwrap();

@@ -6,7 +6,6 @@ use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use ivcsd::crypto::identity::{DEFAULT_RSA_BITS, Identity};
@@ -173,12 +172,6 @@ async fn follow(
     }
 }
 
-/// Stops a torrent and waits (bounded) for its `stopped` announce.
-async fn stop(torrent: &Torrent) {
-    torrent.stop();
-    let _ = tokio::time::timeout(Duration::from_secs(10), torrent.wait_stopped()).await;
-}
-
 pub fn publish(common: &PeerCommon, args: PublishArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
@@ -214,7 +207,7 @@ pub fn publish(common: &PeerCommon, args: PublishArgs, _global: &GlobalArgs) -> 
         .await?;
         println!("seeding on {} until interrupted", node.local_addr);
         shutdown.cancelled().await;
-        stop(&torrent).await;
+        torrent.stop_and_wait().await;
         Ok(())
     })
 }
@@ -422,15 +415,15 @@ pub fn download(
                     println!("seeding on {} until interrupted", node.local_addr);
                     shutdown.cancelled().await;
                 }
-                stop(&torrent).await;
+                torrent.stop_and_wait().await;
                 Ok(())
             }
             Ok(false) => {
-                stop(&torrent).await;
+                torrent.stop_and_wait().await;
                 bail!("interrupted before the download completed; run the same command again to resume")
             }
             Err(e) => {
-                stop(&torrent).await;
+                torrent.stop_and_wait().await;
                 Err(e)
             }
         }

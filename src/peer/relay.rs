@@ -52,8 +52,6 @@ pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(5);
 pub const MIN_RETRY: Duration = Duration::from_secs(5);
 /// The longest wait between two attempts while the tracker cannot be reached.
 pub const MAX_RETRY: Duration = Duration::from_secs(300);
-/// How long a stopping session may take (its `stopped` announce among others).
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The directory, inside a torrent's directory, that holds its ciphertext.
 pub const DATA_DIR: &str = "data";
 
@@ -448,13 +446,7 @@ impl<'a> Relay<'a> {
         // last resume record).
         self.node.registry.remove(&info_hash);
         carried.watcher.abort();
-        carried.torrent.stop();
-        if tokio::time::timeout(STOP_TIMEOUT, carried.torrent.wait_stopped())
-            .await
-            .is_err()
-        {
-            tracing::warn!(%info_hash, "the session did not stop within {STOP_TIMEOUT:?}");
-        }
+        carried.torrent.stop_and_wait().await;
         let why = match reason {
             StopReason::Unassigned => "unassigned",
             StopReason::Failed => "failed",

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -17,9 +16,6 @@ use crate::peer::node::PeerNode;
 use crate::peer::seed;
 use crate::peer::session::Torrent;
 use crate::types::InfoHash;
-
-/// How long a stopping torrent may take for its `stopped` announce.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What happened to one torrent, for the caller to report.
 #[derive(Debug)]
@@ -126,13 +122,7 @@ impl<'a> SeedSet<'a> {
         let seeding = self.seeding.remove(&info_hash)?;
         self.node.registry.remove(&info_hash);
         seeding.watcher.abort();
-        seeding.torrent.stop();
-        if tokio::time::timeout(STOP_TIMEOUT, seeding.torrent.wait_stopped())
-            .await
-            .is_err()
-        {
-            tracing::warn!(%info_hash, "the session did not stop within {STOP_TIMEOUT:?}");
-        }
+        seeding.torrent.stop_and_wait().await;
         Some(SeedEvent::Stopped {
             name: seeding.name,
             info_hash,

@@ -55,6 +55,8 @@ pub type PeerKey = u64;
 const BLOCK_LEN: usize = crate::peer::picker::BLOCK_LEN as usize;
 /// Connections a peer may end by breaking the protocol (docs/protocol.md 7) before it is banned.
 const PROTOCOL_STRIKES_TO_BAN: u32 = 3;
+/// How long a stopping session may take for its `stopped` announce and last resume record.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings of a torrent session.
 #[derive(Debug, Clone)]
@@ -327,6 +329,18 @@ impl Torrent {
     pub async fn wait_stopped(&self) {
         self.tasks.close();
         self.tasks.wait().await;
+    }
+
+    /// Stops the session and waits, at most [`STOP_TIMEOUT`], for it to end (its `stopped`
+    /// announce and last resume record); a session that takes longer is logged and left.
+    pub async fn stop_and_wait(&self) {
+        self.stop();
+        if tokio::time::timeout(STOP_TIMEOUT, self.wait_stopped())
+            .await
+            .is_err()
+        {
+            tracing::warn!(info_hash = %self.info_hash, "the session did not stop within {STOP_TIMEOUT:?}");
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

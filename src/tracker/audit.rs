@@ -336,6 +336,15 @@ impl Shared {
         }
     }
 
+    /// The writer waits on the queue's lock until `until` or a wake-up, whichever is first.
+    fn park_until<'a>(&self, q: MutexGuard<'a, Queue>, until: Instant) -> MutexGuard<'a, Queue> {
+        let left = until.saturating_duration_since(Instant::now());
+        self.wake_writer
+            .wait_timeout(q, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+    }
+
     fn lock(&self) -> MutexGuard<'_, Queue> {
         lock(&self.queue)
     }
@@ -556,8 +565,39 @@ impl AuditLog {
     /// [`AuditUnavailable`] under [`OnFailure::Refuse`] while the file cannot be written: the
     /// entry is not recorded, and the request must be refused.
     pub async fn record(&self, entry: AuditEntry) -> Result<(), AuditUnavailable> {
+        let (q, admit) = self.admission().await?;
+        if let Admit::Queue = admit {
+            self.shared.push(q, entry, true);
+        } else {
+            self.shared.push_now(q, entry);
+        }
+        Ok(())
+    }
+
+    /// Takes a place in the queue for an entry to be recorded after a change that must not
+    /// happen unrecorded; waits while the queue is full and the writer works.
+    ///
+    /// # Errors
+    /// [`AuditUnavailable`] as [`AuditLog::record`].
+    pub async fn reserve(&self) -> Result<AuditSlot, AuditUnavailable> {
+        let (mut q, admit) = self.admission().await?;
+        let counted = matches!(admit, Admit::Queue);
+        if counted {
+            q.reserved += 1;
+        }
+        Ok(AuditSlot {
+            shared: Some(self.shared.clone()),
+            counted,
+        })
+    }
+
+    /// Waits until one more entry can be admitted ([`Admit`] other than `Wait`), and returns
+    /// the lock with the verdict, so that the caller acts on it before anyone else looks.
+    ///
+    /// # Errors
+    /// [`AuditUnavailable`] (counted) for [`Admit::Refuse`].
+    async fn admission(&self) -> Result<(MutexGuard<'_, Queue>, Admit), AuditUnavailable> {
         let shared = &*self.shared;
-        let mut entry = Some(entry);
         loop {
             // Registered before looking, so that room made after the look still wakes us.
             let room = shared.room.notified();
@@ -573,53 +613,7 @@ impl AuditLog {
                         shared.refused.fetch_add(1, Ordering::Relaxed);
                         return Err(AuditUnavailable);
                     }
-                    admit => {
-                        // Cannot fail: the entry is taken only here, and then we return.
-                        let entry = entry.take().expect("an entry is recorded once");
-                        if let Admit::Queue = admit {
-                            shared.push(q, entry, true);
-                        } else {
-                            shared.push_now(q, entry);
-                        }
-                        return Ok(());
-                    }
-                }
-            }
-            room.await;
-        }
-    }
-
-    /// Takes a place in the queue for an entry to be recorded after a change that must not
-    /// happen unrecorded; waits while the queue is full and the writer works.
-    ///
-    /// # Errors
-    /// [`AuditUnavailable`] as [`AuditLog::record`].
-    pub async fn reserve(&self) -> Result<AuditSlot, AuditUnavailable> {
-        let shared = &self.shared;
-        loop {
-            let room = shared.room.notified();
-            tokio::pin!(room);
-            room.as_mut().enable();
-            {
-                let mut q = shared.lock();
-                match shared.admit(&q) {
-                    // Full: a lingering writer must start now.
-                    Admit::Wait => shared.wake_if_waiting(q),
-                    Admit::Refuse => {
-                        drop(q);
-                        shared.refused.fetch_add(1, Ordering::Relaxed);
-                        return Err(AuditUnavailable);
-                    }
-                    admit => {
-                        let counted = matches!(admit, Admit::Queue);
-                        if counted {
-                            q.reserved += 1;
-                        }
-                        return Ok(AuditSlot {
-                            shared: Some(shared.clone()),
-                            counted,
-                        });
-                    }
+                    admit => return Ok((q, admit)),
                 }
             }
             room.await;
@@ -978,11 +972,7 @@ fn wait_to_retry(shared: &Shared, held: usize, backoff: Duration) -> Retry {
             return Retry::Now;
         }
         q.writer = WriterState::Retrying;
-        q = shared
-            .wake_writer
-            .wait_timeout(q, deadline - now)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
+        q = shared.park_until(q, deadline);
     }
 }
 
@@ -1046,11 +1036,7 @@ fn next_batch(
                     q.writer = WriterState::Busy;
                     return Next::Sync;
                 }
-                q = shared
-                    .wake_writer
-                    .wait_timeout(q, due - now)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+                q = shared.park_until(q, due);
             }
         }
     }
@@ -1061,11 +1047,7 @@ fn next_batch(
             break;
         }
         q.writer = WriterState::Lingering;
-        q = shared
-            .wake_writer
-            .wait_timeout(q, deadline - now)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
+        q = shared.park_until(q, deadline);
     }
     q.writer = WriterState::Busy;
     q.awaited = false;

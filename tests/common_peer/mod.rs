@@ -49,23 +49,25 @@ pub async fn publish(tracker: &TestTracker, dir: &Path, content: &Path) -> (Chil
     (child, torrent)
 }
 
-/// Publishes `content` as u3 without seeding and lets u1 read it; returns the torrent.
-pub async fn publish_readable(tracker: &TestTracker, dir: &Path, content: &Path) -> PathBuf {
+/// `peer publish CONTENT` as u3, writing `DIR/NAME.torrent` (returned beside the command).
+fn publish_command(tracker: &TestTracker, dir: &Path, content: &Path) -> (Command, PathBuf) {
     let name = content.file_name().unwrap().to_string_lossy();
     let torrent = dir.join(format!("{name}.torrent"));
-    run_ok(
-        peer(dir, "u3")
-            .arg("publish")
-            .arg(content)
-            .arg("--tracker")
-            .arg(announce(tracker))
-            .arg("--output")
-            .arg(&torrent)
-            .arg("--no-seed"),
-        STEP_TIMEOUT,
-        "publish",
-    )
-    .await;
+    let mut command = peer(dir, "u3");
+    command
+        .arg("publish")
+        .arg(content)
+        .arg("--tracker")
+        .arg(announce(tracker))
+        .arg("--output")
+        .arg(&torrent);
+    (command, torrent)
+}
+
+/// Publishes `content` as u3 without seeding and lets u1 read it; returns the torrent.
+pub async fn publish_readable(tracker: &TestTracker, dir: &Path, content: &Path) -> PathBuf {
+    let (mut publish, torrent) = publish_command(tracker, dir, content);
+    run_ok(publish.arg("--no-seed"), STEP_TIMEOUT, "publish").await;
     set_authority(tracker, &info_hash_of(&torrent), 3).await;
     torrent
 }
@@ -76,20 +78,8 @@ pub async fn publish_seeding(
     dir: &Path,
     content: &Path,
 ) -> (Child, PathBuf, std::net::SocketAddr) {
-    let torrent = dir.join(format!(
-        "{}.torrent",
-        content.file_name().unwrap().to_string_lossy()
-    ));
-    let mut child = peer(dir, "u3")
-        .arg("publish")
-        .arg(content)
-        .arg("--tracker")
-        .arg(announce(tracker))
-        .arg("--output")
-        .arg(&torrent)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut publish, torrent) = publish_command(tracker, dir, content);
+    let mut child = publish.stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = tokio::time::timeout(STEP_TIMEOUT, async {
         while let Some(line) = lines.next_line().await.unwrap() {
@@ -368,13 +358,7 @@ impl RelayProcess {
     }
 
     async fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("the relay is running").to_string();
-        let status = Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success(), "kill {signal} {pid}");
+        common_tracker::signal(&self.child, signal).await;
     }
 
     /// Stops the relay as Ctrl-C would (SIGTERM: stopped announces, last resume records) and

@@ -533,3 +533,24 @@ pub fn peer_command(dir: &Path, user: &str) -> tokio::process::Command {
         .kill_on_drop(true);
     cmd
 }
+
+/// Sends `signal` (e.g. "-HUP", "-TERM") to a running child process, as an operator would.
+pub async fn signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("the process is running").to_string();
+    let status = tokio::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// Stops `child` with SIGTERM and asserts it exits 0 within a minute; `what` names it.
+pub async fn terminate_ok(child: &mut tokio::process::Child, what: &str) {
+    signal(child, "-TERM").await;
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not stop on SIGTERM"))
+        .unwrap();
+    assert!(status.success(), "{what} exited with {status}");
+}
