@@ -351,9 +351,9 @@ fn seed_dir(common: &PeerCommon, args: &SeedArgs, dir: &Path) -> anyhow::Result<
 /// `--recheck` verifies everything; otherwise a valid resume record is trusted.
 fn seed_trust(args: &SeedArgs) -> seed::Trust {
     if args.recheck {
-        seed::Trust::VerifyAll
+        seed::Trust::Verify(download::Recheck::Always)
     } else {
-        seed::Trust::Verify
+        seed::Trust::Verify(download::Recheck::IfNeeded)
     }
 }
 

@@ -18,10 +18,9 @@ use crate::peer::storage::{ContentFiles, OpenMode, PieceStore, PlaintextStore};
 pub enum Trust {
     /// The pieces were just hashed from this data (by `publish`).
     JustHashed,
-    /// Verify every piece before serving any, or trust a valid resume record beside the data.
-    Verify,
-    /// Verify every piece before serving any, whatever a resume record says (`--recheck`).
-    VerifyAll,
+    /// Verify the data before serving any of it; [`Recheck::IfNeeded`] trusts a valid resume
+    /// record beside the data, [`Recheck::Always`] (`--recheck`) hashes every piece.
+    Verify(Recheck),
 }
 
 /// Starts seeding `metainfo` from `content` (its top-level file or directory). Without `key`,
@@ -45,14 +44,8 @@ pub async fn start(
     let info = metainfo.info.clone();
     let files = ContentFiles::open_content(content, &info, OpenMode::Existing)?;
     let store: Arc<dyn PieceStore> = Arc::new(PlaintextStore::new(files, info.clone(), key));
-    match trust {
-        Trust::JustHashed => {}
-        Trust::Verify => {
-            verify_or_resume(node, metainfo, content, &store, Recheck::IfNeeded).await?
-        }
-        Trust::VerifyAll => {
-            verify_or_resume(node, metainfo, content, &store, Recheck::Always).await?
-        }
+    if let Trust::Verify(recheck) = trust {
+        verify_or_resume(node, metainfo, content, &store, recheck).await?;
     }
     let torrent = Torrent::new(
         metainfo.info_hash,

@@ -55,8 +55,7 @@ pub struct SeedSet<'a> {
 
 impl<'a> SeedSet<'a> {
     /// An empty set serving through `node` (its port, tracker and identity), checking each
-    /// torrent's data as `trust` says ([`seed::Trust::Verify`] or, for `--recheck`,
-    /// [`seed::Trust::VerifyAll`]).
+    /// torrent's data as `trust` says.
     pub fn new(node: &'a PeerNode, trust: seed::Trust) -> Self {
         // Unbounded but never long: each torrent sends at most one failure.
         let (failed_tx, failed) = mpsc::unbounded_channel();
