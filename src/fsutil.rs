@@ -44,6 +44,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
+/// A file's size and modification time: what says that content verified earlier may have
+/// changed since (resume records, and a seeder's files while it serves them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    pub len: u64,
+    pub mtime_ns: u64,
+}
+
+impl FileStamp {
+    /// The stamp of an open file (`fstat`), or `None` where the file system gives no usable
+    /// modification time.
+    pub fn of(meta: &fs::Metadata) -> Option<FileStamp> {
+        let mtime_ns = meta
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_nanos();
+        Some(FileStamp {
+            len: meta.len(),
+            mtime_ns: u64::try_from(mtime_ns).ok()?,
+        })
+    }
+
+    /// The stamp of the file at `path`.
+    pub fn of_path(path: &Path) -> Option<FileStamp> {
+        FileStamp::of(&fs::metadata(path).ok()?)
+    }
+}
+
 /// Creates `dir` and its parents with mode 0700 where they do not exist yet.
 ///
 /// # Errors

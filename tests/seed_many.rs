@@ -424,3 +424,55 @@ async fn a_seeder_stopped_while_it_verifies_exits_with_one_clear_line() {
         "{rest}"
     );
 }
+
+#[tokio::test]
+async fn a_torrent_whose_data_changes_under_the_seeder_stops_and_the_others_go_on() {
+    let tracker = TestTracker::start(&users()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("library");
+    std::fs::create_dir_all(&data).unwrap();
+    random_file(&data.join("steady.bin"), 600_000, 7);
+    random_file(&data.join("rewritten.bin"), 600_000, 8);
+    let steady = publish_readable(&tracker, dir.path(), &data.join("steady.bin")).await;
+    let rewritten = publish_readable(&tracker, dir.path(), &data.join("rewritten.bin")).await;
+    let (mut seeder, _) = seed_many(dir.path(), &[&steady, &rewritten], &data, 2).await;
+    let mut stderr = BufReader::new(seeder.stderr.take().unwrap()).lines();
+
+    // Rewritten in place while seeded: same name and size, other bytes.
+    random_file(&data.join("rewritten.bin"), 600_000, 9);
+    let mut doomed = peer(dir.path(), "u1")
+        .arg("download")
+        .arg(&rewritten)
+        .arg("--output")
+        .arg(dir.path().join("doomed"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stopped = tokio::time::timeout(STEP_TIMEOUT, async {
+        loop {
+            match stderr.next_line().await.unwrap() {
+                Some(line) if line.starts_with("stopped seeding rewritten.bin") => break line,
+                Some(_) => {}
+                None => panic!("the seeder ended without reporting the change"),
+            }
+        }
+    })
+    .await
+    .expect("the seeder went on serving changed data");
+    assert!(
+        stopped.contains("rewritten.bin changed on disk while it was being seeded"),
+        "{stopped}"
+    );
+    doomed.kill().await.unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+
+    // The other torrent is still served.
+    let out = dir.path().join("out");
+    let got = download(dir.path(), "u1", &steady, &out).await;
+    assert_eq!(got.code, Some(0), "{}", got.stderr);
+    assert_same_file(&data.join("steady.bin"), &out.join("steady.bin"));
+    let ended = terminate(seeder).await;
+    assert!(ended.status.success(), "{ended:?}");
+}

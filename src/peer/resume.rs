@@ -8,9 +8,9 @@
 //! were durable before it was written.
 
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use crate::bencode::{self, Dict, Value};
+use crate::fsutil::FileStamp;
 use crate::peer::bitfield::Bitfield;
 use crate::types::InfoHash;
 
@@ -18,27 +18,6 @@ use crate::types::InfoHash;
 pub fn record_path(dir: &Path, info_hash: InfoHash) -> PathBuf {
     dir.join(".ivcsd")
         .join(format!("{}.resume", info_hash.to_hex()))
-}
-
-/// Size and modification time of one file, as the record keeps them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
-    mtime_ns: u64,
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    let mtime_ns = meta
-        .modified()
-        .ok()?
-        .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_nanos();
-    Some(Stamp {
-        len: meta.len(),
-        mtime_ns: u64::try_from(mtime_ns).ok()?,
-    })
 }
 
 /// Writes the record: `have` for `info_hash`, with the current stamps of `files`. Call it only
@@ -54,7 +33,7 @@ pub fn save<'a>(
 ) -> std::io::Result<()> {
     let stamps: Vec<Value<'_>> = files
         .map(|f| {
-            let s = stamp(f).unwrap_or(Stamp {
+            let s = FileStamp::of_path(f).unwrap_or(FileStamp {
                 len: 0,
                 mtime_ns: 0,
             });
@@ -97,11 +76,11 @@ pub fn load<'a>(
     let mut count = 0;
     for (file, entry) in files.zip(recorded) {
         let pair = entry.as_list()?;
-        let want = Stamp {
+        let want = FileStamp {
             len: u64::try_from(pair.first()?.as_int()?).ok()?,
             mtime_ns: u64::try_from(pair.get(1)?.as_int()?).ok()?,
         };
-        if stamp(file)? != want {
+        if FileStamp::of_path(file)? != want {
             return None;
         }
         count += 1;

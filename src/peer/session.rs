@@ -873,6 +873,11 @@ impl Torrent {
                 Ok(_) => {
                     let _ = handle.send(Command::Reject(request)).await;
                 }
+                // Content changed under a seeder: nothing it serves can be trusted any more.
+                Err(e @ StorageError::Changed { .. }) => {
+                    let _ = handle.send(Command::Reject(request)).await;
+                    me.fail(e.to_string());
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read a block to upload");
                     let _ = handle.send(Command::Reject(request)).await;

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use sha1::{Digest, Sha1};
 
 use crate::crypto::content::{self, ContentKey};
+use crate::fsutil::FileStamp;
 use crate::metainfo::{Info, PieceIndex};
 
 /// A storage failure, naming the file and what was being done.
@@ -36,6 +37,11 @@ pub enum StorageError {
         expected: u64,
         actual: u64,
     },
+    #[error(
+        "{} changed on disk while it was being seeded (its size or modification time is not what it was when verified): stopped serving it, since downloaders would reject the pieces; when the change is complete, seed it again (its pieces are verified again)",
+        path.display()
+    )]
+    Changed { path: PathBuf },
     #[error("range {start}..{end} is outside the content of {total} bytes")]
     OutOfRange { start: u64, end: u64, total: u64 },
     #[error(
@@ -147,8 +153,19 @@ pub enum OpenMode {
 #[derive(Debug)]
 pub struct ContentFiles {
     /// Invariant: `files[i]` is `info.files[i]`, sized to its length.
-    files: Vec<(PathBuf, File)>,
+    files: Vec<ContentFile>,
     total_length: u64,
+}
+
+#[derive(Debug)]
+struct ContentFile {
+    path: PathBuf,
+    file: File,
+    /// For files opened as they are ([`OpenMode::Existing`]): the stamp they had then. Every
+    /// read compares it with the file's current one, so that content changed under a running
+    /// seeder is noticed at the next read instead of being served to downloaders that then
+    /// reject every piece of it. `None` for files this process writes itself.
+    stamp_at_open: Option<FileStamp>,
 }
 
 impl ContentFiles {
@@ -191,7 +208,10 @@ impl ContentFiles {
                             actual,
                         });
                     }
-                    file
+                    let stamp = file
+                        .metadata()
+                        .map_err(|e| io_err("reading the modification time of", e))?;
+                    (file, FileStamp::of(&stamp))
                 }
                 OpenMode::Create => {
                     if let Some(parent) = path.parent() {
@@ -214,10 +234,15 @@ impl ContentFiles {
                         file.set_len(entry.length)
                             .map_err(|e| io_err("sizing", e))?;
                     }
-                    file
+                    (file, None)
                 }
             };
-            files.push((path, file));
+            let (file, stamp_at_open) = file;
+            files.push(ContentFile {
+                path,
+                file,
+                stamp_at_open,
+            });
         }
         Ok(ContentFiles {
             files,
@@ -257,7 +282,7 @@ impl ContentFiles {
             .into_iter()
             .flatten()
         {
-            let (path, file) = &self.files[seg.file];
+            let ContentFile { path, file, .. } = &self.files[seg.file];
             let seg_len = seg.len as usize; // a segment is never longer than the range
             io(file, done..done + seg_len, seg.file_offset).map_err(|source| StorageError::Io {
                 action,
@@ -273,10 +298,42 @@ impl ContentFiles {
     ///
     /// # Errors
     /// The range is outside the content, or a read failed.
+    /// Files opened as they were ([`OpenMode::Existing`]) are checked after the read: when one
+    /// has another size or modification time than at opening, the read fails with
+    /// [`StorageError::Changed`], since what it returned may no longer be the verified content.
     pub fn read_at(&self, info: &Info, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
         self.each_segment(info, offset, buf.len(), "reading", |file, range, at| {
             file.read_exact_at(&mut buf[range], at)
-        })
+        })?;
+        self.check_unchanged(info, offset, buf.len())
+    }
+
+    /// Fails with [`StorageError::Changed`] when a file of the range has changed since it was
+    /// opened. One `fstat` a file per read: reads are of whole units (up to 1 MiB).
+    fn check_unchanged(&self, info: &Info, offset: u64, len: usize) -> Result<(), StorageError> {
+        for seg in info
+            .segments(offset..offset + len as u64)
+            .into_iter()
+            .flatten()
+        {
+            let ContentFile {
+                path,
+                file,
+                stamp_at_open,
+            } = &self.files[seg.file];
+            let Some(opened) = stamp_at_open else {
+                continue;
+            };
+            let now = file.metadata().map_err(|source| StorageError::Io {
+                action: "reading the modification time of",
+                path: path.clone(),
+                source,
+            })?;
+            if FileStamp::of(&now) != Some(*opened) {
+                return Err(StorageError::Changed { path: path.clone() });
+            }
+        }
+        Ok(())
     }
 
     /// Writes content bytes at `offset` across files.
@@ -294,7 +351,7 @@ impl ContentFiles {
     /// # Errors
     /// A failed fsync.
     pub fn sync(&self) -> Result<(), StorageError> {
-        for (path, file) in &self.files {
+        for ContentFile { path, file, .. } in &self.files {
             file.sync_data().map_err(|source| StorageError::Io {
                 action: "syncing",
                 path: path.clone(),
@@ -306,7 +363,7 @@ impl ContentFiles {
 
     /// Each file's path, for resume records.
     pub fn paths(&self) -> impl Iterator<Item = &Path> {
-        self.files.iter().map(|(p, _)| p.as_path())
+        self.files.iter().map(|f| f.path.as_path())
     }
 }
 
@@ -517,6 +574,52 @@ mod tests {
             text.starts_with("not enough disk space in ") && text.contains("--no-space-check"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_file_changed_after_opening_fails_the_next_read_of_it_and_only_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, key, info) = content_torrent(dir.path());
+        let seeder = PlaintextStore::new(
+            ContentFiles::open(dir.path(), &info, OpenMode::Existing).unwrap(),
+            info.clone(),
+            key,
+        );
+        let mut first = vec![0u8; 1000];
+        seeder.read_ciphertext(0, &mut first).unwrap();
+        // Same bytes, another modification time: what a rewrite in place leaves.
+        let b = root.join("sub/b.bin");
+        let file = std::fs::OpenOptions::new().write(true).open(&b).unwrap();
+        let mtime = file.metadata().unwrap().modified().unwrap();
+        file.set_modified(mtime - std::time::Duration::from_secs(60))
+            .unwrap();
+        let b_start = info.total_length - std::fs::metadata(&b).unwrap().len();
+        let mut buf = vec![0u8; 100];
+        match seeder.read_ciphertext(b_start, &mut buf) {
+            Err(StorageError::Changed { path }) => assert_eq!(path, b),
+            other => panic!("expected Changed, got {other:?}"),
+        }
+        // A range across the changed file fails too; one in the other files still reads.
+        let mut across = vec![0u8; 200];
+        assert!(matches!(
+            seeder.read_ciphertext(b_start - 100, &mut across),
+            Err(StorageError::Changed { .. })
+        ));
+        let mut again = vec![0u8; 1000];
+        seeder.read_ciphertext(0, &mut again).unwrap();
+        assert_eq!(again, first);
+
+        // Files this process writes itself are not watched: its own writes change them.
+        let down_dir = tempfile::tempdir().unwrap();
+        let downloader = PlaintextStore::new(
+            ContentFiles::open(down_dir.path(), &info, OpenMode::Create).unwrap(),
+            info.clone(),
+            ContentKey::generate(),
+        );
+        let piece0 = info.geometry().pieces().next().unwrap();
+        let mut piece = vec![0u8; info.piece_len(piece0) as usize];
+        downloader.write_piece(piece0, &mut piece).unwrap();
+        downloader.read_ciphertext(0, &mut first).unwrap();
     }
 
     #[test]
