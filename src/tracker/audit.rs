@@ -9,7 +9,8 @@
 //! its first entry the writer lingers up to [`LINGER`] so that one wake-up, one encoding pass
 //! and one `write(2)` serve a whole batch instead of one entry each. Each batch is written
 //! (unbuffered: a batch is one buffer) as soon as it is taken; the file is fsynced at most once
-//! a second while entries come in, once more a second after the last one, and at shutdown.
+//! a second while entries come in (sooner when [`TAIL_CAP`] bytes wait for it), once more a
+//! second after the last one, and at shutdown.
 //!
 //! Changes that must not go unrecorded (a content key handed out, a torrent stored, an admin
 //! change) take an [`AuditSlot`] first, and their requests are answered only once their line
@@ -48,8 +49,20 @@
 //!   they are dropped (kept in the in-memory tail only) and counted; the count is logged when
 //!   writing works again. Dropped entries leave a gap in `seq`, not a break in the chain.
 //!
+//! A failed fsync is a failure too: Linux may mark the pages it could not write clean, so the
+//! lines written since the last good fsync can be gone from the disk while the file still shows
+//! them ("fsyncgate"). The writer keeps those bytes (its unsynced tail, [`LogFile`]); when an
+//! fsync fails it cuts the file back to its length at the last good fsync, writes them again
+//! and fsyncs once more (logging the error, then that the lines are on disk). If that fails
+//! too, the writer fails as above, holding the tail, and each attempt writes it again; it
+//! recovers only once all it wrote is on disk, so the chain in the file stays whole. The same
+//! holds for the fsync before a rotation (the writer stays on the old file until it succeeds)
+//! and at shutdown, where a second failure is logged with how many lines may be lost.
+//! [`AuditLog::written`] still waits for the file, not the fsync (which would add up to a
+//! second to every key handed out): a line written is fsynced within a second or the log fails.
+//!
 //! Either way nothing grows without bound: the entries waiting (queued, reserved and held by
-//! the failing writer) never exceed `audit_queue`.
+//! the failing writer) never exceed `audit_queue`, and the unsynced tail [`TAIL_CAP`] bytes.
 //!
 //! Lock order: only one lock ([`Shared::queue`]); the writer never holds it while encoding,
 //! hashing or writing.
@@ -86,6 +99,13 @@ const WRITTEN_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_FIRST: Duration = Duration::from_millis(250);
 /// Longest pause between two attempts at a failed batch.
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Most bytes the writer keeps of what it wrote since its last successful fsync, to write them
+/// again when an fsync fails ([`LogFile`]); past it the writer fsyncs early instead of waiting
+/// for [`SYNC_INTERVAL`], so that neither this memory nor what a crash of the machine can lose
+/// grows with the load. 8 MiB is about 0.7 s of lines at the highest rate measured (49k
+/// announces/s of about 250 bytes each, docs/benchmarks.md): below that rate the cap never
+/// adds an fsync.
+const TAIL_CAP: usize = 8 * 1024 * 1024;
 /// SHA-256 in lowercase hex, as `prev` carries it.
 type HexHash = [u8; 64];
 /// The chain's first `prev`.
@@ -550,9 +570,7 @@ impl AuditLog {
         let shared = Arc::new(Shared::new(queue, true, on_failure));
         let writer = WriteLoop {
             shared: shared.clone(),
-            path: path.to_owned(),
-            file,
-            len,
+            file: LogFile::new(path.to_owned(), file, len),
             prev,
         };
         Ok((AuditLog { shared }, writer))
@@ -719,14 +737,261 @@ enum Next {
     Stop,
 }
 
+/// Which fsync: `fdatasync` for the periodic one, `fsync` (the metadata too) before a
+/// rotation and at shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    Data,
+    All,
+}
+
+/// How the writer fsyncs its file: [`fsync`] in production. It is a field only so that tests
+/// can make fsync fail: a real fsync error needs a faulty device (dm-error, dm-flakey), which
+/// a test machine does not have.
+type SyncFn = Box<dyn Fn(&File, Flush) -> std::io::Result<()> + Send>;
+
+fn fsync(file: &File, flush: Flush) -> std::io::Result<()> {
+    match flush {
+        Flush::Data => file.sync_data(),
+        Flush::All => file.sync_all(),
+    }
+}
+
+/// Why an attempt of the writer failed.
+#[derive(Debug)]
+enum Fault {
+    /// Writing lines (or writing the unsynced tail again) failed.
+    Write(std::io::Error),
+    /// fsync failed, also after the unsynced tail was written again.
+    Sync(std::io::Error),
+}
+
+/// The file the writer appends to, and the bytes it wrote since its last successful fsync
+/// (the unsynced tail).
+///
+/// Why keep the tail: on Linux a failed fsync may mark the pages it could not write clean, so
+/// the lines written since the last good fsync can be gone from the disk while the page cache
+/// still shows them, and the next fsync succeeds without writing them ("fsyncgate"). Cutting
+/// the file back to its last synced length and writing the tail again makes those pages dirty
+/// again, so that the next fsync really writes them. The tail is the buffer batches are
+/// encoded into, so keeping it costs no copy.
+struct LogFile {
+    path: PathBuf,
+    file: File,
+    /// Length of the file at its last successful fsync (or when it was opened).
+    synced_len: u64,
+    /// The whole lines written after `synced_len`, in file order: unless `dirty`, the file is
+    /// its first `synced_len` bytes and then exactly these. At most `tail_cap` bytes, unless a
+    /// single line is longer.
+    tail: Vec<u8>,
+    /// The file past `synced_len` may differ from `tail` (a failed write that could not be cut
+    /// back, or a failed fsync that may have dropped it): [`LogFile::restore`] comes first.
+    dirty: bool,
+    /// When an fsync last succeeded.
+    last_sync: Instant,
+    /// The writer fails: a sync made good by writing the tail again is not logged, since the
+    /// writer logs the failure's start and its end.
+    failing: bool,
+    sync: SyncFn,
+    /// Most bytes in `tail`: [`TAIL_CAP`], smaller in tests.
+    tail_cap: usize,
+}
+
+impl LogFile {
+    fn new(path: PathBuf, file: File, len: u64) -> LogFile {
+        LogFile {
+            path,
+            file,
+            synced_len: len,
+            tail: Vec::with_capacity(64 * 1024),
+            dirty: false,
+            last_sync: Instant::now(),
+            failing: false,
+            sync: Box::new(fsync),
+            tail_cap: TAIL_CAP,
+        }
+    }
+
+    /// Lines written since the last successful fsync.
+    fn tail_lines(&self) -> usize {
+        self.tail.iter().filter(|&&b| b == b'\n').count()
+    }
+
+    /// When `dirty`: cuts the file back to its last synced length and writes the tail again.
+    fn restore(&mut self) -> std::io::Result<()> {
+        if self.dirty {
+            self.file.set_len(self.synced_len)?;
+            (&self.file).write_all(&self.tail)?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Fsyncs the file. When that fails, writes the tail again ([`LogFile::restore`]) and
+    /// fsyncs once more; logs both (unless the writer is failing already).
+    ///
+    /// # Errors
+    /// The second attempt failed too: the file stays `dirty` and the tail is kept, so that the
+    /// next attempt writes it again.
+    fn sync(&mut self, flush: Flush) -> Result<(), Fault> {
+        let mut first_failed = false;
+        if !self.dirty {
+            match (self.sync)(&self.file, flush) {
+                Ok(()) => {
+                    self.synced();
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.dirty = true;
+                    first_failed = true;
+                    if !self.failing {
+                        tracing::error!(
+                            "error syncing audit log {}: {e}; writing its last {} lines again",
+                            self.path.display(),
+                            self.tail_lines()
+                        );
+                    }
+                }
+            }
+        }
+        self.restore().map_err(Fault::Write)?;
+        if let Err(e) = (self.sync)(&self.file, flush) {
+            self.dirty = true;
+            return Err(Fault::Sync(e));
+        }
+        if first_failed && !self.failing {
+            tracing::warn!(
+                "audit log {}: its last {} lines, written again after the failed sync, are \
+                 now on disk",
+                self.path.display(),
+                self.tail_lines()
+            );
+        }
+        self.synced();
+        Ok(())
+    }
+
+    /// The file is on disk up to its end: the tail starts anew.
+    fn synced(&mut self) {
+        self.synced_len += self.tail.len() as u64;
+        self.tail.clear();
+        self.last_sync = Instant::now();
+    }
+
+    /// Writes entries from the start of `batch` as whole lines chained from `prev`, and takes
+    /// them out of `batch` once written; updates `prev` and [`Shared::written`]. Each piece is
+    /// one `write_all`, all or nothing (a failed write is cut back). When the tail would pass
+    /// its cap, the file is fsynced first.
+    ///
+    /// # Errors
+    /// A write or an early fsync failed: `batch` holds the entries not written.
+    fn write_batch(
+        &mut self,
+        batch: &mut Vec<Arc<AuditEntry>>,
+        prev: &mut HexHash,
+        shared: &Shared,
+    ) -> Result<(), Fault> {
+        self.restore().map_err(Fault::Write)?;
+        while !batch.is_empty() {
+            let start = self.tail.len();
+            let (lines, last) = encode_lines(&mut self.tail, batch, *prev, self.tail_cap);
+            if lines == 0 {
+                // The tail is full: make it durable before it grows.
+                self.sync(Flush::Data)?;
+                continue;
+            }
+            // One write(2) in the common case; on ENOSPC part of it may have landed (O_APPEND).
+            if let Err(e) = (&self.file).write_all(&self.tail[start..]) {
+                self.tail.truncate(start);
+                self.dirty = self.file.set_len(self.synced_len + start as u64).is_err();
+                return Err(Fault::Write(e));
+            }
+            *prev = last;
+            shared
+                .written
+                .store(batch[lines - 1].seq, Ordering::Release);
+            shared.written_notify.notify_waiters();
+            batch.drain(..lines);
+        }
+        Ok(())
+    }
+
+    /// Makes the tail durable (`fsync`, the metadata too) and opens the path again (rotation).
+    /// When the new file cannot be opened, writing goes on to the old one: nothing is lost.
+    ///
+    /// # Errors
+    /// The old file's tail cannot be made durable: the writer stays on that file, and fails
+    /// until it can.
+    fn reopen(&mut self) -> Result<(), Fault> {
+        self.sync(Flush::All)?;
+        let reopened = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&self.path)
+            .and_then(|f| Ok((f.metadata()?.len(), f)));
+        match reopened {
+            Ok((len, file)) => {
+                self.file = file;
+                self.synced_len = len;
+                tracing::info!("audit log {} reopened", self.path.display());
+            }
+            Err(e) => tracing::error!(
+                "error reopening audit log {}: {e}; still writing to the old file",
+                self.path.display()
+            ),
+        }
+        Ok(())
+    }
+
+    /// One attempt of the writer: the rotation asked for (`reopen_due`, cleared once done),
+    /// then `batch`, then an fsync when `sync_due` or a second has passed since the last one.
+    fn attempt(
+        &mut self,
+        batch: &mut Vec<Arc<AuditEntry>>,
+        prev: &mut HexHash,
+        shared: &Shared,
+        sync_due: bool,
+        reopen_due: &mut bool,
+    ) -> Result<(), Fault> {
+        if *reopen_due {
+            self.reopen()?;
+            *reopen_due = false;
+        }
+        self.write_batch(batch, prev, shared)?;
+        if sync_due || (!self.tail.is_empty() && self.last_sync.elapsed() >= SYNC_INTERVAL) {
+            self.sync(Flush::Data)?;
+        }
+        Ok(())
+    }
+}
+
+/// Encodes entries from the start of `batch` onto `out` as lines chained from `prev`, as many
+/// as keep `out` within `cap` bytes (at least one when `out` is empty: a longer line goes
+/// alone). Returns how many, and the hash of the last one.
+fn encode_lines(
+    out: &mut Vec<u8>,
+    batch: &[Arc<AuditEntry>],
+    mut prev: HexHash,
+    cap: usize,
+) -> (usize, HexHash) {
+    for (i, entry) in batch.iter().enumerate() {
+        let start = out.len();
+        encode_line(out, entry, &prev);
+        if start > 0 && out.len() + 1 > cap {
+            out.truncate(start);
+            return (i, prev);
+        }
+        prev = hex_hash(&out[start..]);
+        out.push(b'\n');
+    }
+    (batch.len(), prev)
+}
+
 /// The writer thread's state: the file and the chain's last hash.
 struct WriteLoop {
     shared: Arc<Shared>,
-    path: PathBuf,
-    file: File,
-    /// Length of the file up to the end of its last whole line written by us: where a failed
-    /// batch is cut back to.
-    len: u64,
+    file: LogFile,
     /// Hash of the last line in the file.
     prev: HexHash,
 }
@@ -756,73 +1021,54 @@ impl WriteLoop {
     fn run(self) {
         let WriteLoop {
             shared,
-            path,
             mut file,
-            mut len,
             mut prev,
         } = self;
         let _gone = GoneOnDrop(shared.clone());
-        let mut last_sync = Instant::now();
-        let mut unsynced = false;
         let mut batch = Vec::with_capacity(shared.batch);
-        // The encoded batch: at most BATCH lines of a few hundred bytes.
-        let mut buf = Vec::with_capacity(64 * 1024);
         let mut failure: Option<Failure> = None;
-        // A failed attempt may have left part of a batch that could not be cut off yet.
-        let mut torn = false;
         // Set once the log is closed while the writer fails: the next failure is the last.
         let mut last_attempt = false;
+        // A rotation asked for and not done yet: it waits for the old file's tail to be on disk.
+        let mut reopen_due = false;
         loop {
-            if batch.is_empty() {
-                let sync_due = unsynced.then(|| last_sync + SYNC_INTERVAL);
-                match next_batch(&shared, &mut batch, sync_due) {
+            // A failing writer recovers only once all it wrote is on disk.
+            let mut sync_due = failure.is_some();
+            if failure.is_none() && batch.is_empty() {
+                let due = (!file.tail.is_empty()).then(|| file.last_sync + SYNC_INTERVAL);
+                match next_batch(&shared, &mut batch, due) {
                     Next::Stop => break,
-                    Next::Sync => {
-                        if let Err(e) = file.sync_data() {
-                            tracing::error!("error syncing audit log: {e}");
-                        }
-                        last_sync = Instant::now();
-                        unsynced = false;
-                        continue;
-                    }
-                    Next::Reopen => {
-                        reopen(&path, &mut file, &mut len, &mut torn);
-                        last_sync = Instant::now();
-                        unsynced = false;
-                        continue;
-                    }
-                    Next::Write => {}
+                    Next::Sync => sync_due = true,
+                    Next::Reopen => reopen_due = true,
+                    Next::Write => shared.room.notify_waiters(),
                 }
-                shared.room.notify_waiters();
             }
-            match write_batch(&file, len, prev, &batch, &mut buf, &mut torn) {
-                Ok((written, last)) => {
-                    len += written;
-                    prev = last;
-                    if let Some(entry) = batch.last() {
-                        shared.written.store(entry.seq, Ordering::Release);
-                        shared.written_notify.notify_waiters();
-                    }
+            let waited = batch.len();
+            match file.attempt(&mut batch, &mut prev, &shared, sync_due, &mut reopen_due) {
+                Ok(()) => {
                     if failure.take().is_some() {
-                        recovered(&shared, batch.len());
-                    }
-                    batch.clear();
-                    unsynced = true;
-                    if last_sync.elapsed() >= SYNC_INTERVAL {
-                        if let Err(e) = file.sync_data() {
-                            tracing::error!("error syncing audit log: {e}");
-                        }
-                        last_sync = Instant::now();
-                        unsynced = false;
+                        file.failing = false;
+                        recovered(&shared, waited);
                     }
                 }
-                Err(e) => {
+                Err(fault) => {
                     let backoff = match &failure {
                         None => {
+                            file.failing = true;
+                            let what = match &fault {
+                                Fault::Write(e) => {
+                                    format!("error writing audit log {}: {e}", file.path.display())
+                                }
+                                Fault::Sync(e) => format!(
+                                    "error syncing audit log {}, also after writing its last {} \
+                                     lines again: {e}",
+                                    file.path.display(),
+                                    file.tail_lines()
+                                ),
+                            };
                             tracing::error!(
-                                "error writing audit log {}: {e}; {} entries wait, retrying \
-                                 every {RETRY_FIRST:?} to {RETRY_MAX:?}{}",
-                                path.display(),
+                                "{what}; {} entries wait, retrying every {RETRY_FIRST:?} to \
+                                 {RETRY_MAX:?}{}",
                                 batch.len(),
                                 match shared.on_failure {
                                     OnFailure::Refuse => "; refusing requests meanwhile",
@@ -838,7 +1084,7 @@ impl WriteLoop {
                     });
                     match wait_to_retry(&shared, batch.len(), backoff) {
                         Retry::Now => {}
-                        Retry::Reopen => reopen(&path, &mut file, &mut len, &mut torn),
+                        Retry::Reopen => reopen_due = true,
                         // Shutting down: one last attempt, without waiting.
                         Retry::Closed if !last_attempt => last_attempt = true,
                         Retry::Closed => {
@@ -846,7 +1092,7 @@ impl WriteLoop {
                             tracing::error!(
                                 "audit log {} still cannot be written at shutdown: {lost} \
                                  entries lost",
-                                path.display()
+                                file.path.display()
                             );
                             break;
                         }
@@ -854,76 +1100,16 @@ impl WriteLoop {
                 }
             }
         }
-        if let Err(e) = file.sync_all() {
-            tracing::error!("error syncing audit log at shutdown: {e}");
+        // Written again once more if it fails (also after a failure: lines written before it
+        // may still be made durable).
+        if let Err(Fault::Write(e) | Fault::Sync(e)) = file.sync(Flush::All) {
+            tracing::error!(
+                "error syncing audit log {} at shutdown, also after writing its last lines \
+                 again: {e}; the last {} lines written may be lost",
+                file.path.display(),
+                file.tail_lines()
+            );
         }
-    }
-}
-
-/// Writes `batch` as whole lines chained from `prev` at the end of the file (length `len`),
-/// all or nothing: a failed write is cut back to `len`. Returns the bytes written and the
-/// hash of the last line. `torn` says that an earlier attempt could not be cut back.
-fn write_batch(
-    file: &File,
-    len: u64,
-    prev: HexHash,
-    batch: &[Arc<AuditEntry>],
-    buf: &mut Vec<u8>,
-    torn: &mut bool,
-) -> std::io::Result<(u64, HexHash)> {
-    if *torn {
-        file.set_len(len)?;
-        *torn = false;
-    }
-    buf.clear();
-    let mut last = prev;
-    for entry in batch {
-        let start = buf.len();
-        encode_line(buf, entry, &last);
-        last = hex_hash(&buf[start..]);
-        buf.push(b'\n');
-    }
-    // One write(2) in the common case; on ENOSPC part of it may have landed (O_APPEND).
-    if let Err(e) = (&*file).write_all(buf) {
-        *torn = file.set_len(len).is_err();
-        return Err(e);
-    }
-    Ok((buf.len() as u64, last))
-}
-
-/// Flushes and fsyncs the file and opens its path again (rotation). When the new file cannot
-/// be opened, writing goes on to the old one: nothing is lost.
-fn reopen(path: &Path, file: &mut File, len: &mut u64, torn: &mut bool) {
-    if *torn && file.set_len(*len).is_ok() {
-        *torn = false;
-    }
-    if let Err(e) = file.sync_all() {
-        tracing::error!(
-            "error syncing audit log {} before reopening: {e}",
-            path.display()
-        );
-    }
-    let reopened = OpenOptions::new()
-        .create(true)
-        .read(true)
-        .append(true)
-        .open(path)
-        .and_then(|f| Ok((f.metadata()?.len(), f)));
-    match reopened {
-        Ok((new_len, new_file)) if !*torn => {
-            *file = new_file;
-            *len = new_len;
-            tracing::info!("audit log {} reopened", path.display());
-        }
-        // A torn tail that cannot be cut stays the old file's problem only when we keep it.
-        Ok(_) => tracing::error!(
-            "audit log {}: a failed write could not be cut back; still writing to the old file",
-            path.display()
-        ),
-        Err(e) => tracing::error!(
-            "error reopening audit log {}: {e}; still writing to the old file",
-            path.display()
-        ),
     }
 }
 
@@ -976,7 +1162,8 @@ fn wait_to_retry(shared: &Shared, held: usize, backoff: Duration) -> Retry {
     }
 }
 
-/// The failing writer has written its held batch: requests are served again; logs how many
+/// The failing writer has written its held batch and fsynced what it wrote (its unsynced tail
+/// written again where a sync had failed): requests are served again; logs how many
 /// entries waited and how many were refused or dropped meanwhile.
 fn recovered(shared: &Shared, held: usize) {
     let (waited, dropped, refused) = {
@@ -993,7 +1180,7 @@ fn recovered(shared: &Shared, held: usize) {
     // Room again for requests that waited (Continue) or for reservations.
     shared.room.notify_waiters();
     tracing::warn!(
-        "audit log writable again: {waited} entries that waited are written; {refused} \
+        "audit log writable and synced again: {waited} entries that waited are written; {refused} \
          requests were refused and {dropped} entries dropped meanwhile"
     );
 }
@@ -1237,6 +1424,7 @@ impl ChainCheck {
 mod tests {
     use super::*;
     use std::future::Future;
+    use std::sync::atomic::AtomicUsize;
     use std::task::{Context, Waker};
 
     fn entry(reason: &str) -> AuditEntry {
@@ -1604,9 +1792,7 @@ mod tests {
             };
             let writer = WriteLoop {
                 shared,
-                path: full.to_owned(),
-                file: file.try_clone().unwrap(),
-                len: 0,
+                file: LogFile::new(full.to_owned(), file.try_clone().unwrap(), 0),
                 prev: GENESIS,
             };
             let writer = AuditWriter(Some(std::thread::spawn(move || writer.run())));
@@ -1839,6 +2025,274 @@ mod tests {
         );
         assert!(written > 8, "no entry waited for the disk");
         std::fs::remove_file(&path).unwrap();
+    }
+
+    /// An fsync that fails while `fails` is above zero, and then does what the kernel may do
+    /// after a failed fsync: the bytes written since the file's last good fsync are gone from
+    /// the disk (here: cut off the file, the worst a reader can see). Otherwise the real fsync.
+    #[derive(Clone, Default)]
+    struct FaultySync {
+        fails: Arc<AtomicUsize>,
+        /// Length of each file (by inode) at its last successful sync.
+        synced: Arc<Mutex<std::collections::HashMap<u64, u64>>>,
+        /// Most bytes found written since the last successful sync, at any sync.
+        max_unsynced: Arc<AtomicU64>,
+        /// Successful syncs.
+        syncs: Arc<AtomicUsize>,
+    }
+
+    impl FaultySync {
+        fn sync_fn(&self) -> SyncFn {
+            use std::os::unix::fs::MetadataExt;
+            let me = self.clone();
+            Box::new(move |file, flush| {
+                let meta = file.metadata()?;
+                let mut synced = lock(&me.synced);
+                let synced = synced.entry(meta.ino()).or_insert(0);
+                me.max_unsynced
+                    .fetch_max(meta.len().saturating_sub(*synced), Ordering::Relaxed);
+                let failing = me
+                    .fails
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok();
+                if failing {
+                    file.set_len(*synced)?;
+                    return Err(std::io::Error::other("injected fsync failure"));
+                }
+                fsync(file, flush)?;
+                *synced = meta.len();
+                me.syncs.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            })
+        }
+
+        fn fail(&self, times: usize) {
+            self.fails.store(times, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts a log on `path` whose writer fsyncs through `faulty` and keeps at most
+    /// `tail_cap` unsynced bytes.
+    fn start_faulty(
+        path: &Path,
+        queue: usize,
+        on_failure: OnFailure,
+        faulty: &FaultySync,
+        tail_cap: usize,
+    ) -> (AuditLog, AuditWriter) {
+        let (log, mut writer) = AuditLog::open(path, queue, on_failure).unwrap();
+        writer.file.sync = faulty.sync_fn();
+        writer.file.tail_cap = tail_cap;
+        let thread = std::thread::spawn(move || writer.run());
+        (log, AuditWriter(Some(thread)))
+    }
+
+    /// The reasons of the lines in `text`, in file order.
+    fn reasons(text: &str) -> Vec<String> {
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["reason"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    /// About four lines of [`entry`].
+    const SMALL_TAIL: usize = 1024;
+
+    /// One failed fsync (that drops what it could not write, as Linux may), on an early sync
+    /// forced by the tail's cap and on the sync a second after the last entry: the writer cuts
+    /// the file back, writes its tail again and syncs, and goes on without ever failing; every
+    /// line is in the file once, in order, and the chain verifies.
+    #[tokio::test]
+    async fn a_failed_fsync_is_made_good_by_writing_the_tail_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_FILE);
+        let faulty = FaultySync::default();
+        let (log, writer) = start_faulty(&path, 64, OnFailure::Refuse, &faulty, SMALL_TAIL);
+        let mut recorded = Vec::new();
+        faulty.fail(1);
+        for i in 0..30 {
+            recorded.push(format!("early sync {i}"));
+            log.record(entry(recorded.last().unwrap())).await.unwrap();
+        }
+        eventually("the early sync failing", || {
+            faulty.fails.load(Ordering::Relaxed) == 0
+        })
+        .await;
+        // The sync a second after the last entry fails once too.
+        let syncs = faulty.syncs.load(Ordering::Relaxed);
+        faulty.fail(1);
+        recorded.push("idle sync".to_owned());
+        log.record(entry("idle sync")).await.unwrap();
+        eventually("the idle sync failing, then succeeding", || {
+            faulty.fails.load(Ordering::Relaxed) == 0
+                && faulty.syncs.load(Ordering::Relaxed) > syncs
+        })
+        .await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(reasons(&text), recorded, "before shutdown");
+        assert_eq!(log.shared.refused.load(Ordering::Relaxed), 0);
+        assert!(!log.shared.lock().failing && !log.is_refusing());
+        finish(log, writer).await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(verify_chain(&text), Ok(recorded.len()), "{text}");
+        assert_eq!(reasons(&text), recorded);
+    }
+
+    /// fsync failing again and again, also after the tail is written again: with "refuse" the
+    /// log refuses requests, with "continue" it answers them; either way it holds the tail and
+    /// the entries not yet written, and once fsync works again it writes them: nothing lost,
+    /// nothing twice, `seq` without a gap and the chain whole.
+    #[tokio::test]
+    async fn a_failing_fsync_refuses_or_continues_then_recovers_losing_nothing() {
+        for on_failure in [OnFailure::Refuse, OnFailure::Continue] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(AUDIT_FILE);
+            let faulty = FaultySync::default();
+            let (log, writer) = start_faulty(&path, 64, on_failure, &faulty, SMALL_TAIL);
+            faulty.fail(usize::MAX);
+            let mut recorded = Vec::new();
+            let mut refused = false;
+            for i in 0..200 {
+                let reason = format!("before {i}");
+                match log.record(entry(&reason)).await {
+                    Ok(()) => recorded.push(reason),
+                    Err(AuditUnavailable) => {
+                        refused = true;
+                        break;
+                    }
+                }
+                if log.shared.lock().failing {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            assert!(log.shared.lock().failing, "{on_failure:?}: never failed");
+            match on_failure {
+                OnFailure::Refuse => {
+                    assert!(log.is_refusing());
+                    assert_eq!(log.record(entry("refused")).await, Err(AuditUnavailable));
+                    assert!(log.reserve().await.is_err());
+                    assert_eq!(log.check(), Err(AuditUnavailable));
+                }
+                OnFailure::Continue => {
+                    assert!(!refused && !log.is_refusing());
+                    for i in 0..5 {
+                        recorded.push(format!("while failing {i}"));
+                        log.record(entry(recorded.last().unwrap())).await.unwrap();
+                    }
+                }
+            }
+            // The failed fsyncs took the unsynced lines from the disk: only the writer's
+            // memory holds them now.
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                reasons(&text).len() < recorded.len(),
+                "{on_failure:?}: nothing was lost to make good"
+            );
+
+            faulty.fail(0);
+            eventually("the writer recovering", || !log.shared.lock().failing).await;
+            assert!(!log.is_refusing());
+            for i in 0..3 {
+                recorded.push(format!("after {i}"));
+                log.record(entry(recorded.last().unwrap())).await.unwrap();
+            }
+            assert_eq!(log.shared.lock().dropped, 0);
+            finish(log, writer).await;
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(
+                verify_chain(&text),
+                Ok(recorded.len()),
+                "{on_failure:?}: {text}"
+            );
+            assert_eq!(reasons(&text), recorded, "{on_failure:?}");
+            for (i, line) in text.lines().enumerate() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert_eq!(v["seq"], i as u64 + 1, "{on_failure:?}: {line}");
+            }
+        }
+    }
+
+    /// Under load the writer keeps no more than its cap unsynced: it fsyncs early instead of
+    /// once a second.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_unsynced_tail_never_passes_its_cap() {
+        const LINES: usize = 400;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_FILE);
+        let faulty = FaultySync::default();
+        let (log, writer) = start_faulty(&path, 128, OnFailure::Refuse, &faulty, SMALL_TAIL);
+        for i in 0..LINES {
+            log.record(entry(&format!("under load {i}"))).await.unwrap();
+        }
+        finish(log, writer).await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(verify_chain(&text), Ok(LINES));
+        let max = faulty.max_unsynced.load(Ordering::Relaxed);
+        assert!(max <= SMALL_TAIL as u64, "{max} bytes unsynced");
+        let syncs = faulty.syncs.load(Ordering::Relaxed);
+        assert!(
+            syncs as u64 >= text.len() as u64 / SMALL_TAIL as u64,
+            "{syncs} syncs for {} bytes",
+            text.len()
+        );
+    }
+
+    /// A failed fsync before a rotation and at shutdown is made good the same way; one that
+    /// fails again at shutdown loses only the lines since the last good sync, and the chain
+    /// of what is left still verifies.
+    #[tokio::test]
+    async fn a_failed_fsync_at_rotation_or_shutdown_writes_the_tail_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_FILE);
+        let rotated = dir.path().join("audit.log.1");
+        let faulty = FaultySync::default();
+        let lines = |p: &Path| reasons(&std::fs::read_to_string(p).unwrap());
+        let (log, writer) = start_faulty(&path, 64, OnFailure::Refuse, &faulty, TAIL_CAP);
+        let mut old = Vec::new();
+        for i in 0..5 {
+            old.push(format!("old {i}"));
+            log.record(entry(old.last().unwrap())).await.unwrap();
+        }
+        eventually("the old lines written", || lines(&path).len() == 5).await;
+        faulty.fail(1);
+        std::fs::rename(&path, &rotated).unwrap();
+        log.reopen();
+        let mut new = Vec::new();
+        for i in 0..3 {
+            new.push(format!("new {i}"));
+            log.record(entry(new.last().unwrap())).await.unwrap();
+        }
+        eventually("the new lines written", || {
+            path.exists() && lines(&path).len() == 3
+        })
+        .await;
+        assert_eq!(faulty.fails.load(Ordering::Relaxed), 0);
+        // The final sync fails once.
+        faulty.fail(1);
+        finish(log, writer).await;
+        assert_eq!(lines(&rotated), old);
+        assert_eq!(lines(&path), new);
+        let mut chain = ChainCheck::default();
+        let old_text = std::fs::read_to_string(&rotated).unwrap();
+        assert_eq!(chain.next_file(old_text.as_bytes()).unwrap(), Ok(5));
+        let new_text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(chain.next_file(new_text.as_bytes()).unwrap(), Ok(3));
+
+        // Failing twice at shutdown, the lines since the last good sync may be lost (and the
+        // writer says how many); what is left is whole.
+        let (log, writer) = start_faulty(&path, 64, OnFailure::Refuse, &faulty, TAIL_CAP);
+        log.record(entry("lost at shutdown")).await.unwrap();
+        eventually("the line written", || lines(&path).len() == 4).await;
+        faulty.fail(2);
+        finish(log, writer).await;
+        assert_eq!(lines(&path), new);
+        let mut chain = ChainCheck::default();
+        assert_eq!(chain.next_file(old_text.as_bytes()).unwrap(), Ok(5));
+        let new_text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(chain.next_file(new_text.as_bytes()).unwrap(), Ok(3));
     }
 
     #[test]
