@@ -1100,8 +1100,8 @@ impl WriteLoop {
                 }
             }
         }
-        // Written again once more if it fails (also after a failure: lines written before it
-        // may still be made durable).
+        // The final fsync, tried once more after writing the tail again if it fails; also after
+        // a failure, since the lines written before it may still be made durable.
         if let Err(Fault::Write(e) | Fault::Sync(e)) = file.sync(Flush::All) {
             tracing::error!(
                 "error syncing audit log {} at shutdown, also after writing its last lines \
