@@ -2070,7 +2070,8 @@ mod tests {
             self.fails.store(times, Ordering::Relaxed);
         }
 
-        /// Whether the file at `path` is synced to its end and no failure is left to inject.
+        /// Whether the file at `path` is synced to its end and no failure is left to inject
+        /// (the writer may still have entries to write).
         fn all_synced(&self, path: &Path) -> bool {
             use std::os::unix::fs::MetadataExt;
             let meta = std::fs::metadata(path).unwrap();
@@ -2139,18 +2140,15 @@ mod tests {
             recorded.push(format!("early sync {i}"));
             log.record(entry(recorded.last().unwrap())).await.unwrap();
         }
-        eventually("all synced after a failed early sync", || {
-            faulty.all_synced(&path)
-        })
-        .await;
+        let all_synced = |lines: usize| {
+            log.shared.written.load(Ordering::Acquire) == lines as u64 && faulty.all_synced(&path)
+        };
+        eventually("all synced after a failed early sync", || all_synced(30)).await;
         // The sync a second after the last entry (nothing unsynced before it) fails once too.
         faulty.fail(1);
         recorded.push("idle sync".to_owned());
         log.record(entry("idle sync")).await.unwrap();
-        eventually("all synced after a failed idle sync", || {
-            faulty.all_synced(&path)
-        })
-        .await;
+        eventually("all synced after a failed idle sync", || all_synced(31)).await;
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(reasons(&text), recorded, "before shutdown");
         assert_eq!(log.shared.refused.load(Ordering::Relaxed), 0);
