@@ -47,6 +47,17 @@ const MAINTENANCE_PERIOD: Duration = Duration::from_secs(10);
 const MAX_HEADERS: usize = 64;
 /// Pause after a failed `accept` (for example out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Connections the metrics listener serves at once: a scraper or two, and a person.
+const METRICS_CONNECTIONS: usize = 8;
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Site {
+    /// The tracker's HTTP API (SPEC 4).
+    Api,
+    /// `GET /metrics` only (`metrics_listen`).
+    Metrics,
+}
 
 /// Runs a tracker on `listener` until `shutdown` resolves, then drains open requests for at
 /// most `drain_timeout_secs` and closes the audit log and the database cleanly.
@@ -120,8 +131,19 @@ pub async fn run(
         rsa: Semaphore::new(
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
         ),
+        metrics: super::metrics::Metrics::default(),
         config,
     });
+    let metrics_listener = match state.config.metrics_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| TrackerError::MetricsListen { addr, source })?;
+            tracing::info!("metrics on http://{addr}/metrics");
+            Some(listener)
+        }
+        None => None,
+    };
 
     let cancel = CancellationToken::new();
     let mut watcher = users.clone().spawn_watcher(
@@ -131,7 +153,22 @@ pub async fn run(
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(TrackerError::Signal)?;
     let mut maintenance = tokio::spawn(maintain(state.clone(), cancel.clone()));
-    let server = tokio::spawn(serve(listener, state.clone(), tls, cancel.clone()));
+    let server = tokio::spawn(serve(
+        listener,
+        state.clone(),
+        tls,
+        cancel.clone(),
+        Site::Api,
+    ));
+    let metrics_server = metrics_listener.map(|listener| {
+        tokio::spawn(serve(
+            listener,
+            state.clone(),
+            None,
+            cancel.clone(),
+            Site::Metrics,
+        ))
+    });
 
     let mut failure = None;
     let mut check = tokio::time::interval(Duration::from_secs(1));
@@ -155,6 +192,10 @@ pub async fn run(
                 if audit_writer.is_finished() { failure = Some("audit writer"); break }
                 if store_thread.is_finished() { failure = Some("store"); break }
                 if server.is_finished() { failure = Some("accept loop"); break }
+                if metrics_server.as_ref().is_some_and(|m| m.is_finished()) {
+                    failure = Some("metrics accept loop");
+                    break
+                }
             }
         }
     }
@@ -162,6 +203,11 @@ pub async fn run(
     cancel.cancel();
     if server.await.is_err() {
         failure = failure.or(Some("accept loop"));
+    }
+    if let Some(metrics_server) = metrics_server
+        && metrics_server.await.is_err()
+    {
+        failure = failure.or(Some("metrics accept loop"));
     }
     maintenance.abort();
     watcher.abort();
@@ -208,10 +254,18 @@ async fn serve(
     state: Arc<State>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     stop: CancellationToken,
+    site: Site,
 ) {
-    let limit = Arc::new(Semaphore::new(state.config.max_connections));
+    let (connections, per_ip) = match site {
+        Site::Api => (
+            state.config.max_connections,
+            state.config.max_connections_per_ip,
+        ),
+        Site::Metrics => (METRICS_CONNECTIONS, METRICS_CONNECTIONS),
+    };
+    let limit = Arc::new(Semaphore::new(connections));
     let handshake_timeout = Duration::from_secs(state.config.header_read_timeout_secs);
-    let per_address = AddressLimit::new(state.config.max_connections_per_ip);
+    let per_address = AddressLimit::new(per_ip);
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
@@ -247,7 +301,7 @@ async fn serve(
         let state = state.clone();
         let service = service_fn(move |req| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, remote, req).await) }
+            async move { Ok::<_, Infallible>(handle(&state, site, remote, req).await) }
         });
         match &tls {
             None => {
@@ -304,9 +358,13 @@ async fn serve(
 
 async fn handle(
     state: &State,
+    site: Site,
     remote: SocketAddr,
     req: hyper::Request<Incoming>,
 ) -> Response<Body> {
+    if site == Site::Metrics {
+        return metrics_page(state, &req);
+    }
     let timeout = Duration::from_secs(state.config.request_timeout_secs);
     match tokio::time::timeout(timeout, route(state, remote, req)).await {
         Ok(response) => response,
@@ -315,6 +373,38 @@ async fn handle(
             RefusalStatus::ByKind,
         ),
     }
+}
+
+/// `GET /metrics` on the metrics listener; anything else there is a 404. It answers while the
+/// audit log refuses requests, which is when monitoring matters most, and records nothing.
+fn metrics_page(state: &State, req: &hyper::Request<Incoming>) -> Response<Body> {
+    if req.uri().path() != "/metrics" || req.method() != Method::GET {
+        let mut r = response::refusal(
+            &Refusal::malformed("this listener serves only GET /metrics"),
+            RefusalStatus::ByKind,
+        );
+        *r.status_mut() = hyper::StatusCode::NOT_FOUND;
+        return r;
+    }
+    let (seeders, leechers, active_swarms) = {
+        let swarms = super::lock(&state.swarms);
+        let (seeders, leechers) = swarms.peer_totals();
+        (seeders, leechers, swarms.number_of_torrents())
+    };
+    let gauges = super::metrics::Gauges {
+        torrents: state
+            .torrents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len(),
+        active_swarms,
+        seeders,
+        leechers,
+        users: state.users.current().len(),
+        audit_refusing: state.audit.is_refusing(),
+        uptime_secs: state.clock.uptime().as_secs(),
+    };
+    response::metrics_text(state.metrics.render(&gauges))
 }
 
 /// Reads a POST body of at most `max` bytes.
@@ -336,6 +426,7 @@ async fn route(state: &State, remote: SocketAddr, req: hyper::Request<Incoming>)
     // First, before any work: while the audit log cannot be written (and
     // audit_on_failure = "refuse") nothing is answered.
     if state.audit.check().is_err() {
+        state.metrics.count_audit_unavailable();
         return response::refusal(&Refusal::audit_unavailable(), RefusalStatus::ByKind);
     }
     let (parts, body) = req.into_parts();

@@ -554,3 +554,31 @@ pub async fn terminate_ok(child: &mut tokio::process::Child, what: &str) {
         .unwrap();
     assert!(status.success(), "{what} exited with {status}");
 }
+
+/// A GET or POST on the metrics listener: the status and the body as text.
+pub async fn scrape_metrics(
+    addr: std::net::SocketAddr,
+    method: Method,
+    path: &str,
+) -> (u16, String) {
+    let uri: Uri = format!("http://{addr}{path}").parse().unwrap();
+    let r = http_client::request(
+        method,
+        &uri,
+        None,
+        http_client::Timeouts::default(),
+        http_client::DEFAULT_MAX_RESPONSE_BYTES,
+    )
+    .await
+    .unwrap();
+    (r.status, String::from_utf8(r.body.to_vec()).unwrap())
+}
+
+/// The value of the sample whose name and labels are `series`.
+pub fn metrics_sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
+        .parse()
+        .unwrap()
+}
