@@ -300,22 +300,7 @@ impl TestTracker {
         path_and_query: &str,
         body: Option<Bytes>,
     ) -> Answer {
-        let uri: Uri = format!("http://{}{}", self.addr, path_and_query)
-            .parse()
-            .unwrap();
-        let r = http_client::request(
-            method,
-            &uri,
-            body,
-            http_client::Timeouts::default(),
-            http_client::DEFAULT_MAX_RESPONSE_BYTES,
-        )
-        .await
-        .unwrap();
-        Answer {
-            status: r.status,
-            body: r.body,
-        }
+        request_at(self.addr, method, path_and_query, body).await
     }
 
     pub async fn get(&self, path_and_query: &str) -> Answer {
@@ -555,23 +540,36 @@ pub async fn terminate_ok(child: &mut tokio::process::Child, what: &str) {
     assert!(status.success(), "{what} exited with {status}");
 }
 
-/// A GET or POST on the metrics listener: the status and the body as text.
-pub async fn scrape_metrics(
-    addr: std::net::SocketAddr,
+/// One HTTP request to `addr`; any status is an answer, a failed connection a panic.
+pub async fn request_at(
+    addr: SocketAddr,
     method: Method,
-    path: &str,
-) -> (u16, String) {
-    let uri: Uri = format!("http://{addr}{path}").parse().unwrap();
+    path_and_query: &str,
+    body: Option<Bytes>,
+) -> Answer {
+    let uri: Uri = format!("http://{addr}{path_and_query}").parse().unwrap();
     let r = http_client::request(
         method,
         &uri,
-        None,
+        body,
         http_client::Timeouts::default(),
         http_client::DEFAULT_MAX_RESPONSE_BYTES,
     )
     .await
     .unwrap();
-    (r.status, String::from_utf8(r.body.to_vec()).unwrap())
+    Answer {
+        status: r.status,
+        body: r.body,
+    }
+}
+
+/// A GET or POST on the metrics listener: the status and the body as text.
+pub async fn scrape_metrics(addr: SocketAddr, method: Method, path: &str) -> (u16, String) {
+    let answer = request_at(addr, method, path, None).await;
+    (
+        answer.status,
+        String::from_utf8(answer.body.to_vec()).unwrap(),
+    )
 }
 
 /// The value of the sample whose name and labels are `series`.
