@@ -14,7 +14,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The endpoints counted separately, as the audit log names them; others count as `other`.
-const ENDPOINTS: [&str; 14] = [
+const ENDPOINTS: [&str; 15] = [
     "announce",
     "scrape",
     "getcipher",
@@ -27,6 +27,7 @@ const ENDPOINTS: [&str; 14] = [
     "admin/relay/assign",
     "admin/relay/unassign",
     "admin/audit",
+    "admin/remove",
     "admin",
     "http",
 ];

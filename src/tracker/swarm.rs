@@ -256,6 +256,11 @@ impl Swarms {
             })
     }
 
+    /// Forgets a torrent's swarm (the torrent was removed).
+    pub fn remove(&mut self, info_hash: &InfoHash) {
+        self.torrents.remove(info_hash);
+    }
+
     /// How many torrents have at least one live peer.
     pub fn number_of_torrents(&self) -> usize {
         self.torrents.len()
