@@ -155,7 +155,7 @@ async fn a_taken_metrics_address_stops_the_tracker_with_a_clear_error() {
     let error = outcome.unwrap_err().to_string();
     assert!(
         error.starts_with(&format!(
-            "error listening on metrics_listen {}: ",
+            "error listening for metrics on {}: ",
             taken.local_addr().unwrap()
         )),
         "{error}"

@@ -1,16 +1,11 @@
-//! What an operator's monitoring scrapes: request counts by endpoint and decision, swarm and
-//! catalogue sizes, and whether requests are refused for want of an audit log, in the Prometheus text format
-//! (version 0.0.4) on a listener of its own (`metrics_listen`, off by default).
-//!
-//! Only totals are exposed, never a user, torrent name, info hash or address, so the listener
-//! needs no credentials and its scrapes add nothing to the audit log; bind it to loopback or a
-//! monitoring network all the same. The format is a dozen lines written by hand: a metrics
-//! crate would bring a registry and encoders for far more than this needs.
+//! The tracker's metrics (served by [`crate::metrics`] on `metrics_listen`): request counts by
+//! endpoint and decision, swarm and catalogue sizes, and whether requests are refused for want
+//! of an audit log. Scrapes are not API requests: they are not counted or audited.
 //!
 //! Counting is one relaxed atomic add per request, in [`super::State::audit`], the one place
 //! every answered request passes through with its endpoint and decision.
 
-use std::fmt::Write;
+use crate::metrics::Exposition;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The endpoints counted separately, as the audit log names them; others count as `other`.
@@ -89,107 +84,70 @@ impl Metrics {
 
     /// The exposition text: counters, then the gauges given.
     pub fn render(&self, gauges: &Gauges) -> String {
-        let mut out = String::with_capacity(4096);
-        header(
-            &mut out,
+        let mut page = Exposition::default();
+        page.family(
             "ivcsd_requests_total",
             "counter",
             "Requests answered, by endpoint and decision (as in the audit log).",
         );
         for (row, counts) in self.requests.iter().enumerate() {
             let endpoint = ENDPOINTS.get(row).copied().unwrap_or("other");
-            for (outcome, count) in ["allow", "refuse"].iter().zip(counts) {
-                let n = count.load(Ordering::Relaxed);
-                // Writing to a String cannot fail.
-                let _ = writeln!(
-                    out,
-                    "ivcsd_requests_total{{endpoint=\"{endpoint}\",decision=\"{outcome}\"}} {n}"
+            for (decision, count) in ["allow", "refuse"].iter().zip(counts) {
+                page.sample(
+                    &format!(
+                        "ivcsd_requests_total{{endpoint=\"{endpoint}\",decision=\"{decision}\"}}"
+                    ),
+                    count.load(Ordering::Relaxed),
                 );
             }
         }
-        header(
-            &mut out,
+        page.counter(
             "ivcsd_audit_unavailable_total",
-            "counter",
             "Requests answered 503 because the audit log could not record them.",
+            self.audit_unavailable.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "ivcsd_audit_unavailable_total {}",
-            self.audit_unavailable.load(Ordering::Relaxed)
-        );
-        gauge(
-            &mut out,
+        page.gauge(
             "ivcsd_audit_refusing",
             "1 while requests are refused because the audit log cannot be written.",
             u64::from(gauges.audit_refusing),
         );
-        gauge(
-            &mut out,
+        page.gauge(
             "ivcsd_torrents",
             "Published torrents.",
             gauges.torrents as u64,
         );
-        gauge(
-            &mut out,
+        page.gauge(
             "ivcsd_active_swarms",
             "Torrents with at least one live peer.",
             gauges.active_swarms as u64,
         );
-        header(
-            &mut out,
+        page.family(
             "ivcsd_peers",
             "gauge",
             "Live peers over all swarms, seeders and leechers.",
         );
-        let _ = writeln!(out, "ivcsd_peers{{state=\"seeder\"}} {}", gauges.seeders);
-        let _ = writeln!(out, "ivcsd_peers{{state=\"leecher\"}} {}", gauges.leechers);
-        gauge(
-            &mut out,
+        page.sample("ivcsd_peers{state=\"seeder\"}", gauges.seeders as u64);
+        page.sample("ivcsd_peers{state=\"leecher\"}", gauges.leechers as u64);
+        page.gauge(
             "ivcsd_users",
             "Users in authority.xml as last loaded.",
             gauges.users as u64,
         );
-        gauge(
-            &mut out,
+        page.gauge(
             "ivcsd_uptime_seconds",
             "Seconds since the tracker started.",
             gauges.uptime_secs,
         );
-        header(
-            &mut out,
-            "ivcsd_build_info",
-            "gauge",
-            "The running version, as a label.",
-        );
-        let _ = writeln!(
-            out,
-            "ivcsd_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
-        out
+        page.build_info("ivcsd");
+        page.finish()
     }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
-    header(out, name, "gauge", help);
-    let _ = writeln!(out, "{name} {value}");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The value of the sample line that starts with `series ` (name and labels).
-    fn sample(text: &str, series: &str) -> Option<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .and_then(|v| v.parse().ok())
-    }
+    use crate::metrics::sample_value as sample;
 
     #[test]
     fn counts_land_in_their_series_and_unknown_endpoints_in_other() {
@@ -223,13 +181,5 @@ mod tests {
         assert_eq!(sample(&text, "ivcsd_torrents"), Some(3));
         assert_eq!(sample(&text, "ivcsd_peers{state=\"seeder\"}"), Some(2));
         assert_eq!(sample(&text, "ivcsd_peers{state=\"leecher\"}"), Some(5));
-        // Every series is announced once by HELP and TYPE before its samples.
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let name = line.split(['{', ' ']).next().unwrap();
-            assert!(
-                text.contains(&format!("# TYPE {name} ")),
-                "{name} has no TYPE line"
-            );
-        }
     }
 }

@@ -7,7 +7,7 @@
 //! - Durable state and the record: [`store`] (SQLite thread, sealed keys), [`audit`].
 //! - HTTP: [`server`] (accept loop, limits, routing, shutdown) and one file per endpoint:
 //!   [`announce`], [`scrape`], [`getcipher`] (with [`key_cache`]), [`publish`],
-//!   [`metainfo_file`], [`relay`], [`admin`]; [`metrics`] on a listener of its own.
+//!   [`metainfo_file`], [`relay`], [`admin`]; [`metrics`] (served by [`crate::metrics`]).
 //!
 //! # Tasks
 //! [`run`] serves connections until `shutdown` resolves, then drains open requests for at most
@@ -70,12 +70,8 @@ pub enum TrackerError {
     Signal(#[source] std::io::Error),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
-    #[error("error listening on metrics_listen {addr}: {source}")]
-    MetricsListen {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::ListenError),
 }
 
 /// Locks a std mutex, recovering from poisoning: every critical section here leaves the data

@@ -34,16 +34,6 @@ fn with_status(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     response
 }
 
-/// The metrics page, in the Prometheus text format's media type.
-pub fn metrics_text(text: String) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(text)));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    response
-}
-
 /// Raw bytes (a stored .torrent).
 pub fn torrent_file(bytes: Vec<u8>) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(bytes)));

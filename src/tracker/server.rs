@@ -47,17 +47,6 @@ const MAINTENANCE_PERIOD: Duration = Duration::from_secs(10);
 const MAX_HEADERS: usize = 64;
 /// Pause after a failed `accept` (for example out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// Connections the metrics listener serves at once: a scraper or two, and a person.
-const METRICS_CONNECTIONS: usize = 8;
-
-/// What a listener serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Site {
-    /// The tracker's HTTP API (SPEC 4).
-    Api,
-    /// `GET /metrics` only (`metrics_listen`).
-    Metrics,
-}
 
 /// Runs a tracker on `listener` until `shutdown` resolves, then drains open requests for at
 /// most `drain_timeout_secs` and closes the audit log and the database cleanly.
@@ -136,9 +125,7 @@ pub async fn run(
     });
     let metrics_listener = match state.config.metrics_listen {
         Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| TrackerError::MetricsListen { addr, source })?;
+            let listener = crate::metrics::bind(addr).await?;
             tracing::info!("metrics on http://{addr}/metrics");
             Some(listener)
         }
@@ -153,20 +140,13 @@ pub async fn run(
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(TrackerError::Signal)?;
     let mut maintenance = tokio::spawn(maintain(state.clone(), cancel.clone()));
-    let server = tokio::spawn(serve(
-        listener,
-        state.clone(),
-        tls,
-        cancel.clone(),
-        Site::Api,
-    ));
+    let server = tokio::spawn(serve(listener, state.clone(), tls, cancel.clone()));
     let metrics_server = metrics_listener.map(|listener| {
-        tokio::spawn(serve(
+        let state = state.clone();
+        tokio::spawn(crate::metrics::serve(
             listener,
-            state.clone(),
-            None,
+            Arc::new(move || metrics_page(&state)),
             cancel.clone(),
-            Site::Metrics,
         ))
     });
 
@@ -254,18 +234,10 @@ async fn serve(
     state: Arc<State>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     stop: CancellationToken,
-    site: Site,
 ) {
-    let (connections, per_ip) = match site {
-        Site::Api => (
-            state.config.max_connections,
-            state.config.max_connections_per_ip,
-        ),
-        Site::Metrics => (METRICS_CONNECTIONS, METRICS_CONNECTIONS),
-    };
-    let limit = Arc::new(Semaphore::new(connections));
+    let limit = Arc::new(Semaphore::new(state.config.max_connections));
     let handshake_timeout = Duration::from_secs(state.config.header_read_timeout_secs);
-    let per_address = AddressLimit::new(per_ip);
+    let per_address = AddressLimit::new(state.config.max_connections_per_ip);
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
@@ -301,7 +273,7 @@ async fn serve(
         let state = state.clone();
         let service = service_fn(move |req| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, site, remote, req).await) }
+            async move { Ok::<_, Infallible>(handle(&state, remote, req).await) }
         });
         match &tls {
             None => {
@@ -358,13 +330,9 @@ async fn serve(
 
 async fn handle(
     state: &State,
-    site: Site,
     remote: SocketAddr,
     req: hyper::Request<Incoming>,
 ) -> Response<Body> {
-    if site == Site::Metrics {
-        return metrics_page(state, &req);
-    }
     let timeout = Duration::from_secs(state.config.request_timeout_secs);
     match tokio::time::timeout(timeout, route(state, remote, req)).await {
         Ok(response) => response,
@@ -375,17 +343,9 @@ async fn handle(
     }
 }
 
-/// `GET /metrics` on the metrics listener; anything else there is a 404. It answers while the
-/// audit log refuses requests, which is when monitoring matters most, and records nothing.
-fn metrics_page(state: &State, req: &hyper::Request<Incoming>) -> Response<Body> {
-    if req.uri().path() != "/metrics" || req.method() != Method::GET {
-        let mut r = response::refusal(
-            &Refusal::malformed("this listener serves only GET /metrics"),
-            RefusalStatus::ByKind,
-        );
-        *r.status_mut() = hyper::StatusCode::NOT_FOUND;
-        return r;
-    }
+/// The page of `metrics_listen`. It is served while the audit log refuses requests, which is
+/// when monitoring matters most, and records nothing.
+fn metrics_page(state: &State) -> String {
     let (seeders, leechers, active_swarms) = {
         let swarms = super::lock(&state.swarms);
         let (seeders, leechers) = swarms.peer_totals();
@@ -404,7 +364,7 @@ fn metrics_page(state: &State, req: &hyper::Request<Incoming>) -> Response<Body>
         audit_refusing: state.audit.is_refusing(),
         uptime_secs: state.clock.uptime().as_secs(),
     };
-    response::metrics_text(state.metrics.render(&gauges))
+    state.metrics.render(&gauges)
 }
 
 /// Reads a POST body of at most `max` bytes.

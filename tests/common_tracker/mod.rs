@@ -574,9 +574,6 @@ pub async fn scrape_metrics(addr: SocketAddr, method: Method, path: &str) -> (u1
 
 /// The value of the sample whose name and labels are `series`.
 pub fn metrics_sample(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+    ivcsd::metrics::sample_value(text, series)
         .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
-        .parse()
-        .unwrap()
 }
