@@ -10,8 +10,8 @@
 use std::convert::Infallible;
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -31,6 +31,10 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest request head accepted (hyper's floor).
 const MAX_HEADER_BYTES: usize = 8192;
+/// A page is rendered at most this often; scrapes in between get the same page. Rendering
+/// walks every swarm or torrent under a lock, which a flood of scrapes must not turn into
+/// contention for the requests that matter.
+const RENDER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A page of metrics being written.
 #[derive(Debug, Default)]
@@ -94,14 +98,19 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ListenError> {
         .map_err(|source| ListenError { addr, source })
 }
 
-/// Answers `GET /metrics` with what `render` writes, and everything else with 404, until
-/// `stop`. At most [`CONNECTIONS`] at once (more wait in the backlog), each with timeouts, so
-/// the listener costs nothing to whoever floods it but their own scrapes.
+/// Answers `GET /metrics` with what `render` writes (at most once per [`RENDER_INTERVAL`]),
+/// and everything else with 404, until `stop`. At most [`CONNECTIONS`] at once (more wait in
+/// the backlog), each with timeouts, so that whoever floods the listener slows down only
+/// their own scrapes.
 pub async fn serve(
     listener: TcpListener,
     render: Arc<dyn Fn() -> String + Send + Sync>,
     stop: CancellationToken,
 ) {
+    let page = Arc::new(Page {
+        render,
+        last: Mutex::new(None),
+    });
     let limit = Arc::new(Semaphore::new(CONNECTIONS));
     let mut builder = http1::Builder::new();
     builder
@@ -127,10 +136,10 @@ pub async fn serve(
             },
             () = stop.cancelled() => return,
         };
-        let render = render.clone();
+        let page = page.clone();
         let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            let render = render.clone();
-            async move { Ok::<_, Infallible>(answer(req.method(), req.uri().path(), &*render)) }
+            let page = page.clone();
+            async move { Ok::<_, Infallible>(answer(req.method(), req.uri().path(), &page)) }
         });
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let stop = stop.clone();
@@ -144,18 +153,38 @@ pub async fn serve(
     }
 }
 
-fn answer(method: &Method, path: &str, render: &dyn Fn() -> String) -> Response<Full<Bytes>> {
+/// The renderer and its last page.
+struct Page {
+    render: Arc<dyn Fn() -> String + Send + Sync>,
+    last: Mutex<Option<(Instant, Bytes)>>,
+}
+
+impl Page {
+    fn current(&self) -> Bytes {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match &*last {
+            Some((at, text)) if at.elapsed() < RENDER_INTERVAL => text.clone(),
+            _ => {
+                let text = Bytes::from((self.render)());
+                *last = Some((Instant::now(), text.clone()));
+                text
+            }
+        }
+    }
+}
+
+fn answer(method: &Method, path: &str, page: &Page) -> Response<Full<Bytes>> {
     let (status, content_type, body) = if *method == Method::GET && path == "/metrics" {
         (
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            render(),
+            page.current(),
         )
     } else {
         (
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
-            "this listener serves only GET /metrics\n".to_owned(),
+            Bytes::from_static(b"this listener serves only GET /metrics\n"),
         )
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -207,9 +236,14 @@ mod tests {
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
+        let renders = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = renders.clone();
         let server = tokio::spawn(serve(
             listener,
-            Arc::new(|| "up 1\n".to_owned()),
+            Arc::new(move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                "up 1\n".to_owned()
+            }),
             stop.clone(),
         ));
         let get = |path: &str| {
@@ -219,6 +253,9 @@ mod tests {
         let page = get("/metrics").await;
         assert_eq!((page.status, &page.body[..]), (200, &b"up 1\n"[..]));
         assert_eq!(get("/").await.status, 404);
+        // A second scrape within the interval gets the same page, not a new rendering.
+        assert_eq!(get("/metrics").await.body, page.body);
+        assert_eq!(renders.load(std::sync::atomic::Ordering::Relaxed), 1);
         stop.cancel();
         tokio::time::timeout(Duration::from_secs(5), server)
             .await

@@ -502,13 +502,9 @@ async fn a_seeders_metrics_show_what_it_served() {
     let options = ["--metrics-listen", metrics.as_str()];
     let (seeder, _) = seed_many_with(dir.path(), &options, &[&torrent], &data, 1).await;
     let addr = metrics.parse().unwrap();
-    let scrape = async || {
-        let (status, text) =
-            common_tracker::scrape_metrics(addr, hyper::Method::GET, "/metrics").await;
-        assert_eq!(status, 200);
-        move |series: &str| common_tracker::metrics_sample(&text, series)
-    };
-    let before = scrape().await;
+    let (status, text) = common_tracker::scrape_metrics(addr, hyper::Method::GET, "/metrics").await;
+    assert_eq!(status, 200);
+    let before = |series: &str| common_tracker::metrics_sample(&text, series);
     assert_eq!(before("ivcsd_peer_uploaded_bytes_total"), 0);
     assert_eq!(before("ivcsd_peer_torrents{state=\"complete\"}"), 1);
     assert_eq!(before("ivcsd_peer_torrents{state=\"incomplete\"}"), 0);
@@ -525,8 +521,10 @@ async fn a_seeders_metrics_show_what_it_served() {
     let out = dir.path().join("out");
     let got = download(dir.path(), "u1", &torrent, &out).await;
     assert_eq!(got.code, Some(0), "{}", got.stderr);
-    let after = scrape().await;
     // Every byte went out at least once (a block may go twice at the very end).
+    let text =
+        common_tracker::metrics_when(addr, "ivcsd_peer_uploaded_bytes_total", |n| n > 0).await;
+    let after = |series: &str| common_tracker::metrics_sample(&text, series);
     let sent = after("ivcsd_peer_uploaded_bytes_total");
     assert!((len as u64..2 * len as u64).contains(&sent), "{sent}");
     assert_eq!(after("ivcsd_peer_downloaded_bytes_total"), 0);

@@ -577,3 +577,19 @@ pub fn metrics_sample(text: &str, series: &str) -> u64 {
     ivcsd::metrics::sample_value(text, series)
         .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
 }
+
+/// Scrapes `addr` until the page's `series` satisfies `wanted` (a page is rendered at most once
+/// a second, so the first scrapes may show an older one); returns that page. Panics after 10 s.
+pub async fn metrics_when(addr: SocketAddr, series: &str, wanted: impl Fn(u64) -> bool) -> String {
+    let mut last = String::new();
+    for _ in 0..100 {
+        let (status, text) = scrape_metrics(addr, Method::GET, "/metrics").await;
+        assert_eq!(status, 200);
+        if ivcsd::metrics::sample_value(&text, series).is_some_and(&wanted) {
+            return text;
+        }
+        last = text;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{series} never became what the test waits for; last page:\n{last}");
+}
