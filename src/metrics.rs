@@ -187,7 +187,7 @@ fn answer(method: &Method, path: &str, page: &Page) -> Response<Full<Bytes>> {
             Bytes::from_static(b"this listener serves only GET /metrics\n"),
         )
     };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
