@@ -11,7 +11,8 @@
 //! - [`tracker`]: the HTTP tracker daemon: identity, authority, keys, durable state, audit.
 //! - [`peer`]: the BitTorrent engine of publishers, seeders, downloaders and relays.
 //! - [`types`]: identifiers shared by all of them; [`fsutil`]: durable, atomic file writes;
-//!   [`conn_limit`]: connections per source address, for both servers.
+//!   [`conn_limit`]: connections per source address, for both servers; [`metrics`]: the
+//!   monitoring page of the long-running processes.
 //!
 //! The contract every part keeps is `docs/protocol.md`.
 
@@ -21,6 +22,7 @@ pub mod crypto;
 pub mod fsutil;
 pub mod http_client;
 pub mod metainfo;
+pub mod metrics;
 pub mod peer;
 pub mod tls;
 pub mod tracker;

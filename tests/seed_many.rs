@@ -23,7 +23,19 @@ async fn seed_many(
     data: &Path,
     expect: usize,
 ) -> (Child, Vec<String>) {
+    seed_many_with(dir, &[], torrents, data, expect).await
+}
+
+/// [`seed_many`] with more options of `peer` before `seed`.
+async fn seed_many_with(
+    dir: &Path,
+    options: &[&str],
+    torrents: &[&Path],
+    data: &Path,
+    expect: usize,
+) -> (Child, Vec<String>) {
     let mut child = peer(dir, "u3")
+        .args(options)
         .arg("seed")
         .args(torrents)
         .arg("--data-dir")
@@ -475,4 +487,82 @@ async fn a_torrent_whose_data_changes_under_the_seeder_stops_and_the_others_go_o
     assert_same_file(&data.join("steady.bin"), &out.join("steady.bin"));
     let ended = terminate(seeder).await;
     assert!(ended.status.success(), "{ended:?}");
+}
+
+#[tokio::test]
+async fn a_seeders_metrics_show_what_it_served() {
+    let tracker = TestTracker::start(&users()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("library");
+    std::fs::create_dir_all(&data).unwrap();
+    let len = 700_000;
+    random_file(&data.join("served.bin"), len, 11);
+    let torrent = publish_readable(&tracker, dir.path(), &data.join("served.bin")).await;
+    let metrics = format!("127.0.0.1:{}", common_tracker::free_port());
+    let options = ["--metrics-listen", metrics.as_str()];
+    let (seeder, _) = seed_many_with(dir.path(), &options, &[&torrent], &data, 1).await;
+    let addr = metrics.parse().unwrap();
+    let (status, text) = common_tracker::scrape_metrics(addr, hyper::Method::GET, "/metrics").await;
+    assert_eq!(status, 200);
+    let before = |series: &str| common_tracker::metrics_sample(&text, series);
+    assert_eq!(before("ivcsd_peer_uploaded_bytes_total"), 0);
+    assert_eq!(before("ivcsd_peer_torrents{state=\"complete\"}"), 1);
+    assert_eq!(before("ivcsd_peer_torrents{state=\"incomplete\"}"), 0);
+    assert_eq!(
+        before("ivcsd_peer_content_bytes{state=\"have\"}"),
+        len as u64
+    );
+    assert_eq!(
+        before("ivcsd_peer_content_bytes{state=\"total\"}"),
+        len as u64
+    );
+    assert_eq!(before("ivcsd_peer_torrents_failed"), 0);
+
+    let out = dir.path().join("out");
+    let got = download(dir.path(), "u1", &torrent, &out).await;
+    assert_eq!(got.code, Some(0), "{}", got.stderr);
+    // Every byte went out at least once (a block may go twice at the very end).
+    let text =
+        common_tracker::metrics_when(addr, "ivcsd_peer_uploaded_bytes_total", |n| n > 0).await;
+    let after = |series: &str| common_tracker::metrics_sample(&text, series);
+    let sent = after("ivcsd_peer_uploaded_bytes_total");
+    assert!((len as u64..2 * len as u64).contains(&sent), "{sent}");
+    assert_eq!(after("ivcsd_peer_downloaded_bytes_total"), 0);
+    assert_eq!(after("ivcsd_peer_pieces_rejected_total"), 0);
+    assert_eq!(after("ivcsd_peer_banned"), 0);
+    let stopped = terminate(seeder).await;
+    assert!(stopped.status.success(), "{stopped:?}");
+}
+
+#[tokio::test]
+async fn a_taken_metrics_address_stops_the_seeder_with_one_line() {
+    let tracker = TestTracker::start(&users()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("library");
+    std::fs::create_dir_all(&data).unwrap();
+    random_file(&data.join("x.bin"), 1000, 12);
+    let torrent = publish_readable(&tracker, dir.path(), &data.join("x.bin")).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = tokio::time::timeout(
+        STEP_TIMEOUT,
+        peer(dir.path(), "u3")
+            .args(["--metrics-listen", &addr, "seed"])
+            .arg(&torrent)
+            .arg("--data-dir")
+            .arg(&data)
+            .output(),
+    )
+    .await
+    .expect("seed hung")
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .trim()
+            .starts_with(&format!("error: error listening for metrics on {addr}: ")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }

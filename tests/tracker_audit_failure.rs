@@ -106,6 +106,10 @@ async fn a_full_disk_under_the_audit_log_refuses_requests_until_there_is_room_ag
     std::fs::create_dir_all(&data).unwrap();
     std::fs::create_dir_all(&saved).unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    // Monitoring must see the outage: the metrics listener answers through it.
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = dir.path().join("tracker.toml");
+    std::fs::write(&config, format!("metrics_listen = \"{metrics}\"\n")).unwrap();
     let mut child = Command::new("unshare")
         .args([
             "--user",
@@ -119,7 +123,9 @@ async fn a_full_disk_under_the_audit_log_refuses_requests_until_there_is_room_ag
         .arg(&data)
         .arg(&saved)
         .arg(env!("CARGO_BIN_EXE_ivcsd"))
-        .args(["--quiet", "tracker", "--authority"])
+        .args(["--quiet", "tracker", "--config"])
+        .arg(&config)
+        .arg("--authority")
         .arg(&authority)
         .args(["--listen", &addr.to_string(), "--data-dir"])
         .arg(&data)
@@ -203,6 +209,8 @@ async fn a_full_disk_under_the_audit_log_refuses_requests_until_there_is_room_ag
         (admin.status, admin.failure().as_deref()),
         (503, Some(UNAVAILABLE))
     );
+    let during = metrics_when(metrics, "ivcsd_audit_refusing", |v| v == 1).await;
+    assert!(metrics_sample(&during, "ivcsd_audit_unavailable_total") >= 4);
 
     // A peer is told the tracker is temporarily unavailable, not refused, and waits for the
     // key instead of giving up.
@@ -255,6 +263,7 @@ async fn a_full_disk_under_the_audit_log_refuses_requests_until_there_is_room_ag
     })
     .await;
     answered_announces += 1;
+    metrics_when(metrics, "ivcsd_audit_refusing", |v| v == 0).await;
     let answer = getcipher().await.ok();
     let key = key2048().unwrap_content_key(&answer.bytes("key")).unwrap();
     assert_eq!(key.as_bytes(), p.key.as_bytes());

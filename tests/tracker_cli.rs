@@ -409,3 +409,123 @@ async fn audit_follow_prints_new_entries_as_they_come() {
     assert_eq!(entry["endpoint"], "scrape");
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn admin_cli_removes_a_torrent_and_its_key_for_good() {
+    let t = TestTracker::start(&standard_users()).await;
+    let p = t.publish("u3", b"published by mistake").await;
+    let kept = t.publish("u3", b"stays").await;
+    t.set_authority(&p.info_hash, 4).await;
+    let url = format!("http://{}/announce", t.addr);
+    let hash = p.info_hash.to_hex();
+    let remove = async |user: &str, yes: bool| {
+        let mut args = vec!["admin", "--tracker", &url, "--user", user];
+        args.extend(["torrent", "remove", &hash]);
+        if yes {
+            args.push("--yes");
+        }
+        ivcsd(&args, &password(user)).await
+    };
+    let getcipher = async |user: &str| {
+        let target = CipherTarget::Torrent(p.info_hash);
+        t.getcipher(user, target, key2048(), now(), &fresh_nonce())
+            .await
+    };
+    let relayed = async || {
+        let answer = t
+            .get(&format!("/relay/assignments?{}", creds("relay")))
+            .await
+            .ok();
+        let v = answer.value();
+        v.as_dict()
+            .unwrap()
+            .get(b"info hashes")
+            .unwrap()
+            .as_list()
+            .unwrap()
+            .len()
+    };
+    t.admin(
+        hyper::Method::POST,
+        "relay/assign",
+        &format!("info_hash={}&user=relay", enc(&p.info_hash.0)),
+    )
+    .await
+    .ok();
+    getcipher("u1").await.ok();
+    t.announce("u1", &p.info_hash, 6881, 0).await.ok();
+    assert_eq!(relayed().await, 1);
+
+    // Not without --yes, and not by a non-admin: nothing is removed.
+    let o = remove("admin", false).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o).trim(),
+        format!(
+            "error: not removing {hash} without --yes: its content key is destroyed and cannot be recovered"
+        )
+    );
+    let o = remove("u1", true).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o).trim(),
+        "error: tracker refused: administrators only"
+    );
+    getcipher("u1").await.ok();
+
+    let o = remove("admin", true).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("removed {hash} (content-7075626c); its content key is destroyed")
+    );
+    // Gone for everyone, the owner included, as if it had never been published.
+    for user in ["u1", "u3"] {
+        let refused = getcipher(user).await;
+        assert_eq!(refused.status, 404, "{user}");
+        assert_eq!(
+            refused.failure().as_deref(),
+            Some("torrent not found or not permitted")
+        );
+    }
+    let announce = t.announce("u3", &p.info_hash, 6881, 0).await;
+    assert_eq!(
+        announce.failure().as_deref(),
+        Some("torrent not found or not permitted")
+    );
+    let file = t
+        .get(&format!(
+            "/torrent?{}&info_hash={}",
+            creds("u3"),
+            enc(&p.info_hash.0)
+        ))
+        .await;
+    assert_eq!(file.status, 404);
+    assert_eq!(relayed().await, 0);
+    let o = remove("admin", true).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o).trim(),
+        "error: tracker refused: torrent not found or not permitted"
+    );
+    assert!(
+        t.audit_log().contains("of \\\"u3\\\"; key "),
+        "{}",
+        t.audit_log()
+    );
+
+    // Still gone after a restart; the other torrent and its key are untouched.
+    let t = t.restart().await;
+    let list = t.admin(hyper::Method::GET, "torrents", "").await.ok();
+    let listed = String::from_utf8_lossy(&list.body).into_owned();
+    assert!(!listed.contains("published by mistake"));
+    let target = CipherTarget::Torrent(kept.info_hash);
+    t.getcipher("u3", target, key2048(), now(), &fresh_nonce())
+        .await
+        .ok();
+    let gone = CipherTarget::Torrent(p.info_hash);
+    let refused = t
+        .getcipher("u3", gone, key2048(), now(), &fresh_nonce())
+        .await;
+    assert_eq!(refused.status, 404);
+}

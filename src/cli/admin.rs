@@ -53,6 +53,15 @@ pub enum TorrentCommand {
     },
     /// Set a torrent's authority (a smaller number is a higher authority).
     SetAuthority { hash: String, authority: u32 },
+    /// Withdraw a torrent: the tracker forgets it and destroys its content key, so no one
+    /// can get the key again and relays stop carrying it. Peers that already have the key or
+    /// the data keep them.
+    Remove {
+        hash: String,
+        /// Confirm: the content key cannot be recovered afterwards.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -346,6 +355,23 @@ async fn remote(client: AdminClient, command: AdminCommand) -> anyhow::Result<()
                 "authority of {hash}: {} -> {}",
                 field_int(d, "previous"),
                 field_int(d, "authority")
+            );
+            Ok(())
+        }
+        AdminCommand::Torrent(TorrentCommand::Remove { hash, yes }) => {
+            let hash = parse_hash(&hash)?;
+            if !yes {
+                anyhow::bail!(
+                    "not removing {hash} without --yes: its content key is destroyed and cannot be recovered"
+                );
+            }
+            let params = format!("info_hash={}", encode(&hash.0));
+            let body = client.call(Method::POST, "remove", &params).await?;
+            let value = bencode::decode(&body).context("invalid answer from the tracker")?;
+            let d = answer_dict(&value)?;
+            println!(
+                "removed {hash} ({}); its content key is destroyed",
+                field_str(d, "name")
             );
             Ok(())
         }

@@ -43,6 +43,10 @@ pub struct PeerCommon {
     /// Address for incoming peer connections; port 0 picks a free one [default: 0.0.0.0:6881].
     #[arg(long, global = true, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Serve GET /metrics (Prometheus text: traffic, rejected pieces, torrents, peers) on this
+    /// address. Totals only, without credentials: keep it on loopback or a monitoring network.
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]

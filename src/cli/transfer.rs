@@ -79,7 +79,19 @@ pub(super) async fn start_node(
             .parse()
             .context("bad default listen address")?,
     };
-    Ok(PeerNode::start(tracker, identity, listen, shutdown).await?)
+    // Bound before the node starts, so that a taken address stops the command at once.
+    let metrics = match common.metrics_listen {
+        Some(addr) => Some(ivcsd::metrics::bind(addr).await?),
+        None => None,
+    };
+    let node = PeerNode::start(tracker, identity, listen, shutdown).await?;
+    if let Some(listener) = metrics {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("metrics on http://{addr}/metrics");
+        }
+        node.serve_metrics(listener);
+    }
+    Ok(node)
 }
 
 /// Cancels `shutdown` on Ctrl-C or SIGTERM.

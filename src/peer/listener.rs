@@ -49,6 +49,11 @@ impl Registry {
         self.lock().get(info_hash).cloned()
     }
 
+    /// Every registered torrent, for totals over them.
+    pub fn torrents(&self) -> Vec<Arc<Torrent>> {
+        self.lock().values().cloned().collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<InfoHash, Arc<Torrent>>> {
         self.torrents.lock().unwrap_or_else(|p| p.into_inner())
     }

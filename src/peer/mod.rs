@@ -7,6 +7,7 @@ pub mod choker;
 pub mod connection;
 pub mod download;
 pub mod listener;
+pub mod metrics;
 pub mod node;
 pub mod picker;
 pub mod publish;

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::crypto::identity::Identity;
 use crate::peer::listener::{self, Registry};
+use crate::peer::metrics::Traffic;
 use crate::peer::session::SessionConfig;
 use crate::peer::tracker_client::TrackerClient;
 use crate::peer::wire::generate_peer_id;
@@ -54,6 +55,8 @@ pub struct PeerNode {
     identity: Option<Arc<Identity>>,
     pub peer_id: PeerId,
     pub registry: Arc<Registry>,
+    /// Counters of all its torrents, for `--metrics-listen`.
+    pub traffic: Arc<Traffic>,
     /// Where incoming connections are accepted.
     pub local_addr: SocketAddr,
     pub shutdown: CancellationToken,
@@ -87,6 +90,7 @@ impl PeerNode {
             identity,
             peer_id,
             registry: Arc::clone(&registry),
+            traffic: Arc::default(),
             local_addr,
             shutdown: shutdown.clone(),
         };
@@ -106,6 +110,18 @@ impl PeerNode {
 
     /// The settings for a torrent of this node.
     pub fn session_config(&self) -> SessionConfig {
-        SessionConfig::new(self.peer_id, self.local_addr.port())
+        let mut config = SessionConfig::new(self.peer_id, self.local_addr.port());
+        config.traffic = Arc::clone(&self.traffic);
+        config
+    }
+
+    /// Serves this process's metrics ([`crate::peer::metrics`]) on `listener` until shutdown.
+    pub fn serve_metrics(&self, listener: TcpListener) {
+        let (traffic, registry) = (Arc::clone(&self.traffic), Arc::clone(&self.registry));
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            Arc::new(move || crate::peer::metrics::render(&traffic, &registry)),
+            self.shutdown.clone(),
+        ));
     }
 }

@@ -40,6 +40,7 @@ use crate::peer::connection::{
     self, Command, ConnectionConfig, ConnectionHandle, Event, Handler, HandlerError, Handshaken,
     Outbox,
 };
+use crate::peer::metrics::Traffic;
 use crate::peer::picker::{BlockOutcome, Picker};
 use crate::peer::resume;
 use crate::peer::storage::{PieceStore, StorageError, piece_matches};
@@ -79,6 +80,8 @@ pub struct SessionConfig {
     pub upload_cache_bytes: u64,
     /// How many peers to ask the tracker for.
     pub numwant: u32,
+    /// The process's counters ([`crate::peer::metrics`]), shared by all its torrents.
+    pub traffic: Arc<Traffic>,
 }
 
 impl SessionConfig {
@@ -100,6 +103,7 @@ impl SessionConfig {
             piece_buffer_budget: 16 * 1024 * 1024,
             upload_cache_bytes: 16 * 1024 * 1024,
             numwant: 50,
+            traffic: Arc::default(),
         }
     }
 }
@@ -664,6 +668,7 @@ impl Torrent {
                     me.piece_done(index);
                 }
                 Ok(Ok(Verdict::Bad { block_hashes })) => {
+                    me.config.traffic.add_rejected_piece();
                     me.piece_bad(index, &senders, &block_hashes)
                 }
                 Ok(Err(e)) => me.fail(format!("cannot store piece {index}: {e}")),
@@ -722,6 +727,7 @@ impl Torrent {
     fn piece_done(self: &Arc<Self>, index: u32) {
         let len = u64::from(self.geometry.piece_len(index).unwrap_or(0));
         self.downloaded.fetch_add(len, Ordering::Relaxed);
+        self.config.traffic.add_downloaded(len);
         let mut state = self.lock();
         if !state.picker.piece_verified(index) {
             return;
@@ -865,6 +871,7 @@ impl Torrent {
                         .is_ok()
                     {
                         me.uploaded.fetch_add(len, Ordering::Relaxed);
+                        me.config.traffic.add_uploaded(len);
                         if let Some(slot) = me.lock().peers.get_mut(&key) {
                             slot.sent_round += len;
                         }

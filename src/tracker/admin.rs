@@ -6,6 +6,8 @@
 //! - `GET /admin/torrent?info_hash=…`: one, as `{"torrent": {...}}`.
 //! - `POST /admin/set-authority?info_hash=…&authority=N`.
 //! - `POST /admin/relay/assign?info_hash=…&user=NAME`, `POST /admin/relay/unassign?…`.
+//! - `POST /admin/remove?info_hash=…`: withdraws a torrent and destroys its content key (not
+//!   in SPEC; see [`remove`]).
 //! - `GET /admin/audit?since=SEQ&limit=N`: recent audit entries (JSON lines) after `since`, as
 //!   `{"entries": [...], "last": SEQ}`; `ivcsd admin audit --follow` polls it.
 //!
@@ -64,6 +66,7 @@ pub async fn handle(state: &State, req: &Request<'_>, path: &str) -> Response<Bo
         "relay/assign" => "admin/relay/assign",
         "relay/unassign" => "admin/relay/unassign",
         "audit" => "admin/audit",
+        "remove" => "admin/remove",
         _ => "admin",
     };
     let query = match state
@@ -253,6 +256,45 @@ async fn dispatch(
                 format!("audit tail after {since}"),
             ))
         }
+        "remove" => {
+            require_method(req, Method::POST)?;
+            remove(state, query.info_hash()?).await
+        }
         _ => Err(Refusal::malformed(format!("no admin call {path:?}"))),
     }
+}
+
+/// Withdraws a torrent: its record, relay assignments, stored .torrent and content key go,
+/// and so does its swarm. Afterwards every request about it is answered as for an unknown
+/// torrent, relays drop it at their next poll, and no one can get its key again. Peers that
+/// already hold the key or the data keep them: removal stops distribution, it cannot recall
+/// what was shared. SPEC 4.5 has no such call; an operator who published the wrong data, or
+/// must withdraw it, needs one.
+async fn remove(state: &State, hash: InfoHash) -> Result<(Response<Body>, String), Refusal> {
+    let before = known(state, &hash)?;
+    let removed = state
+        .store
+        .remove_torrent(hash)
+        .await
+        .map_err(|e| Refusal::internal(e.to_string()))?;
+    if !removed {
+        return Err(Refusal::not_found("torrent vanished from the store"));
+    }
+    state
+        .torrents
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&hash);
+    super::lock(&state.sealed_keys).remove(&before.key_id);
+    super::lock(&state.swarms).remove(&hash);
+    let mut d = Dict::new();
+    d.insert(&b"info hash"[..], Value::from(hash.0.to_vec()));
+    d.insert(&b"name"[..], Value::from(before.name.clone()));
+    Ok((
+        response::bencoded(&Value::Dict(d)),
+        format!(
+            "removed {:?} of {:?}; key {} destroyed",
+            before.name, before.owner, before.key_id
+        ),
+    ))
 }

@@ -40,6 +40,11 @@ impl Clock {
         u64::try_from(self.unix().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Time since the tracker started.
+    pub fn uptime(&self) -> Duration {
+        self.start.elapsed()
+    }
+
     /// The monotonic instant the swarm state uses.
     pub fn instant(&self) -> std::time::Instant {
         Instant::now().into_std()

@@ -49,6 +49,10 @@ pub struct Config {
     /// `--tls-cert` and `--tls-key` flags win.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Serve `GET /metrics` (Prometheus text: request counts, swarm sizes, audit log state)
+    /// on this address; off when unset. Plain HTTP without credentials, since it shows only
+    /// totals: bind it to loopback or a monitoring network.
+    pub metrics_listen: Option<SocketAddr>,
 
     /// Announce interval sent to clients.
     pub interval_secs: u64,
@@ -143,6 +147,7 @@ impl Default for Config {
             master_key: None,
             tls_cert: None,
             tls_key: None,
+            metrics_listen: None,
             interval_secs: 1800,
             min_interval_secs: 900,
             waiting_interval_secs: 30,
@@ -228,6 +233,11 @@ impl Config {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::Invalid(
                 "tls_cert and tls_key go together: give both or neither".into(),
+            ));
+        }
+        if self.metrics_listen == Some(self.listen) {
+            return Err(ConfigError::Invalid(
+                "metrics_listen must differ from listen".into(),
             ));
         }
         let positive = [
@@ -345,6 +355,16 @@ mod tests {
         ConfigError::Parse { .. }
     );
     invalid!(zero_interval, "interval_secs = 0", ConfigError::Invalid(_));
+    invalid!(
+        metrics_on_the_api_address,
+        "listen = \"127.0.0.1:6969\"\nmetrics_listen = \"127.0.0.1:6969\"",
+        ConfigError::Invalid(_)
+    );
+    invalid!(
+        metrics_not_an_address,
+        "metrics_listen = \"localhost\"",
+        ConfigError::Parse { .. }
+    );
     invalid!(
         min_above_interval,
         "interval_secs = 10\nmin_interval_secs = 11",

@@ -7,7 +7,7 @@
 //! - Durable state and the record: [`store`] (SQLite thread, sealed keys), [`audit`].
 //! - HTTP: [`server`] (accept loop, limits, routing, shutdown) and one file per endpoint:
 //!   [`announce`], [`scrape`], [`getcipher`] (with [`key_cache`]), [`publish`],
-//!   [`metainfo_file`], [`relay`], [`admin`].
+//!   [`metainfo_file`], [`relay`], [`admin`]; [`metrics`] (served by [`crate::metrics`]).
 //!
 //! # Tasks
 //! [`run`] serves connections until `shutdown` resolves, then drains open requests for at most
@@ -27,6 +27,7 @@ pub mod decide;
 pub mod getcipher;
 pub mod key_cache;
 pub mod metainfo_file;
+pub mod metrics;
 pub mod publish;
 pub mod query;
 pub mod refusal;
@@ -69,6 +70,8 @@ pub enum TrackerError {
     Signal(#[source] std::io::Error),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::ListenError),
 }
 
 /// Locks a std mutex, recovering from poisoning: every critical section here leaves the data
@@ -98,6 +101,8 @@ pub struct State {
     pub(crate) public_keys: Mutex<key_cache::PublicKeyCache>,
     /// Bounds RSA work (verify, wrap) on the blocking pool.
     pub(crate) rsa: tokio::sync::Semaphore,
+    /// Request counters for monitoring (`metrics_listen`).
+    pub(crate) metrics: metrics::Metrics,
 }
 
 /// One request, as the endpoint handlers see it.
@@ -175,6 +180,10 @@ impl State {
             Ok(reason) => (Decision::Allow, reason.to_owned().into()),
             Err(refusal) => (Decision::Refuse, refusal.audit.clone()),
         };
+        let counted = match decision {
+            Decision::Allow => metrics::Outcome::Allowed,
+            Decision::Refuse => metrics::Outcome::Refused,
+        };
         let entry = AuditEntry {
             seq: 0,
             time_ms: self.clock.unix_ms(),
@@ -196,6 +205,9 @@ impl State {
         };
         if recorded.is_err() {
             req.audit_refused.store(true, Ordering::Relaxed);
+            self.metrics.count_audit_unavailable();
+        } else {
+            self.metrics.count(endpoint, counted);
         }
     }
 
@@ -212,10 +224,13 @@ impl State {
                 *lock(&req.audit_slot) = Some(slot);
                 Ok(())
             }
-            Err(audit::AuditUnavailable) => Err(response::refusal(
-                &Refusal::audit_unavailable(),
-                response::RefusalStatus::ByKind,
-            )),
+            Err(audit::AuditUnavailable) => {
+                self.metrics.count_audit_unavailable();
+                Err(response::refusal(
+                    &Refusal::audit_unavailable(),
+                    response::RefusalStatus::ByKind,
+                ))
+            }
         }
     }
 

@@ -120,8 +120,17 @@ pub async fn run(
         rsa: Semaphore::new(
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
         ),
+        metrics: super::metrics::Metrics::default(),
         config,
     });
+    let metrics_listener = match state.config.metrics_listen {
+        Some(addr) => {
+            let listener = crate::metrics::bind(addr).await?;
+            tracing::info!("metrics on http://{addr}/metrics");
+            Some(listener)
+        }
+        None => None,
+    };
 
     let cancel = CancellationToken::new();
     let mut watcher = users.clone().spawn_watcher(
@@ -132,6 +141,14 @@ pub async fn run(
         .map_err(TrackerError::Signal)?;
     let mut maintenance = tokio::spawn(maintain(state.clone(), cancel.clone()));
     let server = tokio::spawn(serve(listener, state.clone(), tls, cancel.clone()));
+    let metrics_server = metrics_listener.map(|listener| {
+        let state = state.clone();
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            Arc::new(move || metrics_page(&state)),
+            cancel.clone(),
+        ))
+    });
 
     let mut failure = None;
     let mut check = tokio::time::interval(Duration::from_secs(1));
@@ -155,6 +172,10 @@ pub async fn run(
                 if audit_writer.is_finished() { failure = Some("audit writer"); break }
                 if store_thread.is_finished() { failure = Some("store"); break }
                 if server.is_finished() { failure = Some("accept loop"); break }
+                if metrics_server.as_ref().is_some_and(|m| m.is_finished()) {
+                    failure = Some("metrics accept loop");
+                    break
+                }
             }
         }
     }
@@ -162,6 +183,11 @@ pub async fn run(
     cancel.cancel();
     if server.await.is_err() {
         failure = failure.or(Some("accept loop"));
+    }
+    if let Some(metrics_server) = metrics_server
+        && metrics_server.await.is_err()
+    {
+        failure = failure.or(Some("metrics accept loop"));
     }
     maintenance.abort();
     watcher.abort();
@@ -317,6 +343,30 @@ async fn handle(
     }
 }
 
+/// The page of `metrics_listen`. It is served while the audit log refuses requests, which is
+/// when monitoring matters most, and records nothing.
+fn metrics_page(state: &State) -> String {
+    let (seeders, leechers, active_swarms) = {
+        let swarms = super::lock(&state.swarms);
+        let (seeders, leechers) = swarms.peer_totals();
+        (seeders, leechers, swarms.number_of_torrents())
+    };
+    let gauges = super::metrics::Gauges {
+        torrents: state
+            .torrents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len(),
+        active_swarms,
+        seeders,
+        leechers,
+        users: state.users.current().len(),
+        audit_refusing: state.audit.is_refusing(),
+        uptime_secs: state.clock.uptime().as_secs(),
+    };
+    state.metrics.render(&gauges)
+}
+
 /// Reads a POST body of at most `max` bytes.
 async fn read_body(body: Incoming, max: usize) -> Result<Bytes, Refusal> {
     match Limited::new(body, max).collect().await {
@@ -336,6 +386,7 @@ async fn route(state: &State, remote: SocketAddr, req: hyper::Request<Incoming>)
     // First, before any work: while the audit log cannot be written (and
     // audit_on_failure = "refuse") nothing is answered.
     if state.audit.check().is_err() {
+        state.metrics.count_audit_unavailable();
         return response::refusal(&Refusal::audit_unavailable(), RefusalStatus::ByKind);
     }
     let (parts, body) = req.into_parts();

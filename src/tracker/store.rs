@@ -292,6 +292,9 @@ fn open_db(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted rows are overwritten, not left in free pages: a removed torrent's sealed key
+    // must not stay readable in the file (see `remove_torrent`).
+    conn.pragma_update(None, "secure_delete", "ON")?;
     migrate(&mut conn)?;
     Ok(conn)
 }
@@ -584,6 +587,37 @@ impl Store {
         .await
     }
 
+    /// Removes a torrent with its relay assignments and its content key, in one transaction;
+    /// returns whether it existed. The key is destroyed: its row is overwritten
+    /// (`secure_delete`) and the write-ahead log, which still holds the old pages, is
+    /// checkpointed and truncated, so the sealed key survives only in backups.
+    pub async fn remove_torrent(&self, info_hash: InfoHash) -> Result<bool, StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let hash = &info_hash.0[..];
+            let key_id: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT key_id FROM torrents WHERE info_hash = $1",
+                    params![hash],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(key_id) = key_id else {
+                return Ok(false);
+            };
+            tx.execute("DELETE FROM relays WHERE info_hash = $1", params![hash])?;
+            tx.execute(
+                "DELETE FROM content_keys WHERE info_hash = $1 OR key_id = $2",
+                params![hash, key_id],
+            )?;
+            tx.execute("DELETE FROM torrents WHERE info_hash = $1", params![hash])?;
+            tx.commit()?;
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(true)
+        })
+        .await
+    }
+
     /// Assigns or unassigns a relay; returns whether anything changed.
     pub async fn set_relay(
         &self,
@@ -629,6 +663,63 @@ mod tests {
             key_id: key,
             relays: vec![],
         }
+    }
+
+    #[tokio::test]
+    async fn a_removed_torrent_leaves_no_row_and_no_copy_of_its_sealed_key_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, thread, master) =
+            Store::open(dir.path(), &dir.path().join(MASTER_KEY_FILE)).unwrap();
+        let (kept, removed) = (KeyId([3; 16]), KeyId([4; 16]));
+        let sealed = master.seal(&removed, &[7; 32]);
+        for (id, owner, sealed) in [
+            (kept, "u1", master.seal(&kept, &[8; 32])),
+            (removed, "u3", sealed.clone()),
+        ] {
+            assert!(
+                store
+                    .insert_pending_key(id, owner.into(), sealed, 1000, 2)
+                    .await
+                    .unwrap()
+            );
+        }
+        let mut other = record("u1", kept);
+        other.info_hash = InfoHash([2; 20]);
+        store.publish(other, b"kept".to_vec(), 0).await.unwrap();
+        store
+            .publish(record("u3", removed), b"removed".to_vec(), 0)
+            .await
+            .unwrap();
+        store
+            .set_relay(InfoHash([1; 20]), "r".into(), true)
+            .await
+            .unwrap();
+
+        assert!(store.remove_torrent(InfoHash([1; 20])).await.unwrap());
+        assert!(!store.remove_torrent(InfoHash([1; 20])).await.unwrap());
+        assert!(store.sealed_key(removed).await.unwrap().is_none());
+        assert!(store.metainfo(InfoHash([1; 20])).await.unwrap().is_none());
+        let left = store.torrents().await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].info_hash, InfoHash([2; 20]));
+        assert!(store.sealed_key(kept).await.unwrap().is_some());
+        // Neither the database nor its write-ahead log still holds the sealed key, while the
+        // store is open and after it is closed.
+        let no_copy_left = || {
+            for entry in std::fs::read_dir(dir.path()).unwrap() {
+                let path = entry.unwrap().path();
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(
+                    !bytes.windows(sealed.len()).any(|w| w == &sealed[..]),
+                    "{} still holds the removed key",
+                    path.display()
+                );
+            }
+        };
+        no_copy_left();
+        drop(store);
+        thread.join();
+        no_copy_left();
     }
 
     #[tokio::test]

@@ -246,6 +246,21 @@ impl Swarms {
         });
     }
 
+    /// Seeders and leechers over every swarm (peers expired since the last clean included).
+    pub fn peer_totals(&self) -> (usize, usize) {
+        self.torrents
+            .values()
+            .fold((0, 0), |(seeders, leechers), swarm| {
+                let c = swarm.counts();
+                (seeders + c.complete, leechers + c.incomplete)
+            })
+    }
+
+    /// Forgets a torrent's swarm (the torrent was removed).
+    pub fn remove(&mut self, info_hash: &InfoHash) {
+        self.torrents.remove(info_hash);
+    }
+
     /// How many torrents have at least one live peer.
     pub fn number_of_torrents(&self) -> usize {
         self.torrents.len()

@@ -300,22 +300,7 @@ impl TestTracker {
         path_and_query: &str,
         body: Option<Bytes>,
     ) -> Answer {
-        let uri: Uri = format!("http://{}{}", self.addr, path_and_query)
-            .parse()
-            .unwrap();
-        let r = http_client::request(
-            method,
-            &uri,
-            body,
-            http_client::Timeouts::default(),
-            http_client::DEFAULT_MAX_RESPONSE_BYTES,
-        )
-        .await
-        .unwrap();
-        Answer {
-            status: r.status,
-            body: r.body,
-        }
+        request_at(self.addr, method, path_and_query, body).await
     }
 
     pub async fn get(&self, path_and_query: &str) -> Answer {
@@ -553,4 +538,58 @@ pub async fn terminate_ok(child: &mut tokio::process::Child, what: &str) {
         .unwrap_or_else(|_| panic!("{what} did not stop on SIGTERM"))
         .unwrap();
     assert!(status.success(), "{what} exited with {status}");
+}
+
+/// One HTTP request to `addr`; any status is an answer, a failed connection a panic.
+pub async fn request_at(
+    addr: SocketAddr,
+    method: Method,
+    path_and_query: &str,
+    body: Option<Bytes>,
+) -> Answer {
+    let uri: Uri = format!("http://{addr}{path_and_query}").parse().unwrap();
+    let r = http_client::request(
+        method,
+        &uri,
+        body,
+        http_client::Timeouts::default(),
+        http_client::DEFAULT_MAX_RESPONSE_BYTES,
+    )
+    .await
+    .unwrap();
+    Answer {
+        status: r.status,
+        body: r.body,
+    }
+}
+
+/// A GET or POST on the metrics listener: the status and the body as text.
+pub async fn scrape_metrics(addr: SocketAddr, method: Method, path: &str) -> (u16, String) {
+    let answer = request_at(addr, method, path, None).await;
+    (
+        answer.status,
+        String::from_utf8(answer.body.to_vec()).unwrap(),
+    )
+}
+
+/// The value of the sample whose name and labels are `series`.
+pub fn metrics_sample(text: &str, series: &str) -> u64 {
+    ivcsd::metrics::sample_value(text, series)
+        .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
+}
+
+/// Scrapes `addr` until the page's `series` satisfies `wanted` (a page is rendered at most once
+/// a second, so the first scrapes may show an older one); returns that page. Panics after 10 s.
+pub async fn metrics_when(addr: SocketAddr, series: &str, wanted: impl Fn(u64) -> bool) -> String {
+    let mut last = String::new();
+    for _ in 0..100 {
+        let (status, text) = scrape_metrics(addr, Method::GET, "/metrics").await;
+        assert_eq!(status, 200);
+        if ivcsd::metrics::sample_value(&text, series).is_some_and(&wanted) {
+            return text;
+        }
+        last = text;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{series} never became what the test waits for; last page:\n{last}");
 }

@@ -1,0 +1,185 @@
+//! The tracker's metrics (served by [`crate::metrics`] on `metrics_listen`): request counts by
+//! endpoint and decision, swarm and catalogue sizes, and whether requests are refused for want
+//! of an audit log. Scrapes are not API requests: they are not counted or audited.
+//!
+//! Counting is one relaxed atomic add per request, in [`super::State::audit`], the one place
+//! every answered request passes through with its endpoint and decision.
+
+use crate::metrics::Exposition;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The endpoints counted separately, as the audit log names them; others count as `other`.
+const ENDPOINTS: [&str; 15] = [
+    "announce",
+    "scrape",
+    "getcipher",
+    "publish",
+    "torrent",
+    "relay/assignments",
+    "admin/torrents",
+    "admin/torrent",
+    "admin/set-authority",
+    "admin/relay/assign",
+    "admin/relay/unassign",
+    "admin/audit",
+    "admin/remove",
+    "admin",
+    "http",
+];
+const OTHER: usize = ENDPOINTS.len();
+
+/// How a request ended, as far as the counters tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Refused,
+}
+
+/// The tracker's counters; the gauges are read from the state when scraped.
+#[derive(Debug)]
+pub struct Metrics {
+    /// `[endpoint][outcome]`; the last row is `other`.
+    requests: [[AtomicU64; 2]; ENDPOINTS.len() + 1],
+    /// Requests answered 503 because the audit log could not take their entry.
+    audit_unavailable: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: std::array::from_fn(|_| [AtomicU64::new(0), AtomicU64::new(0)]),
+            audit_unavailable: AtomicU64::new(0),
+        }
+    }
+}
+
+/// What [`Metrics::render`] reads from the tracker's state at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    pub torrents: usize,
+    pub active_swarms: usize,
+    pub seeders: usize,
+    pub leechers: usize,
+    pub users: usize,
+    pub audit_refusing: bool,
+    pub uptime_secs: u64,
+}
+
+impl Metrics {
+    pub fn count(&self, endpoint: &str, outcome: Outcome) {
+        let row = ENDPOINTS
+            .iter()
+            .position(|e| *e == endpoint)
+            .unwrap_or(OTHER);
+        let column = match outcome {
+            Outcome::Allowed => 0,
+            Outcome::Refused => 1,
+        };
+        self.requests[row][column].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_audit_unavailable(&self) {
+        self.audit_unavailable.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The exposition text: counters, then the gauges given.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let mut page = Exposition::default();
+        page.family(
+            "ivcsd_requests_total",
+            "counter",
+            "Requests answered, by endpoint and decision (as in the audit log).",
+        );
+        for (row, counts) in self.requests.iter().enumerate() {
+            let endpoint = ENDPOINTS.get(row).copied().unwrap_or("other");
+            for (decision, count) in ["allow", "refuse"].iter().zip(counts) {
+                page.sample(
+                    &format!(
+                        "ivcsd_requests_total{{endpoint=\"{endpoint}\",decision=\"{decision}\"}}"
+                    ),
+                    count.load(Ordering::Relaxed),
+                );
+            }
+        }
+        page.counter(
+            "ivcsd_audit_unavailable_total",
+            "Requests answered 503 because the audit log could not record them.",
+            self.audit_unavailable.load(Ordering::Relaxed),
+        );
+        page.gauge(
+            "ivcsd_audit_refusing",
+            "1 while requests are refused because the audit log cannot be written.",
+            u64::from(gauges.audit_refusing),
+        );
+        page.gauge(
+            "ivcsd_torrents",
+            "Published torrents.",
+            gauges.torrents as u64,
+        );
+        page.gauge(
+            "ivcsd_active_swarms",
+            "Torrents with at least one live peer.",
+            gauges.active_swarms as u64,
+        );
+        page.family(
+            "ivcsd_peers",
+            "gauge",
+            "Live peers over all swarms, seeders and leechers.",
+        );
+        page.sample("ivcsd_peers{state=\"seeder\"}", gauges.seeders as u64);
+        page.sample("ivcsd_peers{state=\"leecher\"}", gauges.leechers as u64);
+        page.gauge(
+            "ivcsd_users",
+            "Users in authority.xml as last loaded.",
+            gauges.users as u64,
+        );
+        page.gauge(
+            "ivcsd_uptime_seconds",
+            "Seconds since the tracker started.",
+            gauges.uptime_secs,
+        );
+        page.build_info("ivcsd");
+        page.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::metrics::sample_value as sample;
+
+    #[test]
+    fn counts_land_in_their_series_and_unknown_endpoints_in_other() {
+        let m = Metrics::default();
+        m.count("announce", Outcome::Allowed);
+        m.count("announce", Outcome::Allowed);
+        m.count("announce", Outcome::Refused);
+        m.count("admin/set-authority", Outcome::Refused);
+        m.count("no/such/thing", Outcome::Allowed);
+        m.count_audit_unavailable();
+        let text = m.render(&Gauges {
+            torrents: 3,
+            seeders: 2,
+            leechers: 5,
+            audit_refusing: true,
+            ..Gauges::default()
+        });
+        let req = |e: &str, d: &str| {
+            sample(
+                &text,
+                &format!("ivcsd_requests_total{{endpoint=\"{e}\",decision=\"{d}\"}}"),
+            )
+        };
+        assert_eq!(req("announce", "allow"), Some(2));
+        assert_eq!(req("announce", "refuse"), Some(1));
+        assert_eq!(req("admin/set-authority", "refuse"), Some(1));
+        assert_eq!(req("other", "allow"), Some(1));
+        assert_eq!(req("getcipher", "allow"), Some(0));
+        assert_eq!(sample(&text, "ivcsd_audit_unavailable_total"), Some(1));
+        assert_eq!(sample(&text, "ivcsd_audit_refusing"), Some(1));
+        assert_eq!(sample(&text, "ivcsd_torrents"), Some(3));
+        assert_eq!(sample(&text, "ivcsd_peers{state=\"seeder\"}"), Some(2));
+        assert_eq!(sample(&text, "ivcsd_peers{state=\"leecher\"}"), Some(5));
+    }
+}
