@@ -210,6 +210,7 @@ async fn a_full_disk_under_the_audit_log_refuses_requests_until_there_is_room_ag
         (503, Some(UNAVAILABLE))
     );
     let during = metrics_when(metrics, "ivcsd_audit_refusing", |v| v == 1).await;
+    assert_eq!(metrics_sample(&during, "ivcsd_audit_failing"), 1);
     assert!(metrics_sample(&during, "ivcsd_audit_unavailable_total") >= 4);
 
     // A peer is told the tracker is temporarily unavailable, not refused, and waits for the
@@ -263,7 +264,8 @@ async fn a_full_disk_under_the_audit_log_refuses_requests_until_there_is_room_ag
     })
     .await;
     answered_announces += 1;
-    metrics_when(metrics, "ivcsd_audit_refusing", |v| v == 0).await;
+    let after = metrics_when(metrics, "ivcsd_audit_refusing", |v| v == 0).await;
+    assert_eq!(metrics_sample(&after, "ivcsd_audit_failing"), 0);
     let answer = getcipher().await.ok();
     let key = key2048().unwrap_content_key(&answer.bytes("key")).unwrap();
     assert_eq!(key.as_bytes(), p.key.as_bytes());

@@ -88,6 +88,7 @@ async fn metrics_count_what_the_tracker_decided_and_name_no_one() {
         standard_users().len() as u64
     );
     assert_eq!(metrics_sample(&text, "ivcsd_audit_refusing"), 0);
+    assert_eq!(metrics_sample(&text, "ivcsd_audit_failing"), 0);
     assert_eq!(metrics_sample(&text, "ivcsd_audit_unavailable_total"), 0);
     // Totals only: no user, info hash or address.
     for secret in [

@@ -644,6 +644,12 @@ impl AuditLog {
         self.shared.refusing.load(Ordering::Acquire)
     }
 
+    /// Whether the writer's last attempt failed (under either `audit_on_failure`), for
+    /// monitoring: takes the queue's lock.
+    pub fn is_failing(&self) -> bool {
+        self.shared.lock().failing
+    }
+
     /// Refuses (and counts) a request at once while [`AuditLog::is_refusing`]; costs one
     /// atomic load otherwise, so the server asks it first, before any work.
     ///

@@ -62,6 +62,7 @@ pub struct Gauges {
     pub leechers: usize,
     pub users: usize,
     pub audit_refusing: bool,
+    pub audit_failing: bool,
     pub uptime_secs: u64,
 }
 
@@ -105,6 +106,11 @@ impl Metrics {
             "ivcsd_audit_unavailable_total",
             "Requests answered 503 because the audit log could not record them.",
             self.audit_unavailable.load(Ordering::Relaxed),
+        );
+        page.gauge(
+            "ivcsd_audit_failing",
+            "1 while the audit log cannot be written, whatever audit_on_failure says.",
+            u64::from(gauges.audit_failing),
         );
         page.gauge(
             "ivcsd_audit_refusing",

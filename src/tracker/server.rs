@@ -362,6 +362,7 @@ fn metrics_page(state: &State) -> String {
         leechers,
         users: state.users.current().len(),
         audit_refusing: state.audit.is_refusing(),
+        audit_failing: state.audit.is_failing(),
         uptime_secs: state.clock.uptime().as_secs(),
     };
     state.metrics.render(&gauges)
