@@ -36,7 +36,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        sync_dir(dir)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -72,6 +72,20 @@ impl FileStamp {
     pub fn of_path(path: &Path) -> Option<FileStamp> {
         FileStamp::of(&fs::metadata(path).ok()?)
     }
+}
+
+/// Fsyncs directory `dir` (the current one for an empty path), so that names created or
+/// renamed in it survive a crash of the machine.
+///
+/// # Errors
+/// Any I/O error.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    File::open(dir)?.sync_all()
 }
 
 /// Creates `dir` and its parents with mode 0700 where they do not exist yet.

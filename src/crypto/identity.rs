@@ -353,9 +353,7 @@ fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
         drop(file);
         fs::rename(&temp, path).map_err(write_error(path))?;
         // The rename is durable only once the directory is.
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(write_error(dir))
+        crate::fsutil::sync_dir(dir).map_err(write_error(dir))
     })();
     if result.is_err() {
         // Best effort: the temporary file may not exist, or may already be renamed.

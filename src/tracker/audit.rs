@@ -558,12 +558,7 @@ impl AuditLog {
             path: path.to_owned(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(path)
-            .map_err(open)?;
+        let mut file = open_log(path).map_err(open)?;
         cut_torn_tail(path, &mut file).map_err(open)?;
         let prev = last_line_hash(&mut file).map_err(open)?;
         let len = file.seek(SeekFrom::End(0)).map_err(open)?;
@@ -930,12 +925,7 @@ impl LogFile {
     /// until it can.
     fn reopen(&mut self) -> Result<(), Fault> {
         self.sync(Flush::All)?;
-        let reopened = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&self.path)
-            .and_then(|f| Ok((f.metadata()?.len(), f)));
+        let reopened = open_log(&self.path).and_then(|f| Ok((f.metadata()?.len(), f)));
         match reopened {
             Ok((len, file)) => {
                 self.file = file;
@@ -970,6 +960,19 @@ impl LogFile {
         }
         Ok(())
     }
+}
+
+/// Opens the log at `path` for appending, creating it if needed, and fsyncs its directory, so
+/// that a file just created (at the first start, or after a rotation) keeps its name through
+/// a crash of the machine along with the lines fsynced into it.
+fn open_log(path: &Path) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)?;
+    crate::fsutil::sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    Ok(file)
 }
 
 /// Encodes entries from the start of `batch` onto `out` as lines chained from `prev`, as many

@@ -163,7 +163,7 @@ impl MasterKey {
                 file.write_all(&key[..]).map_err(io)?;
                 file.sync_all().map_err(io)?;
                 if let Some(dir) = path.parent() {
-                    sync_dir(dir).map_err(io)?;
+                    crate::fsutil::sync_dir(dir).map_err(io)?;
                 }
                 tracing::info!("created master key {}", path.display());
             }
@@ -247,15 +247,6 @@ impl MasterKey {
             .map_err(|_| StoreError::Unseal(*key_id))?;
         Ok(Zeroizing::new(key))
     }
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    std::fs::File::open(dir)?.sync_all()
 }
 
 /// A unit of work for the store thread; it answers whether the thread should go on.
