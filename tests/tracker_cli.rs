@@ -80,6 +80,30 @@ async fn admin_cli_lists_shows_sets_authority_assigns_relays_and_reads_the_audit
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("authority 0 -> 4"));
 
+    // For scripts: one JSON object a line, the same for one torrent.
+    let o = run(admin(&["torrent", "list", "--json"]), password("admin")).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", stdout(&o));
+    let listed = &lines[0];
+    assert_eq!(listed["info_hash"], hash.as_str());
+    assert_eq!(listed["owner"], "u3");
+    assert_eq!(listed["authority"], 4);
+    assert_eq!(listed["size"], b"cli data".len());
+    assert_eq!(listed["relays"], serde_json::json!(["relay"]));
+    assert_eq!(listed["seeders"], 0);
+    let o = run(
+        admin(&["torrent", "show", &hash, "--json"]),
+        password("admin"),
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(&shown, listed);
+
     // failures: one clear line, exit 1
     let o = run(admin(&["torrent", "list"]), "wrong".into()).await;
     assert_eq!(o.status.code(), Some(1));

@@ -45,11 +45,19 @@ pub enum AdminCommand {
 #[derive(Debug, Subcommand)]
 pub enum TorrentCommand {
     /// Every torrent with its size, owner, authority and swarm counts.
-    List,
+    List {
+        /// One JSON object a line (info_hash, name, size, owner, authority, published_ms,
+        /// seeders, leechers, completed, relays), for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// One torrent in detail.
     Show {
         /// The 40-digit hex info hash.
         hash: String,
+        /// One JSON object, as `list --json` prints them.
+        #[arg(long)]
+        json: bool,
     },
     /// Set a torrent's authority (a smaller number is a higher authority).
     SetAuthority { hash: String, authority: u32 },
@@ -285,6 +293,29 @@ fn answer_dict<'a>(value: &'a Value<'a>) -> anyhow::Result<&'a Dict<'a>> {
         .context("the tracker's answer is not a dictionary")
 }
 
+/// A torrent of the admin API as JSON, for `--json`.
+fn torrent_json(t: &Dict<'_>) -> serde_json::Value {
+    serde_json::json!({
+        "info_hash": field_hash(t, "info hash"),
+        "name": field_str(t, "name"),
+        "size": field_int(t, "size"),
+        "owner": field_str(t, "owner"),
+        "authority": field_int(t, "authority"),
+        "published_ms": field_int(t, "published"),
+        "seeders": field_int(t, "complete"),
+        "leechers": field_int(t, "incomplete"),
+        "completed": field_int(t, "downloaded"),
+        "relays": relays_of(t),
+    })
+}
+
+fn relays_of<'a>(t: &'a Dict<'_>) -> Vec<&'a str> {
+    t.get(b"relays")
+        .and_then(Value::as_list)
+        .map(|l| l.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
 fn print_torrent_line(t: &Dict<'_>) {
     println!(
         "{}  {:>4}  {:<12}  {:>14}  {:>5}/{:<5}  {}",
@@ -300,13 +331,19 @@ fn print_torrent_line(t: &Dict<'_>) {
 
 async fn remote(client: AdminClient, command: AdminCommand) -> anyhow::Result<()> {
     match command {
-        AdminCommand::Torrent(TorrentCommand::List) => {
+        AdminCommand::Torrent(TorrentCommand::List { json }) => {
             let body = client.call(Method::GET, "torrents", "").await?;
             let value = bencode::decode(&body).context("invalid answer from the tracker")?;
             let list = answer_dict(&value)?
                 .get(b"torrents")
                 .and_then(Value::as_list)
                 .context("the tracker's answer has no torrent list")?;
+            if json {
+                for t in list.iter().filter_map(Value::as_dict) {
+                    println!("{}", torrent_json(t));
+                }
+                return Ok(());
+            }
             println!(
                 "{:<40}  {:>4}  {:<12}  {:>14}  {:>11}  name",
                 "info hash", "auth", "owner", "size (bytes)", "seed/leech"
@@ -316,7 +353,7 @@ async fn remote(client: AdminClient, command: AdminCommand) -> anyhow::Result<()
             }
             Ok(())
         }
-        AdminCommand::Torrent(TorrentCommand::Show { hash }) => {
+        AdminCommand::Torrent(TorrentCommand::Show { hash, json }) => {
             let hash = parse_hash(&hash)?;
             let params = format!("info_hash={}", encode(&hash.0));
             let body = client.call(Method::GET, "torrent", &params).await?;
@@ -325,11 +362,11 @@ async fn remote(client: AdminClient, command: AdminCommand) -> anyhow::Result<()
                 .get(b"torrent")
                 .and_then(Value::as_dict)
                 .context("the tracker's answer has no torrent")?;
-            let relays: Vec<&str> = t
-                .get(b"relays")
-                .and_then(Value::as_list)
-                .map(|l| l.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
+            if json {
+                println!("{}", torrent_json(t));
+                return Ok(());
+            }
+            let relays = relays_of(t);
             println!("info hash:   {}", field_hash(t, "info hash"));
             println!("name:        {}", field_str(t, "name"));
             println!("size:        {} bytes", field_int(t, "size"));
