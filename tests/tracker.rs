@@ -712,6 +712,11 @@ async fn admin_api_is_for_admins_only() {
             format!("info_hash={}&user=u1", enc(&p.info_hash.0)),
         ),
         (Method::GET, "audit", String::new()),
+        (
+            Method::POST,
+            "remove",
+            format!("info_hash={}", enc(&p.info_hash.0)),
+        ),
     ] {
         let body = (method == Method::POST).then(bytes::Bytes::new);
         let a = t
@@ -750,6 +755,59 @@ async fn admin_api_is_for_admins_only() {
     let body = String::from_utf8_lossy(&tail.body).into_owned();
     assert!(body.contains("administrators only"));
     assert!(!body.contains("pw-"));
+}
+
+#[tokio::test]
+async fn admin_remove_refuses_malformed_calls_and_removes_nothing() {
+    let t = TestTracker::start(&standard_users()).await;
+    let p = t.publish("u3", b"still here").await;
+    let hash = enc(&p.info_hash.0);
+    let unknown = enc(&[7u8; 20]);
+    for (method, params, status, reason) in [
+        (
+            Method::GET,
+            format!("info_hash={hash}"),
+            400,
+            "this admin call takes POST",
+        ),
+        (
+            Method::POST,
+            String::new(),
+            400,
+            "malformed query: missing parameter `info_hash`",
+        ),
+        (
+            Method::POST,
+            "info_hash=abc".into(),
+            400,
+            "malformed query: info_hash must be 20 bytes, got 3",
+        ),
+        (
+            Method::POST,
+            format!("info_hash={unknown}"),
+            404,
+            "torrent not found or not permitted",
+        ),
+    ] {
+        let body = (method == Method::POST).then(bytes::Bytes::new);
+        let a = t
+            .request(
+                method,
+                &format!("/admin/remove?{}&{params}", creds("admin")),
+                body,
+            )
+            .await;
+        assert_eq!(
+            (a.status, a.failure().as_deref()),
+            (status, Some(reason)),
+            "{params}"
+        );
+    }
+    // The torrent and its key are untouched.
+    let target = CipherTarget::Torrent(p.info_hash);
+    t.getcipher("u3", target, key2048(), now(), &fresh_nonce())
+        .await
+        .ok();
 }
 
 #[tokio::test]
