@@ -201,10 +201,20 @@ pub async fn handle_query(
     }
     let user = Some(auth.username());
     match getcipher(state, query, &auth).await {
-        Ok((key_id, wrapped, reason)) => {
+        Ok(Granted {
+            key_id,
+            wrapped,
+            reason,
+            new_key,
+        }) => {
             state
                 .audit(req, endpoint, user, info_hash, Ok(&reason))
                 .await;
+            if new_key && req.audit_refused() {
+                // Answered 503 instead: the key never left, so it must not hold one of the
+                // user's `pending_keys_per_user` places until it expires.
+                forget_new_key(state, key_id).await;
+            }
             let mut d = Dict::new();
             d.insert(&b"cipher"[..], Value::from(CIPHER));
             d.insert(&b"key id"[..], Value::from(key_id.0.to_vec()));
@@ -218,6 +228,28 @@ pub async fn handle_query(
             response::refusal(&refusal, RefusalStatus::ByKind)
         }
     }
+}
+
+/// Deletes a new pending key that was not handed out after all.
+async fn forget_new_key(state: &State, key_id: KeyId) {
+    match state.store.forget_pending_key(key_id).await {
+        Ok(_) => tracing::warn!(
+            "new pending key {key_id} was not handed out (its audit line could not be written \
+             in time) and is deleted"
+        ),
+        Err(e) => tracing::error!("error deleting pending key {key_id}, not handed out: {e}"),
+    }
+}
+
+/// A key to hand out.
+struct Granted {
+    key_id: KeyId,
+    /// The content key wrapped for the requester.
+    wrapped: Vec<u8>,
+    /// For the audit log.
+    reason: String,
+    /// A pending key made by this request (`new=1`).
+    new_key: bool,
 }
 
 fn identity_refusal(e: IdentityError) -> Refusal {
@@ -234,7 +266,7 @@ async fn getcipher(
     state: &State,
     query: &Query<'_>,
     auth: &super::credentials::Authenticated,
-) -> Result<(KeyId, Vec<u8>, String), Refusal> {
+) -> Result<Granted, Refusal> {
     let params = GetcipherParams::parse(query)?;
     let user = auth.user();
     let username = auth.username().to_owned();
@@ -348,7 +380,12 @@ async fn getcipher(
     let wrapped = tokio::task::spawn_blocking(move || key.wrap_content_key(&content_key))
         .await
         .map_err(|_| Refusal::internal("key wrapping panicked"))?;
-    Ok((key_id, wrapped, reason))
+    Ok(Granted {
+        key_id,
+        wrapped,
+        reason,
+        new_key: params.target == CipherTarget::New,
+    })
 }
 
 /// The sealed key of a published torrent: from memory, or from the store the first time.

@@ -627,6 +627,17 @@ impl Store {
         .await
     }
 
+    /// Deletes one pending key (never a key bound to a torrent); returns whether it existed.
+    pub async fn forget_pending_key(&self, key_id: KeyId) -> Result<bool, StoreError> {
+        self.call(move |conn| {
+            Ok(conn.execute(
+                "DELETE FROM content_keys WHERE key_id = $1 AND info_hash IS NULL",
+                params![&key_id.0[..]],
+            )? == 1)
+        })
+        .await
+    }
+
     /// Deletes pending keys created before `before_ms`; returns how many.
     pub async fn purge_pending(&self, before_ms: u64) -> Result<usize, StoreError> {
         self.call(move |conn| {
@@ -654,6 +665,50 @@ mod tests {
             key_id: key,
             relays: vec![],
         }
+    }
+
+    #[tokio::test]
+    async fn forgetting_a_pending_key_frees_its_place_and_spares_bound_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _thread, master) =
+            Store::open(dir.path(), &dir.path().join(MASTER_KEY_FILE)).unwrap();
+        let (pending, bound) = (KeyId([5; 16]), KeyId([6; 16]));
+        for id in [pending, bound] {
+            let sealed = master.seal(&id, &[1; 32]);
+            assert!(
+                store
+                    .insert_pending_key(id, "u3".into(), sealed, 1000, 2)
+                    .await
+                    .unwrap()
+            );
+        }
+        store
+            .publish(record("u3", bound), b"t".to_vec(), 0)
+            .await
+            .unwrap();
+        // u3 holds its two places (one pending, one bound: the limit counts pending keys only).
+        let third = KeyId([7; 16]);
+        let sealed = master.seal(&third, &[1; 32]);
+        assert!(
+            !store
+                .insert_pending_key(third, "u3".into(), sealed.clone(), 1000, 1)
+                .await
+                .unwrap()
+        );
+        assert!(store.forget_pending_key(pending).await.unwrap());
+        assert!(!store.forget_pending_key(pending).await.unwrap());
+        assert!(
+            !store.forget_pending_key(bound).await.unwrap(),
+            "bound keys stay"
+        );
+        assert!(store.sealed_key(bound).await.unwrap().is_some());
+        assert!(
+            store
+                .insert_pending_key(third, "u3".into(), sealed, 1000, 1)
+                .await
+                .unwrap(),
+            "the place is free again"
+        );
     }
 
     #[tokio::test]
