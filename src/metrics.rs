@@ -60,6 +60,14 @@ impl Exposition {
         self.sample(name, value);
     }
 
+    /// A gauge family with one sample per value of `label`: `name{label="value"} n`.
+    pub fn gauges_by(&mut self, name: &str, help: &str, label: &str, samples: &[(&str, u64)]) {
+        self.family(name, "gauge", help);
+        for (value, n) in samples {
+            self.sample(&format!("{name}{{{label}=\"{value}\"}}"), *n);
+        }
+    }
+
     /// A family of one unlabelled counter.
     pub fn counter(&mut self, name: &str, help: &str, value: u64) {
         self.family(name, "counter", help);

@@ -15,6 +15,41 @@ use common_tracker::TestTracker;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
+/// A tracker, a scratch directory, and in it `library/`, whose files u3 publishes for u1.
+struct Library {
+    tracker: TestTracker,
+    dir: tempfile::TempDir,
+    data: PathBuf,
+}
+
+impl Library {
+    async fn new() -> Library {
+        let tracker = TestTracker::start(&users()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("library");
+        std::fs::create_dir_all(&data).unwrap();
+        Library { tracker, dir, data }
+    }
+
+    /// A random file of `len` bytes at `name` in the library.
+    fn file(&self, name: &str, len: usize, seed: u32) -> PathBuf {
+        let path = self.data.join(name);
+        random_file(&path, len, seed);
+        path
+    }
+
+    /// Publishes `name` (a file or directory of the library) readable by u1: its torrent.
+    async fn publish(&self, name: &str) -> PathBuf {
+        publish_readable(&self.tracker, self.dir.path(), &self.data.join(name)).await
+    }
+
+    /// [`Library::file`], then [`Library::publish`].
+    async fn add(&self, name: &str, len: usize, seed: u32) -> PathBuf {
+        self.file(name, len, seed);
+        self.publish(name).await
+    }
+}
+
 /// Starts `peer seed TORRENTS --data-dir DATA` as u3 and waits for `expect` "seeding" lines;
 /// returns the process (its stderr piped, for [`terminate`]) and those lines.
 async fn seed_many(
@@ -100,17 +135,15 @@ fn address(line: &str) -> &str {
 
 #[tokio::test]
 async fn one_process_seeds_three_torrents_and_each_downloads_identical() {
-    let tracker = TestTracker::start(&users()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("library");
-    std::fs::create_dir_all(data.join("scans")).unwrap();
-    random_file(&data.join("survey.bin"), 3 * 1024 * 1024 + 77, 1);
-    random_file(&data.join("small.bin"), 40_000, 2);
-    random_file(&data.join("scans/a.tif"), 700_000, 3);
-    random_file(&data.join("scans/b.tif"), 1_200_000, 4);
+    let library = Library::new().await;
+    let (dir, data) = (&library.dir, library.data.clone());
+    library.file("survey.bin", 3 * 1024 * 1024 + 77, 1);
+    library.file("small.bin", 40_000, 2);
+    library.file("scans/a.tif", 700_000, 3);
+    library.file("scans/b.tif", 1_200_000, 4);
     let mut torrents = Vec::new();
     for name in ["survey.bin", "small.bin", "scans"] {
-        torrents.push(publish_readable(&tracker, dir.path(), &data.join(name)).await);
+        torrents.push(library.publish(name).await);
     }
     let refs: Vec<&Path> = torrents.iter().map(PathBuf::as_path).collect();
     let (seeder, seeding) = seed_many(dir.path(), &refs, &data, 3).await;
@@ -134,14 +167,10 @@ async fn one_process_seeds_three_torrents_and_each_downloads_identical() {
 
 #[tokio::test]
 async fn a_torrent_whose_data_is_missing_is_reported_and_the_others_are_seeded() {
-    let tracker = TestTracker::start(&users()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("library");
-    std::fs::create_dir_all(&data).unwrap();
-    random_file(&data.join("kept.bin"), 500_000, 5);
-    random_file(&data.join("moved.bin"), 500_000, 6);
-    let kept = publish_readable(&tracker, dir.path(), &data.join("kept.bin")).await;
-    let moved = publish_readable(&tracker, dir.path(), &data.join("moved.bin")).await;
+    let library = Library::new().await;
+    let (dir, data) = (&library.dir, library.data.clone());
+    let kept = library.add("kept.bin", 500_000, 5).await;
+    let moved = library.add("moved.bin", 500_000, 6).await;
     std::fs::rename(data.join("moved.bin"), dir.path().join("elsewhere.bin")).unwrap();
 
     let (seeder, seeding) = seed_many(dir.path(), &[&moved, &kept], &data, 1).await;
@@ -251,16 +280,12 @@ async fn line_with<R: tokio::io::AsyncBufRead + Unpin>(
 /// dropped in starts and a removed one stops, without restarting the process.
 #[tokio::test]
 async fn a_torrent_directory_is_read_again_on_sighup() {
-    let tracker = TestTracker::start(&users()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("library");
+    let library = Library::new().await;
+    let (tracker, dir, data) = (&library.tracker, &library.dir, library.data.clone());
     let torrents = dir.path().join("torrents");
-    std::fs::create_dir_all(&data).unwrap();
     std::fs::create_dir_all(&torrents).unwrap();
-    random_file(&data.join("first.bin"), 300_000, 11);
-    random_file(&data.join("second.bin"), 200_000, 12);
-    let first = publish_readable(&tracker, dir.path(), &data.join("first.bin")).await;
-    let second = publish_readable(&tracker, dir.path(), &data.join("second.bin")).await;
+    let first = library.add("first.bin", 300_000, 11).await;
+    let second = library.add("second.bin", 200_000, 12).await;
     std::fs::copy(&first, torrents.join("first.bin.torrent")).unwrap();
     // Not a torrent: reported once per reading, and the rest goes on.
     std::fs::write(torrents.join("broken.torrent"), b"d4:infoi1ee").unwrap();
@@ -277,7 +302,7 @@ async fn a_torrent_directory_is_read_again_on_sighup() {
         .arg("--data-dir")
         .arg(&data)
         .arg("--tracker")
-        .arg(announce(&tracker))
+        .arg(announce(tracker))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -324,11 +349,9 @@ async fn a_torrent_directory_is_read_again_on_sighup() {
 /// terabytes), unless told `--recheck`; with changed data it verifies again and refuses.
 #[tokio::test]
 async fn a_restarted_seeder_trusts_its_resume_record_until_the_data_changes() {
-    let tracker = TestTracker::start(&users()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("library");
-    random_file(&data.join("survey.bin"), 700_000, 21);
-    let torrent = publish_readable(&tracker, dir.path(), &data.join("survey.bin")).await;
+    let library = Library::new().await;
+    let (dir, data) = (&library.dir, library.data.clone());
+    let torrent = library.add("survey.bin", 700_000, 21).await;
     let start = |extra: &[&str]| {
         seed_logging(dir.path(), &torrent, &data)
             .args(extra)
@@ -398,12 +421,10 @@ async fn a_restarted_seeder_trusts_its_resume_record_until_the_data_changes() {
 /// of reading the rest, is `storage.rs`'s `damaged_data_and_bad_ranges_are_reported` test.
 #[tokio::test]
 async fn a_seeder_stopped_while_it_verifies_exits_with_one_clear_line() {
-    let tracker = TestTracker::start(&users()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("library");
+    let library = Library::new().await;
+    let (dir, data) = (&library.dir, library.data.clone());
     // Large enough that verifying it (in a debug build) outlasts the signal by far.
-    random_file(&data.join("big.bin"), 48 << 20, 31);
-    let torrent = publish_readable(&tracker, dir.path(), &data.join("big.bin")).await;
+    let torrent = library.add("big.bin", 48 << 20, 31).await;
     let mut seeder = seed_logging(dir.path(), &torrent, &data)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -439,14 +460,10 @@ async fn a_seeder_stopped_while_it_verifies_exits_with_one_clear_line() {
 
 #[tokio::test]
 async fn a_torrent_whose_data_changes_under_the_seeder_stops_and_the_others_go_on() {
-    let tracker = TestTracker::start(&users()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("library");
-    std::fs::create_dir_all(&data).unwrap();
-    random_file(&data.join("steady.bin"), 600_000, 7);
-    random_file(&data.join("rewritten.bin"), 600_000, 8);
-    let steady = publish_readable(&tracker, dir.path(), &data.join("steady.bin")).await;
-    let rewritten = publish_readable(&tracker, dir.path(), &data.join("rewritten.bin")).await;
+    let library = Library::new().await;
+    let (dir, data) = (&library.dir, library.data.clone());
+    let steady = library.add("steady.bin", 600_000, 7).await;
+    let rewritten = library.add("rewritten.bin", 600_000, 8).await;
     let (mut seeder, _) = seed_many(dir.path(), &[&steady, &rewritten], &data, 2).await;
     let mut stderr = BufReader::new(seeder.stderr.take().unwrap()).lines();
 
@@ -491,13 +508,10 @@ async fn a_torrent_whose_data_changes_under_the_seeder_stops_and_the_others_go_o
 
 #[tokio::test]
 async fn a_seeders_metrics_show_what_it_served() {
-    let tracker = TestTracker::start(&users()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("library");
-    std::fs::create_dir_all(&data).unwrap();
+    let library = Library::new().await;
+    let (dir, data) = (&library.dir, library.data.clone());
     let len = 700_000;
-    random_file(&data.join("served.bin"), len, 11);
-    let torrent = publish_readable(&tracker, dir.path(), &data.join("served.bin")).await;
+    let torrent = library.add("served.bin", len, 11).await;
     let metrics = format!("127.0.0.1:{}", common_tracker::free_port());
     let options = ["--metrics-listen", metrics.as_str()];
     let (seeder, _) = seed_many_with(dir.path(), &options, &[&torrent], &data, 1).await;
@@ -536,12 +550,9 @@ async fn a_seeders_metrics_show_what_it_served() {
 
 #[tokio::test]
 async fn a_taken_metrics_address_stops_the_seeder_with_one_line() {
-    let tracker = TestTracker::start(&users()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("library");
-    std::fs::create_dir_all(&data).unwrap();
-    random_file(&data.join("x.bin"), 1000, 12);
-    let torrent = publish_readable(&tracker, dir.path(), &data.join("x.bin")).await;
+    let library = Library::new().await;
+    let (dir, data) = (&library.dir, library.data.clone());
+    let torrent = library.add("x.bin", 1000, 12).await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let out = tokio::time::timeout(

@@ -64,13 +64,12 @@ pub fn render(traffic: &Traffic, registry: &Registry) -> String {
         "Pieces received whose hash did not match (their senders are struck, then banned).",
         traffic.pieces_rejected.load(Ordering::Relaxed),
     );
-    page.family(
+    page.gauges_by(
         "ivcsd_peer_torrents",
-        "gauge",
         "Running torrents, complete (seeding) or not (downloading).",
+        "state",
+        &[("complete", complete), ("incomplete", incomplete)],
     );
-    page.sample("ivcsd_peer_torrents{state=\"complete\"}", complete);
-    page.sample("ivcsd_peer_torrents{state=\"incomplete\"}", incomplete);
     page.gauge(
         "ivcsd_peer_torrents_failed",
         "Torrents stopped by an error (a full disk, changed data).",
@@ -81,13 +80,12 @@ pub fn render(traffic: &Traffic, registry: &Registry) -> String {
         "Torrents whose last announce failed.",
         tracker_failing,
     );
-    page.family(
+    page.gauges_by(
         "ivcsd_peer_content_bytes",
-        "gauge",
         "Content of the running torrents: verified on disk, and in all.",
+        "state",
+        &[("have", have), ("total", total)],
     );
-    page.sample("ivcsd_peer_content_bytes{state=\"have\"}", have);
-    page.sample("ivcsd_peer_content_bytes{state=\"total\"}", total);
     page.gauge("ivcsd_peer_connections", "Connected peers.", peers);
     page.gauge("ivcsd_peer_banned", "Peers banned for bad data.", banned);
     page.build_info("ivcsd");

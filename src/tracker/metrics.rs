@@ -127,13 +127,15 @@ impl Metrics {
             "Torrents with at least one live peer.",
             gauges.active_swarms as u64,
         );
-        page.family(
+        page.gauges_by(
             "ivcsd_peers",
-            "gauge",
             "Live peers over all swarms, seeders and leechers.",
+            "state",
+            &[
+                ("seeder", gauges.seeders as u64),
+                ("leecher", gauges.leechers as u64),
+            ],
         );
-        page.sample("ivcsd_peers{state=\"seeder\"}", gauges.seeders as u64);
-        page.sample("ivcsd_peers{state=\"leecher\"}", gauges.leechers as u64);
         page.gauge(
             "ivcsd_users",
             "Users in authority.xml as last loaded.",
