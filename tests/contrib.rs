@@ -1,6 +1,7 @@
-//! `contrib/`: the systemd units and the logrotate configuration an operator installs, checked
-//! with the real tools (`systemd-analyze`, `logrotate`; `.ci/run` installs both) and by running
-//! the units' own command lines against real trackers on 127.0.0.1.
+//! `contrib/`: the systemd units, the logrotate configuration and the Prometheus alerting rules
+//! an operator installs, checked with the real tools (`systemd-analyze`, `logrotate`,
+//! `promtool`; `.ci/run` installs them) and by running the units' own command lines against
+//! real trackers on 127.0.0.1.
 
 mod common_peer;
 mod common_tracker;
@@ -418,4 +419,57 @@ async fn seed_unit_serves_its_torrent_directory_and_reloads_it() {
     ready_line(&mut stdout, "seeding 1 torrents of ").await;
     tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
     terminate_ok(&mut seeder, "the seeder").await;
+}
+
+/// Every `ivcsd_*` metric the alerting rules use is one the tracker or a peer serves: a
+/// renamed metric must not leave an alert that can never fire.
+#[test]
+fn the_alert_rules_name_only_metrics_that_exist() {
+    let rules = contrib("prometheus/ivcsd-alerts.yml");
+    let tracker = ivcsd::tracker::metrics::Metrics::default()
+        .render(&ivcsd::tracker::metrics::Gauges::default());
+    let peer = ivcsd::peer::metrics::render(
+        &ivcsd::peer::metrics::Traffic::default(),
+        &ivcsd::peer::listener::Registry::new(),
+    );
+    let served = |name: &str| {
+        let family = format!("# TYPE {name} ");
+        tracker.contains(&family) || peer.contains(&family)
+    };
+    let mut named = Vec::new();
+    for expr in rules.lines().filter_map(|l| l.trim().strip_prefix("expr:")) {
+        for (at, _) in expr.match_indices("ivcsd_") {
+            let name: String = expr[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            named.push(name);
+        }
+    }
+    assert!(named.len() >= 5, "{named:?}");
+    for name in &named {
+        assert!(
+            served(name),
+            "the rules name {name}, which no ivcsd process serves"
+        );
+    }
+}
+
+/// The alerting rules are valid to Prometheus itself (`promtool`, Debian's `prometheus`).
+#[test]
+fn promtool_accepts_the_alert_rules() {
+    if !have("promtool") {
+        return;
+    }
+    let out = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(repo("contrib/prometheus/ivcsd-alerts.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
