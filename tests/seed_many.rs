@@ -12,7 +12,7 @@ use common_peer::{
     STEP_TIMEOUT, announce, assert_same_file, download, peer, publish_readable, random_file, users,
 };
 use common_tracker::TestTracker;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Child;
 
 /// A tracker, a scratch directory, and in it `library/`, whose files u3 publishes for u1.
@@ -58,20 +58,22 @@ async fn seed_many(
     data: &Path,
     expect: usize,
 ) -> (Child, Vec<String>) {
-    seed_many_with(dir, &[], torrents, data, expect).await
+    seed_many_with(dir, &[], torrents, data, expect, &[]).await
 }
 
-/// [`seed_many`] with more options of `peer` before `seed`.
+/// [`seed_many`] with more options of `peer` (before `seed`) and of `seed` (after it).
 async fn seed_many_with(
     dir: &Path,
     options: &[&str],
     torrents: &[&Path],
     data: &Path,
     expect: usize,
+    seed_options: &[&str],
 ) -> (Child, Vec<String>) {
     let mut child = peer(dir, "u3")
         .args(options)
         .arg("seed")
+        .args(seed_options)
         .args(torrents)
         .arg("--data-dir")
         .arg(data)
@@ -514,7 +516,7 @@ async fn a_seeders_metrics_show_what_it_served() {
     let torrent = library.add("served.bin", len, 11).await;
     let metrics = format!("127.0.0.1:{}", common_tracker::free_port());
     let options = ["--metrics-listen", metrics.as_str()];
-    let (seeder, _) = seed_many_with(dir.path(), &options, &[&torrent], &data, 1).await;
+    let (seeder, _) = seed_many_with(dir.path(), &options, &[&torrent], &data, 1, &[]).await;
     let addr = metrics.parse().unwrap();
     let (status, text) = common_tracker::scrape_metrics(addr, hyper::Method::GET, "/metrics").await;
     assert_eq!(status, 200);
@@ -576,4 +578,44 @@ async fn a_taken_metrics_address_stops_the_seeder_with_one_line() {
         "{stderr}"
     );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[tokio::test]
+async fn data_damaged_in_place_is_found_by_the_periodic_verification() {
+    let library = Library::new().await;
+    let (dir, data) = (&library.dir, library.data.clone());
+    let torrent = library.add("archive.bin", 600_000, 13).await;
+    let every = ["--reverify-every", "1s"];
+    let (mut seeder, _) = seed_many_with(dir.path(), &[], &[&torrent], &data, 1, &every).await;
+    // Rot: one byte flipped, the size and the modification time kept, so that only hashing
+    // the data again can tell.
+    let path = data.join("archive.bin");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[400_000] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let mut stderr = String::new();
+    tokio::time::timeout(STEP_TIMEOUT, async {
+        seeder
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .await
+    })
+    .await
+    .expect("the seeder went on serving damaged data")
+    .unwrap();
+    let status = seeder.wait().await.unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("1 of 3 pieces no longer match the torrent (the first: piece 1)"),
+        "{stderr}"
+    );
 }

@@ -121,6 +121,37 @@ pub struct SeedArgs {
     /// unchanged since they were last verified.
     #[arg(long)]
     pub recheck: bool,
+    /// While serving, verify every piece again this often (e.g. 7d, 24h, 90m; s, m, h or d),
+    /// and stop a torrent whose data no longer matches (damaged, or changed in place).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub reverify_every: Option<std::time::Duration>,
+}
+
+/// `90s`, `30m`, `24h`, `7d`: a whole number and one unit, at least one second.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 90s, 30m, 24h or 7d"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration such as 90s, 30m, 24h or 7d"
+            ));
+        }
+    };
+    match n.checked_mul(scale) {
+        Some(secs) if secs > 0 => Ok(std::time::Duration::from_secs(secs)),
+        Some(_) => Err("the duration must be at least 1s".into()),
+        None => Err(format!("{text:?} is too long")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -270,4 +301,30 @@ fn run_keygen(common: &PeerCommon, args: &KeygenArgs) -> anyhow::Result<()> {
     );
     println!("public key sha256: {}", hex::encode(public.spki_sha256()));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_take_one_unit_and_refuse_the_rest() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        let shape = |t: &str| format!("{t:?} is not a duration such as 90s, 30m, 24h or 7d");
+        for bad in ["", "h", "24", "24 h", "1.5h", "-1h", "24H", "1w", "1h30m"] {
+            assert_eq!(parse_duration(bad), Err(shape(bad)), "{bad}");
+        }
+        assert_eq!(
+            parse_duration("0s"),
+            Err("the duration must be at least 1s".into())
+        );
+        assert_eq!(
+            parse_duration("99999999999999999d"),
+            Err("\"99999999999999999d\" is too long".into())
+        );
+    }
 }

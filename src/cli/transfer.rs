@@ -286,7 +286,7 @@ pub fn seed(common: &PeerCommon, args: SeedArgs) -> anyhow::Result<()> {
         let shutdown = CancellationToken::new();
         stop_on_signals(shutdown.clone());
         let node = start_node(common, &url, IdentityUse::Needed, shutdown.clone()).await?;
-        let mut set = SeedSet::new(&node, seed_trust(&args));
+        let mut set = SeedSet::new(&node, seed_trust(&args)).reverify_every(args.reverify_every);
         for (metainfo, content) in &plan {
             match set.start(metainfo, content).await {
                 // One torrent: its failure is the command's.
@@ -333,7 +333,7 @@ fn seed_dir(common: &PeerCommon, args: &SeedArgs, dir: &Path) -> anyhow::Result<
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot install the SIGHUP handler")?;
         let node = start_node(common, url, IdentityUse::Needed, shutdown.clone()).await?;
-        let mut set = SeedSet::new(&node, seed_trust(args));
+        let mut set = SeedSet::new(&node, seed_trust(args)).reverify_every(args.reverify_every);
         for event in set.sync_with_dir(dir, data_dir).await {
             report(&event, &node);
         }

@@ -48,6 +48,8 @@ pub struct SeedSet<'a> {
     node: &'a PeerNode,
     /// How each torrent's data is checked before it is served.
     trust: seed::Trust,
+    /// How often each torrent's data is verified again while it is served.
+    reverify: Option<std::time::Duration>,
     seeding: HashMap<InfoHash, Seeding>,
     failed_tx: mpsc::UnboundedSender<(InfoHash, String)>,
     failed: mpsc::UnboundedReceiver<(InfoHash, String)>,
@@ -62,10 +64,18 @@ impl<'a> SeedSet<'a> {
         SeedSet {
             node,
             trust,
+            reverify: None,
             seeding: HashMap::new(),
             failed_tx,
             failed,
         }
+    }
+
+    /// Verifies each torrent's data again every `every` while it is served
+    /// ([`crate::peer::session::Torrent::reverify_every`]).
+    pub fn reverify_every(mut self, every: Option<std::time::Duration>) -> Self {
+        self.reverify = every;
+        self
     }
 
     /// Torrents being seeded now.
@@ -94,6 +104,9 @@ impl<'a> SeedSet<'a> {
                 };
             }
         };
+        if let Some(every) = self.reverify {
+            torrent.reverify_every(every);
+        }
         let mut progress = torrent.subscribe();
         let failed_tx = self.failed_tx.clone();
         let watcher = tokio::spawn(async move {

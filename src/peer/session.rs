@@ -324,6 +324,47 @@ impl Torrent {
         self.lock().complete
     }
 
+    /// Hashes every piece on disk again every `every` (the first time `every` after this
+    /// call), off the reactor, and stops the torrent with an error as soon as one no longer
+    /// matches. A seeder that runs for months must notice data that rots, or is changed
+    /// without its size or modification time moving (which [`StorageError::Changed`] catches),
+    /// before downloaders reject it piece by piece. It takes the cores while it runs, as the
+    /// check before seeding does.
+    pub fn reverify_every(self: &Arc<Self>, every: Duration) {
+        let me = Arc::clone(self);
+        self.tasks.spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = me.shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let (store, stop) = (Arc::clone(&me.store), me.shutdown.clone());
+                let checked = tokio::task::spawn_blocking(move || {
+                    crate::peer::storage::recheck(&*store, &|| stop.is_cancelled())
+                })
+                .await;
+                let Ok(good) = checked else { return };
+                if me.shutdown.is_cancelled() {
+                    return;
+                }
+                let mut bad = good.iter().enumerate().filter(|(_, ok)| !**ok);
+                if let Some((first, _)) = bad.next() {
+                    me.fail(format!(
+                        "{} of {} pieces no longer match the torrent (the first: piece {first}): \
+                         the data changed or is damaged on disk; stopped serving it (restore the \
+                         data, or seed it again to verify it)",
+                        bad.count() + 1,
+                        good.len()
+                    ));
+                    return;
+                }
+                tracing::info!(info_hash = %me.info_hash, "every piece verified again");
+            }
+        });
+    }
+
     /// Stops the session: connections close and a `stopped` announce is sent.
     pub fn stop(&self) {
         self.shutdown.cancel();
