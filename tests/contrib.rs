@@ -321,6 +321,7 @@ async fn relay_unit_command_line_logs_in_and_relays() {
     std::fs::create_dir(&state).unwrap();
 
     let unit = contrib("systemd/ivcsd-relay.service");
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let (command, env) = exec_start(
         &unit,
         &[("TRACKER_URL", format!("http://{}/announce", tracker.addr))],
@@ -329,6 +330,7 @@ async fn relay_unit_command_line_logs_in_and_relays() {
             ("/var/lib/ivcsd-relay", state.to_str().unwrap()),
             // Several tests share the machine: any free port instead of 6881.
             ("0.0.0.0:6881", "127.0.0.1:0"),
+            ("127.0.0.1:9478", &metrics.to_string()),
         ],
     );
     assert_eq!(env.get("IVCSD_USER").map(String::as_str), Some("relay"));
@@ -352,6 +354,11 @@ async fn relay_unit_command_line_logs_in_and_relays() {
         },
         "the relay's first request, allowed, in the audit log",
     )
+    .await;
+    // Its metrics, where the alerting rules expect them (nothing assigned yet).
+    metrics_when(metrics, "ivcsd_peer_torrents{state=\"incomplete\"}", |n| {
+        n == 0
+    })
     .await;
     terminate_ok(&mut relay, "the relay").await;
 }
@@ -379,6 +386,7 @@ async fn seed_unit_serves_its_torrent_directory_and_reloads_it() {
     std::fs::write(credentials.join("password"), password("u3") + "\n").unwrap();
 
     let unit = contrib("systemd/ivcsd-seed.service");
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let (command, env) = exec_start(
         &unit,
         &[
@@ -391,12 +399,18 @@ async fn seed_unit_serves_its_torrent_directory_and_reloads_it() {
             ("${CREDENTIALS_DIRECTORY}", credentials.to_str().unwrap()),
             ("/var/lib/ivcsd-seed", state.to_str().unwrap()),
             ("0.0.0.0:6881", "127.0.0.1:0"),
+            ("127.0.0.1:9478", &metrics.to_string()),
         ],
     );
     let mut seeder = spawn_unit(&command, &env, &state);
     let mut stdout = BufReader::new(seeder.stdout.take().unwrap()).lines();
     ready_line(&mut stdout, "seeding survey.bin (").await;
     ready_line(&mut stdout, "seeding 1 torrents of ").await;
+    // Its metrics, where the alerting rules expect them.
+    metrics_when(metrics, "ivcsd_peer_torrents{state=\"complete\"}", |n| {
+        n == 1
+    })
+    .await;
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(state.join("identity.pem"))
         .expect("the identity is in the state directory")
