@@ -98,6 +98,12 @@ async fn seed_many_with(
     (child, seeding)
 }
 
+/// [`terminate`], which must end the process with success.
+async fn terminate_cleanly(child: Child) {
+    let out = terminate(child).await;
+    assert!(out.status.success(), "{out:?}");
+}
+
 async fn terminate(child: Child) -> Output {
     common_tracker::signal(&child, "-TERM").await;
     tokio::time::timeout(STEP_TIMEOUT, child.wait_with_output())
@@ -163,8 +169,7 @@ async fn one_process_seeds_three_torrents_and_each_downloads_identical() {
     assert_same_file(&data.join("small.bin"), &out.join("small.bin"));
     assert_same_file(&data.join("scans/a.tif"), &out.join("scans/a.tif"));
     assert_same_file(&data.join("scans/b.tif"), &out.join("scans/b.tif"));
-    let stopped = terminate(seeder).await;
-    assert!(stopped.status.success(), "{stopped:?}");
+    terminate_cleanly(seeder).await;
 }
 
 #[tokio::test]
@@ -504,8 +509,7 @@ async fn a_torrent_whose_data_changes_under_the_seeder_stops_and_the_others_go_o
     let got = download(dir.path(), "u1", &steady, &out).await;
     assert_eq!(got.code, Some(0), "{}", got.stderr);
     assert_same_file(&data.join("steady.bin"), &out.join("steady.bin"));
-    let ended = terminate(seeder).await;
-    assert!(ended.status.success(), "{ended:?}");
+    terminate_cleanly(seeder).await;
 }
 
 #[tokio::test]
@@ -546,8 +550,7 @@ async fn a_seeders_metrics_show_what_it_served() {
     assert_eq!(after("ivcsd_peer_downloaded_bytes_total"), 0);
     assert_eq!(after("ivcsd_peer_pieces_rejected_total"), 0);
     assert_eq!(after("ivcsd_peer_banned"), 0);
-    let stopped = terminate(seeder).await;
-    assert!(stopped.status.success(), "{stopped:?}");
+    terminate_cleanly(seeder).await;
 }
 
 #[tokio::test]
