@@ -197,21 +197,17 @@ impl ContentFiles {
                         .read(true)
                         .open(&path)
                         .map_err(|e| io_err("opening", e))?;
-                    let actual = file
+                    let meta = file
                         .metadata()
-                        .map_err(|e| io_err("reading the size of", e))?
-                        .len();
-                    if actual != entry.length {
+                        .map_err(|e| io_err("reading the size of", e))?;
+                    if meta.len() != entry.length {
                         return Err(StorageError::WrongSize {
                             path,
                             expected: entry.length,
-                            actual,
+                            actual: meta.len(),
                         });
                     }
-                    let stamp = file
-                        .metadata()
-                        .map_err(|e| io_err("reading the modification time of", e))?;
-                    (file, FileStamp::of(&stamp))
+                    (file, FileStamp::of(&meta))
                 }
                 OpenMode::Create => {
                     if let Some(parent) = path.parent() {
