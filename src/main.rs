@@ -20,8 +20,51 @@ fn main() -> ExitCode {
             {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", one_line(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes on one line, each cause once: most library errors already name
+/// their source in their own message, and anyhow's `{:#}` would print it a second time.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read x.xml: {source}")]
+    struct Named {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = || std::io::Error::other("disk on fire");
+        let named = anyhow::Error::new(Named { source: io() });
+        assert_eq!(one_line(&named), "cannot read x.xml: disk on fire");
+        let context = anyhow::Error::new(io()).context("error reading the config");
+        assert_eq!(one_line(&context), "error reading the config: disk on fire");
+        let both = anyhow::Error::new(Named { source: io() }).context("while starting");
+        assert_eq!(
+            one_line(&both),
+            "while starting: cannot read x.xml: disk on fire"
+        );
     }
 }
