@@ -399,7 +399,7 @@ async fn seed_unit_serves_its_torrent_directory_and_reloads_it() {
             ("${CREDENTIALS_DIRECTORY}", credentials.to_str().unwrap()),
             ("/var/lib/ivcsd-seed", state.to_str().unwrap()),
             ("0.0.0.0:6881", "127.0.0.1:0"),
-            ("127.0.0.1:9478", &metrics.to_string()),
+            ("127.0.0.1:9479", &metrics.to_string()),
         ],
     );
     let mut seeder = spawn_unit(&command, &env, &state);
