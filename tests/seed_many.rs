@@ -621,4 +621,29 @@ async fn data_damaged_in_place_is_found_by_the_periodic_verification() {
         stderr.contains("1 of 3 pieces no longer match the torrent (the first: piece 1)"),
         "{stderr}"
     );
+    // The resume record, which would let a restart trust the damaged data (its size and
+    // modification time are unchanged), is gone: the next start hashes everything and refuses.
+    let record = data.join(".ivcsd").join(format!(
+        "{}.resume",
+        common_peer::info_hash_of(&torrent).to_hex()
+    ));
+    assert!(!record.exists(), "{} is still there", record.display());
+    let again = tokio::time::timeout(
+        STEP_TIMEOUT,
+        peer(dir.path(), "u3")
+            .arg("seed")
+            .arg(&torrent)
+            .arg("--data-dir")
+            .arg(&data)
+            .output(),
+    )
+    .await
+    .expect("seed hung")
+    .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("1 of 3 pieces differ or are missing"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 }

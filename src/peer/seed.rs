@@ -62,6 +62,12 @@ pub async fn start(
     Ok(torrent)
 }
 
+/// Where the resume record of seeding `info_hash` from `content` is: in `.ivcsd/` beside it,
+/// as `peer download --output` leaves it.
+pub fn resume_record(content: &Path, info_hash: crate::types::InfoHash) -> PathBuf {
+    resume::record_path(content.parent().unwrap_or(Path::new(".")), info_hash)
+}
+
 /// Checks that every piece of `content` is there and right: from the resume record in
 /// `content`'s directory when its files are unchanged, else by hashing them all, after which
 /// a record is written (best effort: the data may be read-only) so that the next start is
@@ -74,7 +80,7 @@ async fn verify_or_resume(
     recheck: Recheck,
 ) -> Result<(), PeerError> {
     let info_hash = metainfo.info_hash;
-    let record = resume::record_path(content.parent().unwrap_or(Path::new(".")), info_hash);
+    let record = resume_record(content, info_hash);
     let (have, on_disk) =
         download::pieces_on_disk(store, info_hash, &record, true, recheck, &node.shutdown).await?;
     let pieces = metainfo.info.piece_count();

@@ -105,7 +105,8 @@ impl<'a> SeedSet<'a> {
             }
         };
         if let Some(every) = self.reverify {
-            torrent.reverify_every(every);
+            let record = seed::resume_record(content, metainfo.info_hash);
+            torrent.reverify_every(every, Some(record));
         }
         let mut progress = torrent.subscribe();
         let failed_tx = self.failed_tx.clone();

@@ -329,8 +329,10 @@ impl Torrent {
     /// matches. A seeder that runs for months must notice data that rots, or is changed
     /// without its size or modification time moving (which [`StorageError::Changed`] catches),
     /// before downloaders reject it piece by piece. It takes the cores while it runs, as the
-    /// check before seeding does.
-    pub fn reverify_every(self: &Arc<Self>, every: Duration) {
+    /// check before seeding does. On a mismatch the resume record `record` (if any) is
+    /// deleted: it would let the next start trust the damaged data, whose size and
+    /// modification time may be unchanged.
+    pub fn reverify_every(self: &Arc<Self>, every: Duration, record: Option<PathBuf>) {
         let me = Arc::clone(self);
         self.tasks.spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -351,6 +353,15 @@ impl Torrent {
                 }
                 let mut bad = good.iter().enumerate().filter(|(_, ok)| !**ok);
                 if let Some((first, _)) = bad.next() {
+                    if let Some(record) = &record
+                        && let Err(e) = tokio::fs::remove_file(record).await
+                        && e.kind() != std::io::ErrorKind::NotFound
+                    {
+                        tracing::warn!(
+                            "cannot delete the resume record {} of damaged data: {e}",
+                            record.display()
+                        );
+                    }
                     me.fail(format!(
                         "{} of {} pieces no longer match the torrent (the first: piece {first}): \
                          the data changed or is damaged on disk; stopped serving it (restore the \
