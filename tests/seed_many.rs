@@ -112,6 +112,29 @@ async fn terminate(child: Child) -> Output {
         .unwrap()
 }
 
+/// `peer seed TORRENTS --data-dir DATA` as u3 (`options` before `seed`), which must end on its
+/// own: a refusal, a failure. Its output.
+async fn seed_until_it_ends(
+    dir: &Path,
+    options: &[&str],
+    torrents: &[&Path],
+    data: &Path,
+) -> Output {
+    tokio::time::timeout(
+        STEP_TIMEOUT,
+        peer(dir, "u3")
+            .args(options)
+            .arg("seed")
+            .args(torrents)
+            .arg("--data-dir")
+            .arg(data)
+            .output(),
+    )
+    .await
+    .expect("seed hung")
+    .unwrap()
+}
+
 /// `peer seed TORRENT --data-dir DATA` as u3, with JSON logs down to `info` on stderr (what
 /// the resume tests read), before its stdout and stderr are chosen.
 fn seed_logging(dir: &Path, torrent: &Path, data: &Path) -> tokio::process::Command {
@@ -196,18 +219,7 @@ async fn a_torrent_whose_data_is_missing_is_reported_and_the_others_are_seeded()
 
     // With nothing left to serve the command fails.
     std::fs::remove_file(data.join("kept.bin")).unwrap();
-    let out = tokio::time::timeout(
-        STEP_TIMEOUT,
-        peer(dir.path(), "u3")
-            .arg("seed")
-            .args([&moved, &kept])
-            .arg("--data-dir")
-            .arg(&data)
-            .output(),
-    )
-    .await
-    .expect("seed hung")
-    .unwrap();
+    let out = seed_until_it_ends(dir.path(), &[], &[&moved, &kept], &data).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("none of the 2 torrents could be seeded"),
@@ -560,18 +572,8 @@ async fn a_taken_metrics_address_stops_the_seeder_with_one_line() {
     let torrent = library.add("x.bin", 1000, 12).await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = tokio::time::timeout(
-        STEP_TIMEOUT,
-        peer(dir.path(), "u3")
-            .args(["--metrics-listen", &addr, "seed"])
-            .arg(&torrent)
-            .arg("--data-dir")
-            .arg(&data)
-            .output(),
-    )
-    .await
-    .expect("seed hung")
-    .unwrap();
+    let options = ["--metrics-listen", addr.as_str()];
+    let out = seed_until_it_ends(dir.path(), &options, &[&torrent], &data).await;
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -628,18 +630,7 @@ async fn data_damaged_in_place_is_found_by_the_periodic_verification() {
         common_peer::info_hash_of(&torrent).to_hex()
     ));
     assert!(!record.exists(), "{} is still there", record.display());
-    let again = tokio::time::timeout(
-        STEP_TIMEOUT,
-        peer(dir.path(), "u3")
-            .arg("seed")
-            .arg(&torrent)
-            .arg("--data-dir")
-            .arg(&data)
-            .output(),
-    )
-    .await
-    .expect("seed hung")
-    .unwrap();
+    let again = seed_until_it_ends(dir.path(), &[], &[&torrent], &data).await;
     assert_eq!(again.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("1 of 3 pieces differ or are missing"),
