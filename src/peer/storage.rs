@@ -168,6 +168,32 @@ struct ContentFile {
     stamp_at_open: Option<FileStamp>,
 }
 
+impl ContentFile {
+    /// `result`, with an error naming this file and `action`.
+    fn io<T>(&self, action: &'static str, result: io::Result<T>) -> Result<T, StorageError> {
+        result.map_err(|source| StorageError::Io {
+            action,
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Fails with [`StorageError::Changed`] when the file has another stamp than at opening
+    /// (one `fstat`; reads are of whole units, up to 1 MiB).
+    fn check_unchanged(&self) -> Result<(), StorageError> {
+        let Some(opened) = self.stamp_at_open else {
+            return Ok(());
+        };
+        let now = self.io("reading the modification time of", self.file.metadata())?;
+        if FileStamp::of(&now) != Some(opened) {
+            return Err(StorageError::Changed {
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl ContentFiles {
     /// Opens (and with [`OpenMode::Create`] creates) the files of `info` under `root`.
     ///
@@ -259,14 +285,13 @@ impl ContentFiles {
     }
 
     /// Calls `io(file, range of the caller's buffer, offset in the file)` for each file run of
-    /// content bytes `[offset, offset + len)`, in order; errors name the file and `action`.
+    /// content bytes `[offset, offset + len)`, in order.
     fn each_segment(
         &self,
         info: &Info,
         offset: u64,
         len: usize,
-        action: &'static str,
-        mut io: impl FnMut(&File, std::ops::Range<usize>, u64) -> io::Result<()>,
+        mut io: impl FnMut(&ContentFile, std::ops::Range<usize>, u64) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
         self.check_range(offset, len)?;
         if len == 0 {
@@ -278,58 +303,25 @@ impl ContentFiles {
             .into_iter()
             .flatten()
         {
-            let ContentFile { path, file, .. } = &self.files[seg.file];
             let seg_len = seg.len as usize; // a segment is never longer than the range
-            io(file, done..done + seg_len, seg.file_offset).map_err(|source| StorageError::Io {
-                action,
-                path: path.clone(),
-                source,
-            })?;
+            io(&self.files[seg.file], done..done + seg_len, seg.file_offset)?;
             done += seg_len;
         }
         Ok(())
     }
 
-    /// Reads content bytes `[offset, offset + buf.len())` across files.
+    /// Reads content bytes `[offset, offset + buf.len())` across files. A file opened as it was
+    /// ([`OpenMode::Existing`]) is checked after its part is read: with another size or
+    /// modification time than at opening, the read fails with [`StorageError::Changed`], since
+    /// what it returned may no longer be the verified content.
     ///
     /// # Errors
-    /// The range is outside the content, or a read failed.
-    /// Files opened as they were ([`OpenMode::Existing`]) are checked after the read: when one
-    /// has another size or modification time than at opening, the read fails with
-    /// [`StorageError::Changed`], since what it returned may no longer be the verified content.
+    /// The range is outside the content, a read failed, or a file changed.
     pub fn read_at(&self, info: &Info, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
-        self.each_segment(info, offset, buf.len(), "reading", |file, range, at| {
-            file.read_exact_at(&mut buf[range], at)
-        })?;
-        self.check_unchanged(info, offset, buf.len())
-    }
-
-    /// Fails with [`StorageError::Changed`] when a file of the range has changed since it was
-    /// opened. One `fstat` a file per read: reads are of whole units (up to 1 MiB).
-    fn check_unchanged(&self, info: &Info, offset: u64, len: usize) -> Result<(), StorageError> {
-        for seg in info
-            .segments(offset..offset + len as u64)
-            .into_iter()
-            .flatten()
-        {
-            let ContentFile {
-                path,
-                file,
-                stamp_at_open,
-            } = &self.files[seg.file];
-            let Some(opened) = stamp_at_open else {
-                continue;
-            };
-            let now = file.metadata().map_err(|source| StorageError::Io {
-                action: "reading the modification time of",
-                path: path.clone(),
-                source,
-            })?;
-            if FileStamp::of(&now) != Some(*opened) {
-                return Err(StorageError::Changed { path: path.clone() });
-            }
-        }
-        Ok(())
+        self.each_segment(info, offset, buf.len(), |f, range, at| {
+            f.io("reading", f.file.read_exact_at(&mut buf[range], at))?;
+            f.check_unchanged()
+        })
     }
 
     /// Writes content bytes at `offset` across files.
@@ -337,8 +329,8 @@ impl ContentFiles {
     /// # Errors
     /// The range is outside the content, or a write failed (a full disk among others).
     pub fn write_at(&self, info: &Info, offset: u64, buf: &[u8]) -> Result<(), StorageError> {
-        self.each_segment(info, offset, buf.len(), "writing", |file, range, at| {
-            file.write_all_at(&buf[range], at)
+        self.each_segment(info, offset, buf.len(), |f, range, at| {
+            f.io("writing", f.file.write_all_at(&buf[range], at))
         })
     }
 
@@ -347,12 +339,8 @@ impl ContentFiles {
     /// # Errors
     /// A failed fsync.
     pub fn sync(&self) -> Result<(), StorageError> {
-        for ContentFile { path, file, .. } in &self.files {
-            file.sync_data().map_err(|source| StorageError::Io {
-                action: "syncing",
-                path: path.clone(),
-                source,
-            })?;
+        for f in &self.files {
+            f.io("syncing", f.file.sync_data())?;
         }
         Ok(())
     }
