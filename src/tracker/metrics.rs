@@ -3,8 +3,10 @@
 //! of an audit log. Scrapes are not API requests: they are not counted or audited.
 //!
 //! Counting is one relaxed atomic add per request, in [`super::State::audit`], the one place
-//! every answered request passes through with its endpoint and decision.
+//! every answered request passes through with its endpoint and decision; 503s are counted
+//! where every response passes, in the server, whichever check refused them.
 
+use super::audit::Decision;
 use crate::metrics::Exposition;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -27,13 +29,6 @@ const ENDPOINTS: [&str; 15] = [
     "http",
 ];
 const OTHER: usize = ENDPOINTS.len();
-
-/// How a request ended, as far as the counters tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Allowed,
-    Refused,
-}
 
 /// The tracker's counters; the gauges are read from the state when scraped.
 #[derive(Debug)]
@@ -67,14 +62,14 @@ pub struct Gauges {
 }
 
 impl Metrics {
-    pub fn count(&self, endpoint: &str, outcome: Outcome) {
+    pub fn count(&self, endpoint: &str, decision: Decision) {
         let row = ENDPOINTS
             .iter()
             .position(|e| *e == endpoint)
             .unwrap_or(OTHER);
-        let column = match outcome {
-            Outcome::Allowed => 0,
-            Outcome::Refused => 1,
+        let column = match decision {
+            Decision::Allow => 0,
+            Decision::Refuse => 1,
         };
         self.requests[row][column].fetch_add(1, Ordering::Relaxed);
     }
@@ -160,11 +155,11 @@ mod tests {
     #[test]
     fn counts_land_in_their_series_and_unknown_endpoints_in_other() {
         let m = Metrics::default();
-        m.count("announce", Outcome::Allowed);
-        m.count("announce", Outcome::Allowed);
-        m.count("announce", Outcome::Refused);
-        m.count("admin/set-authority", Outcome::Refused);
-        m.count("no/such/thing", Outcome::Allowed);
+        m.count("announce", Decision::Allow);
+        m.count("announce", Decision::Allow);
+        m.count("announce", Decision::Refuse);
+        m.count("admin/set-authority", Decision::Refuse);
+        m.count("no/such/thing", Decision::Allow);
         m.count_audit_unavailable();
         let text = m.render(&Gauges {
             torrents: 3,

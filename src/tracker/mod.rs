@@ -180,10 +180,6 @@ impl State {
             Ok(reason) => (Decision::Allow, reason.to_owned().into()),
             Err(refusal) => (Decision::Refuse, refusal.audit.clone()),
         };
-        let counted = match decision {
-            Decision::Allow => metrics::Outcome::Allowed,
-            Decision::Refuse => metrics::Outcome::Refused,
-        };
         let entry = AuditEntry {
             seq: 0,
             time_ms: self.clock.unix_ms(),
@@ -205,9 +201,8 @@ impl State {
         };
         if recorded.is_err() {
             req.audit_refused.store(true, Ordering::Relaxed);
-            self.metrics.count_audit_unavailable();
         } else {
-            self.metrics.count(endpoint, counted);
+            self.metrics.count(endpoint, decision);
         }
     }
 
@@ -224,13 +219,10 @@ impl State {
                 *lock(&req.audit_slot) = Some(slot);
                 Ok(())
             }
-            Err(audit::AuditUnavailable) => {
-                self.metrics.count_audit_unavailable();
-                Err(response::refusal(
-                    &Refusal::audit_unavailable(),
-                    response::RefusalStatus::ByKind,
-                ))
-            }
+            Err(audit::AuditUnavailable) => Err(response::refusal(
+                &Refusal::audit_unavailable(),
+                response::RefusalStatus::ByKind,
+            )),
         }
     }
 

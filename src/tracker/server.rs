@@ -334,13 +334,18 @@ async fn handle(
     req: hyper::Request<Incoming>,
 ) -> Response<Body> {
     let timeout = Duration::from_secs(state.config.request_timeout_secs);
-    match tokio::time::timeout(timeout, route(state, remote, req)).await {
+    let response = match tokio::time::timeout(timeout, route(state, remote, req)).await {
         Ok(response) => response,
         Err(_) => response::refusal(
             &Refusal::internal("request timed out"),
             RefusalStatus::ByKind,
         ),
+    };
+    // Only a request the audit log could not take is answered 503, wherever it was refused.
+    if response.status() == hyper::StatusCode::SERVICE_UNAVAILABLE {
+        state.metrics.count_audit_unavailable();
     }
+    response
 }
 
 /// The page of `metrics_listen`. It is served while the audit log refuses requests, which is
@@ -387,7 +392,6 @@ async fn route(state: &State, remote: SocketAddr, req: hyper::Request<Incoming>)
     // First, before any work: while the audit log cannot be written (and
     // audit_on_failure = "refuse") nothing is answered.
     if state.audit.check().is_err() {
-        state.metrics.count_audit_unavailable();
         return response::refusal(&Refusal::audit_unavailable(), RefusalStatus::ByKind);
     }
     let (parts, body) = req.into_parts();
