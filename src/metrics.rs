@@ -112,7 +112,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ListenError> {
 /// their own scrapes.
 pub async fn serve(
     listener: TcpListener,
-    render: Arc<dyn Fn() -> String + Send + Sync>,
+    render: Box<dyn Fn() -> String + Send + Sync>,
     stop: CancellationToken,
 ) {
     let page = Arc::new(Page {
@@ -163,7 +163,7 @@ pub async fn serve(
 
 /// The renderer and its last page.
 struct Page {
-    render: Arc<dyn Fn() -> String + Send + Sync>,
+    render: Box<dyn Fn() -> String + Send + Sync>,
     last: Mutex<Option<(Instant, Bytes)>>,
 }
 
@@ -248,7 +248,7 @@ mod tests {
         let counted = renders.clone();
         let server = tokio::spawn(serve(
             listener,
-            Arc::new(move || {
+            Box::new(move || {
                 counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 "up 1\n".to_owned()
             }),

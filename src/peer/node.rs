@@ -120,7 +120,7 @@ impl PeerNode {
         let (traffic, registry) = (Arc::clone(&self.traffic), Arc::clone(&self.registry));
         tokio::spawn(crate::metrics::serve(
             listener,
-            Arc::new(move || crate::peer::metrics::render(&traffic, &registry)),
+            Box::new(move || crate::peer::metrics::render(&traffic, &registry)),
             self.shutdown.clone(),
         ));
     }

@@ -145,7 +145,7 @@ pub async fn run(
         let state = state.clone();
         tokio::spawn(crate::metrics::serve(
             listener,
-            Arc::new(move || metrics_page(&state)),
+            Box::new(move || metrics_page(&state)),
             cancel.clone(),
         ))
     });
