@@ -483,7 +483,10 @@ async fn a_torrent_whose_data_changes_under_the_seeder_stops_and_the_others_go_o
     let (dir, data) = (&library.dir, library.data.clone());
     let steady = library.add("steady.bin", 600_000, 7).await;
     let rewritten = library.add("rewritten.bin", 600_000, 8).await;
-    let (mut seeder, _) = seed_many(dir.path(), &[&steady, &rewritten], &data, 2).await;
+    let metrics = format!("127.0.0.1:{}", common_tracker::free_port());
+    let options = ["--metrics-listen", metrics.as_str()];
+    let torrents = [steady.as_path(), rewritten.as_path()];
+    let (mut seeder, _) = seed_many_with(dir.path(), &options, &torrents, &data, 2, &[]).await;
     let mut stderr = BufReader::new(seeder.stderr.take().unwrap()).lines();
 
     // Rewritten in place while seeded: same name and size, other bytes.
@@ -515,6 +518,17 @@ async fn a_torrent_whose_data_changes_under_the_seeder_stops_and_the_others_go_o
     );
     doomed.kill().await.unwrap();
     tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+    // Counted, though the stopped torrent has left the process: what an alert needs.
+    let page = common_tracker::metrics_when(
+        metrics.parse().unwrap(),
+        "ivcsd_peer_torrents_failed_total",
+        |n| n == 1,
+    )
+    .await;
+    assert_eq!(
+        common_tracker::metrics_sample(&page, "ivcsd_peer_torrents{state=\"complete\"}"),
+        1
+    );
 
     // The other torrent is still served.
     let out = dir.path().join("out");
@@ -548,7 +562,7 @@ async fn a_seeders_metrics_show_what_it_served() {
         before("ivcsd_peer_content_bytes{state=\"total\"}"),
         len as u64
     );
-    assert_eq!(before("ivcsd_peer_torrents_failed"), 0);
+    assert_eq!(before("ivcsd_peer_torrents_failed_total"), 0);
 
     let out = dir.path().join("out");
     let got = download(dir.path(), "u1", &torrent, &out).await;

@@ -14,6 +14,7 @@ pub struct Traffic {
     uploaded: AtomicU64,
     downloaded: AtomicU64,
     pieces_rejected: AtomicU64,
+    torrents_failed: AtomicU64,
 }
 
 impl Traffic {
@@ -28,11 +29,16 @@ impl Traffic {
     pub fn add_rejected_piece(&self) {
         self.pieces_rejected.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// A torrent stopped by an error; counted here because it then leaves the registry.
+    pub fn add_failed_torrent(&self) {
+        self.torrents_failed.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The page: process counters, then totals over the running torrents.
 pub fn render(traffic: &Traffic, registry: &Registry) -> String {
-    let (mut complete, mut incomplete, mut failed, mut tracker_failing) = (0u64, 0u64, 0u64, 0u64);
+    let (mut complete, mut incomplete, mut tracker_failing) = (0u64, 0u64, 0u64);
     let (mut have, mut total, mut peers, mut banned) = (0u64, 0u64, 0u64, 0u64);
     for torrent in registry.torrents() {
         let p = torrent.subscribe().borrow().clone();
@@ -41,7 +47,6 @@ pub fn render(traffic: &Traffic, registry: &Registry) -> String {
         } else {
             incomplete += 1;
         }
-        failed += u64::from(p.error.is_some());
         tracker_failing += u64::from(p.tracker_error.is_some());
         have += p.bytes_have;
         total += p.bytes_total;
@@ -70,10 +75,10 @@ pub fn render(traffic: &Traffic, registry: &Registry) -> String {
         "state",
         &[("complete", complete), ("incomplete", incomplete)],
     );
-    page.gauge(
-        "ivcsd_peer_torrents_failed",
-        "Torrents stopped by an error (a full disk, changed data).",
-        failed,
+    page.counter(
+        "ivcsd_peer_torrents_failed_total",
+        "Torrents stopped by an error (a full disk, data changed or damaged on disk).",
+        traffic.torrents_failed.load(Ordering::Relaxed),
     );
     page.gauge(
         "ivcsd_peer_torrents_tracker_failing",

@@ -892,13 +892,16 @@ impl Torrent {
     /// one clear line; the log has it at debug level.
     fn fail(&self, message: String) {
         tracing::debug!(info_hash = %self.info_hash, "{message}");
-        self.progress.send_if_modified(|p| {
+        let first = self.progress.send_if_modified(|p| {
             if p.error.is_some() {
                 return false;
             }
             p.error = Some(message);
             true
         });
+        if first {
+            self.config.traffic.add_failed_torrent();
+        }
         self.shutdown.cancel();
     }
 
