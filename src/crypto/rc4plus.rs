@@ -14,7 +14,7 @@
 //! All indexing is with `u8` values into `[u8; 256]`, so the bounds checks compile away and
 //! this file needs no `unsafe`. The one exception is its child [`x86_64`]: on that target the
 //! whole turns of PRGA+, where nearly every byte of a content block is made, run in inline
-//! assembly, 20 instructions a byte against the compiler's 27 (+25 % here); [`prga_turn`] is
+//! assembly, 21 instructions a byte against the compiler's 27 (+25 % here); [`prga_turn`] is
 //! the same turn in Rust, for other targets and as the reference the tests compare it with.
 
 use std::fmt;

@@ -6,7 +6,7 @@
 //! compiler cannot know that the upper bits of a register stay zero when only its low byte is
 //! added to. Here every index lives in a 64-bit register whose upper 56 bits are zero and is
 //! changed only through its low byte, so `j`, `t`, `t'` and `t''` need no masking, and the
-//! choice of the next `S[i]` is a `cmov` instead of a branch and two moves: 20 instructions a
+//! choice of the next `S[i]` is a `cmov` instead of a branch and two moves: 21 instructions a
 //! byte. See docs/benchmarks.md ("Cipher") for the figures.
 //!
 //! Memory safety rests on one invariant, checked by reading: every address is the table's base
