@@ -26,6 +26,8 @@
 # It installs what is missing from Debian (aria2 python3-libtorrent opentracker mktorrent time),
 # works in a temporary directory (TMPDIR; it needs about (2 + DOWNLOADERS) x SIZE of disk), and
 # stops every process it started on exit. Run it as root (apt-get; opentracker drops to nobody).
+# On a VM that hands freed memory back to its host it turns that off for the run (see
+# bench_stable_memory in benches/lib.sh; KEEP_PAGE_REPORTING=1 keeps it).
 # Raw output of a run is kept in benches/results/compare-<size>MiB.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,6 +78,9 @@ echo "# benches/compare.sh: ${size_mib} MiB, 1 -> 1 and 1 -> $ndl on 127.0.0.1"
 echo "# $(date -u '+%F %T UTC'), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/ {print $2}') GiB RAM"
 echo "# $("$bin" --version 2>/dev/null || echo ivcsd), $(aria2c --version | head -1), libtorrent $(/usr/bin/python3 -c 'import libtorrent; print(libtorrent.__version__)'), opentracker (Debian $(dpkg-query -W -f='${Version}' opentracker))"
 echo "# piece length $((1 << (piece_log - 10))) KiB; load average at start: $(load)"
+# The downloads write (1 + ndl) copies at most at a time (one case's copies are deleted before
+# the next); the source is in the page cache already.
+bench_stable_memory $(((1 + ndl) * size))
 
 # run_case NAME N SEEDER_PID: starts N downloaders through `dl_cmd I DIR` (a function each
 # client defines), waits for them, checks the copies and records one line of results.

@@ -24,6 +24,39 @@ bench_cleanup() {
   done
   wait 2>/dev/null || true
   rm -rf "$work"
+  bench_restore_memory
+}
+
+# Guest memory that stays backed by the host for the run (transfer benchmarks on a VM).
+#
+# On a VM whose virtio-balloon reports free pages (this project's machine does), memory the guest
+# frees is handed back to the host about 2 s later, and the next touch of each page faults in the
+# host, which allocates and zeroes it. Writing a downloaded file into the page cache then costs
+# 1-2.2 s of system CPU per GB instead of 0.2 (dd of 4 GiB: 9.1, 0.9 and 4.4 s of system time in
+# three runs a minute apart), charged to whichever downloader happens to write into returned
+# memory: a confounder of the CPU figures and the speed of every client, not a cost of any of
+# them, and one that bare metal does not have. So, unless KEEP_PAGE_REPORTING=1, this turns
+# reporting off for the run (page_reporting_order above the largest order: no freed block
+# qualifies), restored on exit, and touches $1 bytes of page cache once so that they are backed
+# from the start. It prints one comment line saying what it did.
+bench_stable_memory() {
+  local param=/sys/module/page_reporting/parameters/page_reporting_order
+  page_reporting_was=
+  if [ -n "${KEEP_PAGE_REPORTING:-}" ] || [ ! -w "$param" ]; then
+    echo "# free page reporting: left as it is (KEEP_PAGE_REPORTING set, or not a reporting VM)"
+    return 0
+  fi
+  page_reporting_was=$(cat "$param")
+  echo 11 >"$param"
+  head -c "$1" /dev/zero >"$work/.warm"
+  rm -f "$work/.warm"
+  echo "# free page reporting: off for the run (order $page_reporting_was -> 11, restored at exit); $(($1 >> 20)) MiB of page cache touched first"
+}
+
+bench_restore_memory() {
+  [ -n "${page_reporting_was:-}" ] || return 0
+  echo "$page_reporting_was" >/sys/module/page_reporting/parameters/page_reporting_order || true
+  page_reporting_was=
 }
 
 # $work/authority.xml with the users every benchmark uses: admin, pub (publishes, authority 1)
