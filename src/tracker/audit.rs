@@ -269,7 +269,8 @@ struct Shared {
 
 impl Shared {
     fn new(capacity: usize, to_file: bool, on_failure: OnFailure) -> Shared {
-        let capacity = capacity.max(1);
+        // A reservation takes two places (its entry and a possible withdrawal).
+        let capacity = capacity.max(2);
         Shared {
             queue: Mutex::new(Queue {
                 pending: Vec::with_capacity(capacity.min(BATCH)),
@@ -302,8 +303,9 @@ impl Shared {
     }
 
     /// What becomes of one more entry (or reservation), given what `q` holds.
-    fn admit(&self, q: &Queue) -> Admit {
-        let room = q.pending.len() + q.reserved + q.held < self.capacity;
+    /// What to do with a request for `places` more places in the queue.
+    fn admit(&self, q: &Queue, places: usize) -> Admit {
+        let room = q.pending.len() + q.reserved + q.held + places <= self.capacity;
         match (q.writer, self.on_failure) {
             (WriterState::Gone, _) if !self.to_file => Admit::TailOnly,
             (WriterState::Gone, OnFailure::Refuse) => Admit::Refuse,
@@ -338,7 +340,7 @@ impl Shared {
     /// Places `entry` without waiting (an [`AuditSlot`] whose place was not counted): as
     /// [`Admit`] says, with a full queue counted as dropped.
     fn push_now(&self, mut q: MutexGuard<'_, Queue>, entry: AuditEntry) {
-        match self.admit(&q) {
+        match self.admit(&q, 1) {
             Admit::Queue => {
                 self.push(q, entry, true);
             }
@@ -406,9 +408,17 @@ pub struct AuditSlot {
 
 /// What [`AuditLog::written`] waits for: the `seq` of an entry recorded in a slot, when its
 /// request must wait for the file ([`OnFailure::Refuse`], the entry queued for the writer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// It keeps the slot's second place until dropped, for [`AuditReceipt::withdraw`]: an entry
+/// whose request is answered 503 because the line was not written in time is still written
+/// once the file recovers, and without a follow-up the log would record as given an answer
+/// (a key handed out) that never left.
 #[must_use = "wait for it with AuditLog::written before answering"]
-pub struct AuditReceipt(Option<u64>);
+pub struct AuditReceipt {
+    seq: Option<u64>,
+    /// The place kept for a withdrawal; `None` when the request does not wait.
+    place: Option<Arc<Shared>>,
+}
 
 impl AuditSlot {
     /// Records `entry` in the place taken; never waits, never fails. The receipt says what to
@@ -418,15 +428,61 @@ impl AuditSlot {
         let shared = self.shared.take().expect("a slot is used once");
         let mut q = shared.lock();
         if self.counted {
-            q.reserved -= 1;
-            // Under Continue the tracker answers whether or not the line gets written.
+            // Under Continue the tracker answers whether or not the line gets written, so
+            // nothing is ever withdrawn: the second place is given back at once.
             let awaited = shared.on_failure == OnFailure::Refuse;
+            q.reserved -= if awaited { 1 } else { 2 };
             q.awaited |= awaited;
             let seq = shared.push(q, entry, true);
-            AuditReceipt(awaited.then_some(seq))
+            if !awaited {
+                shared.room.notify_waiters();
+            }
+            AuditReceipt {
+                seq: awaited.then_some(seq),
+                place: awaited.then_some(shared),
+            }
         } else {
             shared.push_now(q, entry);
-            AuditReceipt(None)
+            AuditReceipt {
+                seq: None,
+                place: None,
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for AuditReceipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditReceipt")
+            .field("seq", &self.seq)
+            .field("keeps_place", &self.place.is_some())
+            .finish()
+    }
+}
+
+impl AuditReceipt {
+    /// The `seq` of the entry its request must wait for, if it must wait.
+    pub fn seq(&self) -> Option<u64> {
+        self.seq
+    }
+
+    /// Records `entry` in the place kept: the follow-up of an entry whose request was not
+    /// answered after all ([`AuditLog::written`] failed). Written after that entry, if it
+    /// ever is. Never waits, never fails.
+    pub fn withdraw(mut self, entry: AuditEntry) {
+        if let Some(shared) = self.place.take() {
+            let mut q = shared.lock();
+            q.reserved -= 1;
+            shared.push(q, entry, true);
+        }
+    }
+}
+
+impl Drop for AuditReceipt {
+    fn drop(&mut self) {
+        if let Some(shared) = self.place.take() {
+            shared.lock().reserved -= 1;
+            shared.room.notify_waiters();
         }
     }
 }
@@ -436,7 +492,7 @@ impl Drop for AuditSlot {
         if let Some(shared) = self.shared.take()
             && self.counted
         {
-            shared.lock().reserved -= 1;
+            shared.lock().reserved -= 2;
             shared.room.notify_waiters();
         }
     }
@@ -578,7 +634,7 @@ impl AuditLog {
     /// [`AuditUnavailable`] under [`OnFailure::Refuse`] while the file cannot be written: the
     /// entry is not recorded, and the request must be refused.
     pub async fn record(&self, entry: AuditEntry) -> Result<(), AuditUnavailable> {
-        let (q, admit) = self.admission().await?;
+        let (q, admit) = self.admission(1).await?;
         if let Admit::Queue = admit {
             self.shared.push(q, entry, true);
         } else {
@@ -588,15 +644,16 @@ impl AuditLog {
     }
 
     /// Takes a place in the queue for an entry to be recorded after a change that must not
-    /// happen unrecorded; waits while the queue is full and the writer works.
+    /// happen unrecorded, and one for its withdrawal ([`AuditReceipt::withdraw`]); waits while
+    /// the queue is full and the writer works.
     ///
     /// # Errors
     /// [`AuditUnavailable`] as [`AuditLog::record`].
     pub async fn reserve(&self) -> Result<AuditSlot, AuditUnavailable> {
-        let (mut q, admit) = self.admission().await?;
+        let (mut q, admit) = self.admission(2).await?;
         let counted = matches!(admit, Admit::Queue);
         if counted {
-            q.reserved += 1;
+            q.reserved += 2;
         }
         Ok(AuditSlot {
             shared: Some(self.shared.clone()),
@@ -604,12 +661,16 @@ impl AuditLog {
         })
     }
 
-    /// Waits until one more entry can be admitted ([`Admit`] other than `Wait`), and returns
-    /// the lock with the verdict, so that the caller acts on it before anyone else looks.
+    /// Waits until `places` more entries can be admitted ([`Admit`] other than `Wait`), and
+    /// returns the lock with the verdict, so that the caller acts on it before anyone else
+    /// looks.
     ///
     /// # Errors
     /// [`AuditUnavailable`] (counted) for [`Admit::Refuse`].
-    async fn admission(&self) -> Result<(MutexGuard<'_, Queue>, Admit), AuditUnavailable> {
+    async fn admission(
+        &self,
+        places: usize,
+    ) -> Result<(MutexGuard<'_, Queue>, Admit), AuditUnavailable> {
         let shared = &*self.shared;
         loop {
             // Registered before looking, so that room made after the look still wakes us.
@@ -618,7 +679,7 @@ impl AuditLog {
             room.as_mut().enable();
             {
                 let q = shared.lock();
-                match shared.admit(&q) {
+                match shared.admit(&q, places) {
                     // Full: a lingering writer must start now (only when capacity < BATCH).
                     Admit::Wait => shared.wake_if_waiting(q),
                     Admit::Refuse => {
@@ -665,16 +726,16 @@ impl AuditLog {
     /// [`AuditUnavailable`] when it is not written within [`WRITTEN_TIMEOUT`] (the file cannot
     /// be written) or the writer has ended: the request must be refused. The entry stays
     /// queued and is written if the file recovers.
-    pub async fn written(&self, receipt: AuditReceipt) -> Result<(), AuditUnavailable> {
+    pub async fn written(&self, receipt: &AuditReceipt) -> Result<(), AuditUnavailable> {
         self.written_within(receipt, WRITTEN_TIMEOUT).await
     }
 
     async fn written_within(
         &self,
-        receipt: AuditReceipt,
+        receipt: &AuditReceipt,
         limit: Duration,
     ) -> Result<(), AuditUnavailable> {
-        let Some(seq) = receipt.0 else {
+        let Some(seq) = receipt.seq else {
             return Ok(());
         };
         let shared = &*self.shared;
@@ -1469,8 +1530,8 @@ mod tests {
             log.record(entry(&format!("announce {i}"))).await.unwrap();
             let slot = log.reserve().await.unwrap();
             let receipt = slot.record(entry(&format!("key handed out {i}")));
-            assert!(receipt.0.is_some());
-            log.written(receipt).await.unwrap();
+            assert!(receipt.seq().is_some());
+            log.written(&receipt).await.unwrap();
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(
                 text.contains(&format!("\"key handed out {i}\"")),
@@ -1485,8 +1546,8 @@ mod tests {
         // A memory-only log has nothing to wait for.
         let (log, _none) = AuditLog::start(None, 4, OnFailure::Refuse).unwrap();
         let receipt = log.reserve().await.unwrap().record(entry("memory only"));
-        assert_eq!(receipt, AuditReceipt(None));
-        assert_eq!(log.written(receipt).await, Ok(()));
+        assert_eq!(receipt.seq(), None);
+        assert_eq!(log.written(&receipt).await, Ok(()));
     }
 
     #[tokio::test]
@@ -1823,13 +1884,18 @@ mod tests {
                         .unwrap()
                         .record(entry("reserved before the failure"));
                     assert_eq!(
-                        log.written_within(receipt, Duration::from_millis(300))
+                        log.written_within(&receipt, Duration::from_millis(300))
                             .await,
                         Err(AuditUnavailable)
                     );
                     assert_eq!(log.shared.refused.load(Ordering::Relaxed), 3);
+                    // Its follow-up goes into the second place the reservation kept.
+                    assert_eq!(log.shared.lock().reserved, 1);
+                    receipt.withdraw(entry("withdrawn"));
                     let q = log.shared.lock();
-                    assert_eq!((q.held, q.pending.len(), q.reserved), (1, 1, 0));
+                    assert_eq!((q.held, q.pending.len(), q.reserved), (1, 2, 0));
+                    let pending: Vec<_> = q.pending.iter().map(|e| &*e.reason).collect();
+                    assert_eq!(pending, ["reserved before the failure", "withdrawn"]);
                 }
                 OnFailure::Continue => {
                     // One held by the writer, two fit in the queue of 3, the rest are dropped:
@@ -1842,7 +1908,7 @@ mod tests {
                     let slot = log.reserve().await.unwrap();
                     // "continue" answers whether or not the line gets written.
                     let receipt = slot.record(entry("reserved while full"));
-                    assert_eq!(receipt, AuditReceipt(None));
+                    assert_eq!(receipt.seq(), None);
                     let q = log.shared.lock();
                     assert_eq!((q.held, q.pending.len(), q.dropped), (1, 2, 4));
                     // every entry is still in the admin tail, with its own seq
@@ -1936,6 +2002,11 @@ mod tests {
             log.record(entry(&recorded[i])).await.unwrap();
         }
         eventually("the first lines written", || lines() == 5).await;
+        // A change begun before the disk fills: its place is taken, its line comes later.
+        let early = match on_failure {
+            OnFailure::Refuse => Some(log.reserve().await.unwrap()),
+            OnFailure::Continue => None,
+        };
         // Fill the disk; the log's last page keeps some room, less than one long line.
         let filler = dir.join("filler");
         let mut fill = File::create(&filler).unwrap();
@@ -1968,6 +2039,18 @@ mod tests {
             OnFailure::Refuse => {
                 assert!(log.is_refusing());
                 assert!(log.reserve().await.is_err());
+                // Its line cannot be written now, so its request is answered 503, and the
+                // follow-up saying so is queued behind it: the log must not show as given an
+                // answer that was withheld.
+                recorded.push("reserved before the disk filled".to_owned());
+                let receipt = early.unwrap().record(entry(recorded.last().unwrap()));
+                assert_eq!(
+                    log.written_within(&receipt, Duration::from_millis(200))
+                        .await,
+                    Err(AuditUnavailable)
+                );
+                recorded.push("withdrawn".to_owned());
+                receipt.withdraw(entry(recorded.last().unwrap()));
                 0
             }
             OnFailure::Continue => {
@@ -2033,6 +2116,11 @@ mod tests {
             "dropped entries keep their seq"
         );
         assert!(written > 8, "no entry waited for the disk");
+        if on_failure == OnFailure::Refuse {
+            let at = |r: &str| reasons.iter().position(|x| *x == r);
+            let (line, withdrawal) = (at("reserved before the disk filled"), at("withdrawn"));
+            assert!(line.is_some() && withdrawal > line, "{reasons:?}");
+        }
         std::fs::remove_file(&path).unwrap();
     }
 
