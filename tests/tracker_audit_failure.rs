@@ -186,8 +186,22 @@ async fn a_full_disk_under_the_audit_log_refuses_requests_until_there_is_room_ag
     };
 
     // Full: the last page of audit.log may still take a few lines; then every request is
-    // refused, and none of them is answered as if it were recorded.
+    // refused, and none of them is answered as if it were recorded. The first getcipher
+    // whose line does not fit took its place before the writer failed: it waits for its line,
+    // is answered 503 without the key, and the log says so once it can (checked at the end).
     ns.ask("fill", "filled").await;
+    let mut withheld = None;
+    for _ in 0..200 {
+        let answer = getcipher().await;
+        if answer.status == 503 {
+            withheld = Some(answer);
+            break;
+        }
+        assert_eq!(answer.status, 200);
+    }
+    let withheld = withheld.expect("a getcipher was still answered after 200 tries");
+    assert_eq!(withheld.failure().as_deref(), Some(UNAVAILABLE));
+    assert!(!String::from_utf8_lossy(&withheld.body).contains("key"));
     answered_announces += until(200, true, async || {
         t.announce("u1", &p.info_hash, 6881, 0).await
     })
@@ -311,4 +325,31 @@ async fn a_full_disk_under_the_audit_log_refuses_requests_until_there_is_room_ag
         !text.contains(UNAVAILABLE),
         "refusals that could not be logged are not logged"
     );
+    // The key whose line was queued but not written in time: its line says it was handed
+    // out, and a later one that the answer was withheld.
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let withdrawals: Vec<_> = lines
+        .iter()
+        .filter(|l| l["reason"].as_str().unwrap().starts_with("answer withheld"))
+        .collect();
+    assert_eq!(withdrawals.len(), 1, "{text}");
+    let withdrawal = withdrawals[0];
+    assert_eq!(withdrawal["endpoint"], "getcipher");
+    assert_eq!(withdrawal["decision"], "refuse");
+    let reason = withdrawal["reason"].as_str().unwrap();
+    let named: u64 = reason
+        .strip_prefix("answer withheld: entry ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no entry named in {reason:?}"));
+    let original = lines
+        .iter()
+        .find(|l| l["seq"] == named)
+        .unwrap_or_else(|| panic!("entry {named} is not in the log: {text}"));
+    assert_eq!(original["endpoint"], "getcipher");
+    assert_eq!(original["decision"], "allow");
+    assert!(original["seq"].as_u64() < withdrawal["seq"].as_u64());
 }

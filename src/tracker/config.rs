@@ -126,7 +126,8 @@ pub struct Config {
     /// Write the audit log (`audit.log` in the data directory).
     pub audit: bool,
     /// Audit entries waiting to be written; a full queue slows requests down, never drops
-    /// while the log can be written. It also bounds what waits while it cannot.
+    /// while the log can be written. It also bounds what waits while it cannot. At least 2
+    /// are used: a change that must be recorded (a key handed out) holds two places.
     pub audit_queue: usize,
     /// What the tracker does while the audit log cannot be written (a full disk, EIO):
     /// `"refuse"` (the default) answers every request 503 "audit log unavailable; try again
