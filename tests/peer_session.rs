@@ -10,7 +10,7 @@ use ivcsd::crypto::content::ContentKey;
 use ivcsd::metainfo::{Info, Metainfo, PieceIndex, create_encrypted};
 use ivcsd::peer::bitfield::Bitfield;
 use ivcsd::peer::listener::{self, Registry};
-use ivcsd::peer::session::{SessionConfig, Torrent};
+use ivcsd::peer::session::{OnDamage, SessionConfig, Torrent};
 use ivcsd::peer::storage::{ContentFiles, OpenMode, PieceStore, PlaintextStore, StorageError};
 use ivcsd::peer::wire::generate_peer_id;
 use ivcsd::types::KeyId;
@@ -460,4 +460,30 @@ async fn a_full_disk_stops_the_download_with_a_clear_error_and_keeps_verified_pi
     assert_eq!(ok.iter().filter(|ok| **ok).count(), 5);
     seeder.shutdown.cancel();
     seeder.torrent.wait_stopped().await;
+}
+
+/// Re-verification looks only at the pieces a session has: a torrent still downloading (here
+/// one that has nothing yet, and no one to get it from) is not stopped for the pieces that
+/// are simply not there, however often it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverification_ignores_pieces_not_yet_downloaded() {
+    let src = tempfile::tempdir().unwrap();
+    let root = write_content(src.path(), 1024 * 1024);
+    let key = ContentKey::generate();
+    let metainfo = create_encrypted(&root, &key, KeyId([4; 16]), "", Some(256 * 1024))
+        .unwrap()
+        .metainfo;
+    let dir = tempfile::tempdir().unwrap();
+    let empty = start_peer(&metainfo, &key, dir.path(), false, &[]).await;
+    let record = dir.path().join("record");
+    empty.torrent.reverify_every(
+        Duration::from_millis(300),
+        Some(record.clone()),
+        OnDamage::Refetch,
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let progress = empty.torrent.subscribe().borrow().clone();
+    assert_eq!(progress.error, None);
+    assert!(!record.exists(), "a resume record was written for nothing");
+    empty.shutdown.cancel();
 }

@@ -1,7 +1,8 @@
 //! `ivcsd peer relay` with the real binary against a real tracker on 127.0.0.1: the paper's
 //! Fig. 11 (A publishes, C relays, A leaves, B downloads from C alone; C holds no plaintext and
-//! is refused the key), a restarted relay resuming from its store, unassigning (data kept or
-//! deleted) and the `--max-store` refusal.
+//! is refused the key), a restarted relay resuming from its store, a relay repairing rot in
+//! its store (`--reverify-every`), unassigning (data kept or deleted) and the `--max-store`
+//! refusal.
 
 mod common_peer;
 mod common_tracker;
@@ -162,6 +163,66 @@ async fn a_restarted_relay_resumes_from_its_store() {
     assert_eq!(b.code, Some(0), "{}", b.stderr);
     assert_same_file(&content, &dir.join("b").join("set.bin"));
     c.terminate().await;
+}
+
+/// `--reverify-every`: a byte flipped in the relay's store is found at the next
+/// re-verification; the torrent stops, starts again (here at once, on SIGHUP) from a resume
+/// record without the damaged piece, fetches that piece anew from the seeder, and the store
+/// is the ciphertext again, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_fetches_damaged_pieces_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let content = dir.join("src").join("rot.bin");
+    random_file(&content, 2 * MIB + 321, 31);
+    let tracker = TestTracker::start(&users()).await;
+    let (mut a, torrent) = publish(&tracker, dir, &content).await;
+    let hash = info_hash_of(&torrent);
+    assign(&tracker, &hash, "relay").await;
+    let store = dir.join("c-store");
+    let mut c =
+        RelayProcess::start(&tracker, dir, "relay", &store, &["--reverify-every", "2s"]).await;
+    c.wait_for_torrent(
+        "carrying all of it: every ciphertext piece verified and stored",
+        &hash,
+    )
+    .await;
+    c.wait_for_torrent("every piece verified again", &hash)
+        .await;
+
+    let data = torrent_dir(&store, &hash).join("data").join("rot.bin");
+    let ciphertext = std::fs::read(&data).unwrap();
+    // Rot in the second piece (256 KiB pieces), written past the relay's back.
+    let mut damaged = ciphertext.clone();
+    damaged[300 * 1024] ^= 0x40;
+    std::fs::write(&data, &damaged).unwrap();
+
+    let stopped = c
+        .wait_for_torrent(
+            "a carried torrent stopped on an error; it starts again at the next poll",
+            &hash,
+        )
+        .await;
+    let error = stopped["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("1 of 9 pieces no longer match the torrent (the first: piece 1)"),
+        "{error}"
+    );
+    c.hup().await;
+    let started = c.wait_for_torrent("started carrying", &hash).await;
+    assert_eq!(started["from"], "resume record", "{started}");
+    assert_eq!(started["pieces_on_disk"], 8, "{started}");
+    c.wait_for_torrent(
+        "carrying all of it: every ciphertext piece verified and stored",
+        &hash,
+    )
+    .await;
+    assert!(
+        std::fs::read(&data).unwrap() == ciphertext,
+        "the damage is still there"
+    );
+    c.terminate().await;
+    a.kill().await.unwrap();
 }
 
 /// Publishes `len` random bytes as u3 (without seeding) and returns the info hash and size.

@@ -191,6 +191,11 @@ pub struct RelayArgs {
     /// assignment resumes from it].
     #[arg(long)]
     pub delete_unassigned: bool,
+    /// While carrying, verify every piece again this often (e.g. 7d, 24h, 90m; s, m, h or
+    /// d); a torrent with damaged pieces stops, and at the next poll starts again and
+    /// fetches those pieces anew.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub reverify_every: Option<std::time::Duration>,
 }
 
 pub fn run(args: PeerArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -227,6 +232,7 @@ fn run_relay(common: &PeerCommon, args: RelayArgs) -> anyhow::Result<()> {
         } else {
             Unassigned::Keep
         },
+        reverify_every: args.reverify_every,
     };
     super::transfer::runtime()?.block_on(async {
         let shutdown = CancellationToken::new();

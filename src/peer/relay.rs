@@ -39,7 +39,7 @@ use crate::metainfo::{Metainfo, MetainfoError};
 use crate::peer::download::{self, OnDisk, Recheck};
 use crate::peer::node::{PeerError, PeerNode};
 use crate::peer::resume;
-use crate::peer::session::{SessionError, Torrent};
+use crate::peer::session::{OnDamage, SessionError, Torrent};
 use crate::peer::storage::{CiphertextStore, ContentFiles, OpenMode, PieceStore, StorageError};
 use crate::peer::tracker_client::TrackerError;
 use crate::types::InfoHash;
@@ -72,6 +72,10 @@ pub struct RelayConfig {
     /// The most bytes the carried torrents may add up to (`--max-store`); `None`: no limit.
     pub max_store_bytes: Option<u64>,
     pub unassigned: Unassigned,
+    /// Verify every carried piece again this often (`--reverify-every`): a torrent with
+    /// damaged pieces stops, and starts again at the next poll without them, fetching them
+    /// anew from the swarm.
+    pub reverify_every: Option<std::time::Duration>,
 }
 
 /// Why a torrent could not be carried.
@@ -408,12 +412,15 @@ impl<'a> Relay<'a> {
             have,
             self.node.session_config(),
             Some(Arc::clone(&self.node.tracker)),
-            Some(resume_path),
+            Some(resume_path.clone()),
             self.node.shutdown.child_token(),
         )
         .map_err(|source| RelayError::Session { info_hash, source })?;
         self.node.registry.insert(Arc::clone(&torrent));
         torrent.start(&[]);
+        if let Some(every) = self.config.reverify_every {
+            torrent.reverify_every(every, Some(resume_path), OnDamage::Refetch);
+        }
         tracing::info!(
             %info_hash,
             name = %name,

@@ -14,7 +14,7 @@ use crate::metainfo::Metainfo;
 use crate::metainfo::file::{MAX_TORRENT_FILE, TorrentFileError};
 use crate::peer::node::PeerNode;
 use crate::peer::seed;
-use crate::peer::session::Torrent;
+use crate::peer::session::{OnDamage, Torrent};
 use crate::types::InfoHash;
 
 /// What happened to one torrent, for the caller to report.
@@ -106,7 +106,7 @@ impl<'a> SeedSet<'a> {
         };
         if let Some(every) = self.reverify {
             let record = seed::resume_record(content, metainfo.info_hash);
-            torrent.reverify_every(every, Some(record));
+            torrent.reverify_every(every, Some(record), OnDamage::StopServing);
         }
         let mut progress = torrent.subscribe();
         let failed_tx = self.failed_tx.clone();

@@ -21,7 +21,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -168,6 +168,9 @@ struct State {
     choke_rounds: u64,
     complete: bool,
     resume_dirty: bool,
+    /// Set when a re-verification found damaged pieces and wrote the record without them:
+    /// no later record may name them again.
+    resume_frozen: bool,
 }
 
 /// A piece being assembled: its bytes and who sent each block.
@@ -199,6 +202,17 @@ enum Verdict {
 struct Banned {
     ids: HashSet<PeerId>,
     addrs: HashSet<SocketAddr>,
+}
+
+/// What [`Torrent::reverify_every`] does when pieces on disk no longer match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDamage {
+    /// Stop, and delete the resume record: a seeder's plaintext is the user's, and data that
+    /// changed under it must be restored or seeded again, not repaired behind their back.
+    StopServing,
+    /// Stop, with a resume record that leaves the damaged pieces out, so that the next start
+    /// fetches them again from the swarm: a relay's ciphertext store is its own.
+    Refetch,
 }
 
 /// A torrent being downloaded, seeded or relayed.
@@ -282,6 +296,7 @@ impl Torrent {
                 choke_rounds: 0,
                 complete,
                 resume_dirty: false,
+                resume_frozen: false,
             }),
             cache,
             pieces,
@@ -326,13 +341,17 @@ impl Torrent {
 
     /// Hashes every piece on disk again every `every` (the first time `every` after this
     /// call), off the reactor, and stops the torrent with an error as soon as one no longer
-    /// matches. A seeder that runs for months must notice data that rots, or is changed
-    /// without its size or modification time moving (which [`StorageError::Changed`] catches),
-    /// before downloaders reject it piece by piece. It takes the cores while it runs, as the
-    /// check before seeding does. On a mismatch the resume record `record` (if any) is
-    /// deleted: it would let the next start trust the damaged data, whose size and
-    /// modification time may be unchanged.
-    pub fn reverify_every(self: &Arc<Self>, every: Duration, record: Option<PathBuf>) {
+    /// matches. A seeder or relay that runs for months must notice data that rots, or is
+    /// changed without its size or modification time moving (which [`StorageError::Changed`]
+    /// catches), before downloaders reject it piece by piece. It takes the cores while it
+    /// runs, as the check before seeding does. What happens to the resume record `record`
+    /// (if any) on a mismatch is `on_damage`'s.
+    pub fn reverify_every(
+        self: &Arc<Self>,
+        every: Duration,
+        record: Option<PathBuf>,
+        on_damage: OnDamage,
+    ) {
         let me = Arc::clone(self);
         self.tasks.spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -342,6 +361,9 @@ impl Torrent {
                     _ = me.shutdown.cancelled() => return,
                     _ = tick.tick() => {}
                 }
+                // Only pieces verified before the pass can be damaged: a relay still
+                // downloading has others that are simply not there yet.
+                let had = me.lock().picker.have().clone();
                 let (store, stop) = (Arc::clone(&me.store), me.shutdown.clone());
                 let checked = tokio::task::spawn_blocking(move || {
                     crate::peer::storage::recheck(&*store, &|| stop.is_cancelled())
@@ -351,29 +373,93 @@ impl Torrent {
                 if me.shutdown.is_cancelled() {
                     return;
                 }
-                let mut bad = good.iter().enumerate().filter(|(_, ok)| !**ok);
-                if let Some((first, _)) = bad.next() {
-                    if let Some(record) = &record
-                        && let Err(e) = tokio::fs::remove_file(record).await
-                        && e.kind() != std::io::ErrorKind::NotFound
-                    {
-                        tracing::warn!(
-                            "cannot delete the resume record {} of damaged data: {e}",
-                            record.display()
-                        );
+                let bad: Vec<u32> = had
+                    .iter_set()
+                    .filter(|&index| !good.get(index as usize).copied().unwrap_or(false))
+                    .collect();
+                let Some(&first) = bad.first() else {
+                    tracing::info!(
+                        info_hash = %me.info_hash,
+                        pieces = had.count(),
+                        "every piece verified again"
+                    );
+                    continue;
+                };
+                let damage = format!(
+                    "{} of {} pieces no longer match the torrent (the first: piece {first})",
+                    bad.len(),
+                    good.len()
+                );
+                let message = match on_damage {
+                    OnDamage::StopServing => {
+                        if let Some(record) = &record {
+                            me.forget_resume_record(record).await;
+                        }
+                        format!(
+                            "{damage}: the data changed or is damaged on disk; stopped serving \
+                             it (restore the data, or seed it again to verify it)"
+                        )
                     }
-                    me.fail(format!(
-                        "{} of {} pieces no longer match the torrent (the first: piece {first}): \
-                         the data changed or is damaged on disk; stopped serving it (restore the \
-                         data, or seed it again to verify it)",
-                        bad.count() + 1,
-                        good.len()
-                    ));
-                    return;
-                }
-                tracing::info!(info_hash = %me.info_hash, "every piece verified again");
+                    OnDamage::Refetch => {
+                        if let Some(record) = &record {
+                            me.save_resume_without(record, &bad).await;
+                        }
+                        format!(
+                            "{damage}: damaged on disk; stopped, and those pieces are fetched \
+                             again when it starts again"
+                        )
+                    }
+                };
+                me.fail(message);
+                return;
             }
         });
+    }
+
+    /// Deletes the resume record and writes none again, so that the next start verifies
+    /// everything instead of trusting damaged data (whose size and modification time may be
+    /// unchanged).
+    async fn forget_resume_record(&self, record: &Path) {
+        self.lock().resume_frozen = true;
+        if let Err(e) = tokio::fs::remove_file(record).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(
+                "cannot delete the resume record {} of damaged data: {e}",
+                record.display()
+            );
+        }
+    }
+
+    /// Writes the resume record with the `bad` pieces taken out, and none again: the next
+    /// start trusts the good pieces and fetches the bad ones. If the record cannot be
+    /// written it is deleted, and the next start verifies everything.
+    async fn save_resume_without(&self, record: &Path, bad: &[u32]) {
+        let mut have = {
+            let mut state = self.lock();
+            state.resume_frozen = true;
+            state.picker.have().clone()
+        };
+        for &index in bad {
+            have.clear(index);
+        }
+        let store = Arc::clone(&self.store);
+        let (path, info_hash) = (record.to_owned(), self.info_hash);
+        let saved = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            store.sync().map_err(|e| e.to_string())?;
+            let files = store.file_paths();
+            resume::save(&path, info_hash, &have, files.iter().map(|p| p.as_path()))
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        if let Err(e) = saved {
+            tracing::warn!(
+                "cannot write the resume record {} without the damaged pieces: {e}",
+                record.display()
+            );
+            self.forget_resume_record(record).await;
+        }
     }
 
     /// Stops the session: connections close and a `stopped` announce is sent.
@@ -1042,7 +1128,7 @@ impl Torrent {
         };
         let have = {
             let mut state = self.lock();
-            if !state.resume_dirty {
+            if !state.resume_dirty || state.resume_frozen {
                 return;
             }
             state.resume_dirty = false;
