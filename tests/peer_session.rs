@@ -479,7 +479,7 @@ async fn reverification_ignores_pieces_not_yet_downloaded() {
     empty.torrent.reverify_every(
         Duration::from_millis(300),
         Some(record.clone()),
-        OnDamage::Refetch,
+        OnDamage::Refetch { restart: None },
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let progress = empty.torrent.subscribe().borrow().clone();

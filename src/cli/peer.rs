@@ -192,8 +192,8 @@ pub struct RelayArgs {
     #[arg(long)]
     pub delete_unassigned: bool,
     /// While carrying, verify every piece again this often (e.g. 7d, 24h, 90m; s, m, h or
-    /// d); a torrent with damaged pieces stops, and at the next poll starts again and
-    /// fetches those pieces anew.
+    /// d); a torrent with damaged pieces stops, starts again at once and fetches those
+    /// pieces anew.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub reverify_every: Option<std::time::Duration>,
 }

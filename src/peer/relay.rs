@@ -73,8 +73,8 @@ pub struct RelayConfig {
     pub max_store_bytes: Option<u64>,
     pub unassigned: Unassigned,
     /// Verify every carried piece again this often (`--reverify-every`): a torrent with
-    /// damaged pieces stops, and starts again at the next poll without them, fetching them
-    /// anew from the swarm.
+    /// damaged pieces stops, and starts again at once without them (a poll right away),
+    /// fetching them anew from the swarm.
     pub reverify_every: Option<std::time::Duration>,
 }
 
@@ -236,6 +236,9 @@ pub struct Relay<'a> {
     /// Assignments refused by `--max-store`, with their sizes: logged once, and admitted at a
     /// later poll if carried torrents were unassigned meanwhile.
     refused: HashMap<InfoHash, u64>,
+    /// Notified by a torrent that stopped to fetch damaged pieces again (`--reverify-every`):
+    /// the next poll is at once, which starts it again.
+    repair: Arc<Notify>,
 }
 
 impl<'a> Relay<'a> {
@@ -246,6 +249,7 @@ impl<'a> Relay<'a> {
             config,
             carried: HashMap::new(),
             refused: HashMap::new(),
+            repair: Arc::new(Notify::new()),
         }
     }
 
@@ -269,6 +273,7 @@ impl<'a> Relay<'a> {
     /// an unreachable tracker at any time, are logged and retried with back-off.
     pub async fn run(mut self, poll_now: &Notify) -> Result<(), RelayError> {
         let shutdown = self.node.shutdown.clone();
+        let repair = Arc::clone(&self.repair);
         let mut retry = MIN_RETRY;
         let mut first = true;
         loop {
@@ -303,6 +308,9 @@ impl<'a> Relay<'a> {
                 _ = tokio::time::sleep(wait) => {}
                 _ = poll_now.notified() => {
                     tracing::info!("asking the tracker for the relay assignments now");
+                }
+                _ = repair.notified() => {
+                    tracing::info!("a carried torrent stopped to fetch damaged pieces again; polling now");
                 }
             }
         }
@@ -419,7 +427,8 @@ impl<'a> Relay<'a> {
         self.node.registry.insert(Arc::clone(&torrent));
         torrent.start(&[]);
         if let Some(every) = self.config.reverify_every {
-            torrent.reverify_every(every, Some(resume_path), OnDamage::Refetch);
+            let restart = Some(Arc::clone(&self.repair));
+            torrent.reverify_every(every, Some(resume_path), OnDamage::Refetch { restart });
         }
         tracing::info!(
             %info_hash,

@@ -205,14 +205,18 @@ struct Banned {
 }
 
 /// What [`Torrent::reverify_every`] does when pieces on disk no longer match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum OnDamage {
     /// Stop, and delete the resume record: a seeder's plaintext is the user's, and data that
     /// changed under it must be restored or seeded again, not repaired behind their back.
     StopServing,
     /// Stop, with a resume record that leaves the damaged pieces out, so that the next start
-    /// fetches them again from the swarm: a relay's ciphertext store is its own.
-    Refetch,
+    /// fetches them again from the swarm: a relay's ciphertext store is its own. `restart`
+    /// (if any) is notified once the torrent has stopped, so that its owner starts it again
+    /// at once instead of at its next routine look.
+    Refetch {
+        restart: Option<Arc<tokio::sync::Notify>>,
+    },
 }
 
 /// A torrent being downloaded, seeded or relayed.
@@ -400,7 +404,7 @@ impl Torrent {
                              it (restore the data, or seed it again to verify it)"
                         )
                     }
-                    OnDamage::Refetch => {
+                    OnDamage::Refetch { .. } => {
                         if let Some(record) = &record {
                             me.save_resume_without(record, &bad).await;
                         }
@@ -411,6 +415,12 @@ impl Torrent {
                     }
                 };
                 me.fail(message);
+                if let OnDamage::Refetch {
+                    restart: Some(restart),
+                } = &on_damage
+                {
+                    restart.notify_one();
+                }
                 return;
             }
         });
