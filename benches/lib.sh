@@ -46,7 +46,15 @@ bench_stable_memory() {
     echo "# free page reporting: left as it is (KEEP_PAGE_REPORTING set, or not a reporting VM)"
     return 0
   fi
-  page_reporting_was=$(cat "$param")
+  # The setting before any harness changed it: a run killed before its exit trap (SIGKILL)
+  # leaves it in the state file, and the next run restores that at its exit.
+  local state=/run/ivcsd-bench-page-reporting-order
+  if [ -s "$state" ]; then
+    page_reporting_was=$(cat "$state")
+  else
+    page_reporting_was=$(cat "$param")
+    echo "$page_reporting_was" >"$state"
+  fi
   echo 11 >"$param"
   head -c "$1" /dev/zero >"$work/.warm"
   rm -f "$work/.warm"
@@ -55,7 +63,8 @@ bench_stable_memory() {
 
 bench_restore_memory() {
   [ -n "${page_reporting_was:-}" ] || return 0
-  echo "$page_reporting_was" >/sys/module/page_reporting/parameters/page_reporting_order || true
+  echo "$page_reporting_was" >/sys/module/page_reporting/parameters/page_reporting_order &&
+    rm -f /run/ivcsd-bench-page-reporting-order
   page_reporting_was=
 }
 
