@@ -15,6 +15,11 @@
 //!   monitoring page of the long-running processes.
 //!
 //! The contract every part keeps is `docs/protocol.md`.
+//!
+//! Read these docs with `cargo doc --document-private-items`: the docs of public items link
+//! the private constants and helpers they depend on, on purpose.
+
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod bencode;
 pub mod conn_limit;

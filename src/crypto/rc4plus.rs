@@ -12,9 +12,9 @@
 //! does not use it (see its doc and `benches/cipher.rs`).
 //!
 //! All indexing is with `u8` values into `[u8; 256]`, so the bounds checks compile away and
-//! this file needs no `unsafe`. The one exception is its child [`x86_64`]: on that target the
+//! this file needs no `unsafe`. The one exception is its child `x86_64`: on that target the
 //! whole turns of PRGA+, where nearly every byte of a content block is made, run in inline
-//! assembly, 21 instructions a byte against the compiler's 27 (+25 % here); [`prga_turn`] is
+//! assembly, 21 instructions a byte against the compiler's 27 (+25 % here); `prga_turn` is
 //! the same turn in Rust, for other targets and as the reference the tests compare it with.
 
 use std::fmt;
@@ -226,7 +226,7 @@ impl Rc4Plus {
     /// Runs of eight bytes whose PRGA+ index `i` covers `8k..=8k+7` take the specialised
     /// [`prga_group`]: there `i` is the group's base plus a constant, so the `i` halves of `t'`
     /// cost nothing and `i` needs no arithmetic at all. Whole turns of `i` (256 bytes from
-    /// `i = 0`) go through [`prga_turn`], where every `i` is a constant and the group base
+    /// `i = 0`) go through `prga_turn`, where every `i` is a constant and the group base
     /// leaves the registers too. The few bytes before the first group and after the last go
     /// through the plain step. The output is the same keystream byte for byte (see the
     /// `grouped_equals_plain` property test).
@@ -375,7 +375,7 @@ fn prga_step_grouped<const P: usize>(
 
 /// The eight PRGA+ steps whose `i` runs over `8k..=8k+7`, XORed into `group`, from `j` and
 /// the first step's `S[i]`; returns the new `j` and the next step's `S[i]`. Inlined, so that
-/// [`prga_turn`]'s literal `k` makes every `i` a constant.
+/// `prga_turn`'s literal `k` makes every `i` a constant.
 #[inline(always)]
 fn prga_group(
     s: &mut [u8; 256],

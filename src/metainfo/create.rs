@@ -13,8 +13,8 @@
 //! - **symbolic links inside the directory are refused** (not followed and not silently left
 //!   out: either would surprise someone). So are sockets, FIFOs and devices. The path given on
 //!   the command line is itself followed if it is a link: the user named it;
-//! - every name must pass the same [`check_name`] that parsing applies, so ivcsd never writes a
-//!   torrent that ivcsd would refuse.
+//! - every name must pass the same [`check_name`](super::names::check_name) that parsing
+//!   applies, so ivcsd never writes a torrent that ivcsd would refuse.
 //!
 //! Call this off the async reactor (`spawn_blocking`), and not from inside the rayon pool: it
 //! blocks on file reads and on the pool.

@@ -3,8 +3,9 @@
 //! and 8).
 //!
 //! # Tasks
-//! - one task per connection ([`Connection::run`]); its [`Handler`] is a [`PeerHandler`] that
-//!   updates the shared [`State`] under one short, synchronous lock;
+//! - one task per connection (`Connection::run` in [`crate::peer::connection`]); its
+//!   [`Handler`] is a [`PeerHandler`] that updates the shared [`State`] under one short,
+//!   synchronous lock;
 //! - piece verification and writes, and block reads for uploads, on blocking threads
 //!   (`spawn_blocking`, bounded by semaphores), never on the reactor;
 //! - a maintenance task: choking every 10 s, request time-outs, fast-resume records, dialing

@@ -1,13 +1,13 @@
 //! One whole turn of PRGA+ (256 bytes from `i = 0`) in x86-64 assembly.
 //!
-//! Exactly [`super::prga_turn`], step for step; only the instruction selection differs. PRGA+
-//! is bound by the instructions the core issues (about 27 a byte from the compiler, at about
-//! 4.4 a cycle on the project's AMD EPYC), and a quarter of them only re-zero-extend bytes: the
-//! compiler cannot know that the upper bits of a register stay zero when only its low byte is
-//! added to. Here every index lives in a 64-bit register whose upper 56 bits are zero and is
-//! changed only through its low byte, so `j`, `t`, `t'` and `t''` need no masking, and the
-//! choice of the next `S[i]` is a `cmov` instead of a branch and two moves: 21 instructions a
-//! byte. See docs/benchmarks.md ("Cipher") for the figures.
+//! Exactly the Rust `prga_turn` of the parent module, step for step; only the instruction
+//! selection differs. PRGA+ is bound by the instructions the core issues (about 27 a byte from
+//! the compiler, at about 4.4 a cycle on the project's AMD EPYC), and a quarter of them only
+//! re-zero-extend bytes: the compiler cannot know that the upper bits of a register stay zero
+//! when only its low byte is added to. Here every index lives in a 64-bit register whose upper
+//! 56 bits are zero and is changed only through its low byte, so `j`, `t`, `t'` and `t''` need
+//! no masking, and the choice of the next `S[i]` is a `cmov` instead of a branch and two moves:
+//! 21 instructions a byte. See docs/benchmarks.md ("Cipher") for the figures.
 //!
 //! Memory safety rests on one invariant, checked by reading: every address is the table's base
 //! plus a value below 256 (a byte, a constant below 256, or `(j & 7) << 5` plus a group index
@@ -94,7 +94,7 @@ macro_rules! group {
 }
 
 /// One whole turn of `i` (0 to 255) from `j` and `S[0]` (`si`), XORed into `turn`; returns the
-/// new `j` and `S[0]` of the next turn. The same contract as [`super::prga_turn`].
+/// new `j` and `S[0]` of the next turn. The same contract as the Rust `prga_turn`.
 #[inline(always)]
 pub(super) fn prga_turn(
     s: &mut [u8; 256],
