@@ -348,9 +348,10 @@ impl Torrent {
     /// call), off the reactor, and stops the torrent with an error as soon as one no longer
     /// matches. A seeder or relay that runs for months must notice data that rots, or is
     /// changed without its size or modification time moving (which [`StorageError::Changed`]
-    /// catches), before downloaders reject it piece by piece. It takes the cores while it
-    /// runs, as the check before seeding does. What happens to the resume record `record`
-    /// (if any) on a mismatch is `on_damage`'s.
+    /// catches), before downloaders reject it piece by piece. It runs on one blocking thread,
+    /// a piece at a time, so that serving keeps the other cores (unlike the check before
+    /// seeding, which someone waits for and which takes them all). What happens to the resume
+    /// record `record` (if any) on a mismatch is `on_damage`'s.
     pub fn reverify_every(
         self: &Arc<Self>,
         every: Duration,
@@ -370,8 +371,9 @@ impl Torrent {
                 // downloading has others that are simply not there yet.
                 let had = me.lock().picker.have().clone();
                 let (store, stop) = (Arc::clone(&me.store), me.shutdown.clone());
+                // One thread: serving keeps the other cores however long this runs.
                 let checked = tokio::task::spawn_blocking(move || {
-                    crate::peer::storage::recheck(&*store, &|| stop.is_cancelled())
+                    crate::peer::storage::recheck_on_one_thread(&*store, &|| stop.is_cancelled())
                 })
                 .await;
                 let Ok(good) = checked else { return };

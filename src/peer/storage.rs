@@ -491,6 +491,27 @@ pub fn recheck(store: &dyn PieceStore, stop: &(dyn Fn() -> bool + Sync)) -> Vec<
         .collect()
 }
 
+/// [`recheck`] on the calling thread alone, one piece after another: for a verification
+/// that runs while the process serves (`--reverify-every`), so that it takes one core at most
+/// and leaves the others to the peers, however long it runs. Same result as [`recheck`].
+pub fn recheck_on_one_thread(store: &dyn PieceStore, stop: &dyn Fn() -> bool) -> Vec<bool> {
+    let info = store.info();
+    let mut buf = vec![0u8; info.piece_length as usize];
+    info.geometry()
+        .pieces()
+        .map(|index| {
+            if stop() {
+                return false;
+            }
+            let piece = &mut buf[..info.piece_len(index) as usize];
+            store
+                .read_ciphertext(info.piece_offset(index), piece)
+                .is_ok()
+                && piece_matches(info, index, piece)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -689,6 +710,7 @@ mod tests {
             .map(|(i, _)| i)
             .collect();
         assert_eq!(bad, vec![(40_000 + 100) / 16384]);
+        assert_eq!(recheck_on_one_thread(&store, &|| false), ok);
         // Asked to stop, it reads no more: what it did not check counts as not intact.
         let asked = std::sync::atomic::AtomicUsize::new(0);
         let ok = recheck(&store, &|| {
@@ -696,6 +718,13 @@ mod tests {
         });
         assert!(ok.iter().filter(|ok| **ok).count() <= 2, "{ok:?}");
         assert_eq!(asked.into_inner(), ok.len());
+        let asked = std::cell::Cell::new(0);
+        let ok = recheck_on_one_thread(&store, &|| {
+            asked.set(asked.get() + 1);
+            asked.get() > 2
+        });
+        assert_eq!(ok.iter().filter(|ok| **ok).count(), 2, "{ok:?}");
+        assert_eq!(asked.get(), ok.len());
 
         let mut buf = [0u8; 10];
         assert!(matches!(
