@@ -445,3 +445,28 @@ async fn a_refused_relay_says_so_and_exits() {
         "{stderr}"
     );
 }
+
+/// A bad `--reverify-every` is a usage error (exit status 2) that names the flag and the
+/// value, before anything starts.
+#[tokio::test]
+async fn a_bad_reverify_duration_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["7x", "0s", "d", "-1d"] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ivcsd"))
+            .args(["peer", "--user", "relay", "relay"])
+            .args(["--tracker", "http://127.0.0.1:9/announce", "--store"])
+            .arg(dir.path().join("store"))
+            .arg(format!("--reverify-every={bad}"))
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("--reverify-every"), "{bad}: {stderr}");
+        assert!(stderr.contains(&format!("'{bad}'")), "{bad}: {stderr}");
+        assert!(
+            !dir.path().join("store").exists(),
+            "{bad}: the store was created"
+        );
+    }
+}
