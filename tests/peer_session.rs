@@ -474,11 +474,16 @@ async fn reverification_ignores_pieces_not_yet_downloaded() {
         .unwrap()
         .metainfo;
     let dir = tempfile::tempdir().unwrap();
-    let empty = start_peer(&metainfo, &key, dir.path(), false, &[]).await;
+    let info = metainfo.info.clone();
+    let store: Arc<dyn PieceStore> = Arc::new(PlaintextStore::new(
+        ContentFiles::open(dir.path(), &info, OpenMode::Create).unwrap(),
+        info,
+        key.clone(),
+    ));
     let record = dir.path().join("record");
+    let empty = start_with_store(&metainfo, store, false, &[], Some(record.clone())).await;
     empty.torrent.reverify_every(
         Duration::from_millis(300),
-        Some(record.clone()),
         OnDamage::Refetch { restart: None },
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -420,7 +420,7 @@ impl<'a> Relay<'a> {
             have,
             self.node.session_config(),
             Some(Arc::clone(&self.node.tracker)),
-            Some(resume_path.clone()),
+            Some(resume_path),
             self.node.shutdown.child_token(),
         )
         .map_err(|source| RelayError::Session { info_hash, source })?;
@@ -428,7 +428,7 @@ impl<'a> Relay<'a> {
         torrent.start(&[]);
         if let Some(every) = self.config.reverify_every {
             let restart = Some(Arc::clone(&self.repair));
-            torrent.reverify_every(every, Some(resume_path), OnDamage::Refetch { restart });
+            torrent.reverify_every(every, OnDamage::Refetch { restart });
         }
         tracing::info!(
             %info_hash,

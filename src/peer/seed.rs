@@ -53,7 +53,9 @@ pub async fn start(
         Bitfield::full(info.piece_count()),
         node.session_config(),
         Some(Arc::clone(&node.tracker)),
-        None,
+        // Complete from the start, the session never writes it; a re-verification that finds
+        // damage deletes it.
+        Some(resume_record(content, metainfo.info_hash)),
         node.shutdown.child_token(),
     )
     .map_err(|e| PeerError::Session(e.to_string()))?;

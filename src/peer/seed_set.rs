@@ -105,8 +105,7 @@ impl<'a> SeedSet<'a> {
             }
         };
         if let Some(every) = self.reverify {
-            let record = seed::resume_record(content, metainfo.info_hash);
-            torrent.reverify_every(every, Some(record), OnDamage::StopServing);
+            torrent.reverify_every(every, OnDamage::StopServing);
         }
         let mut progress = torrent.subscribe();
         let failed_tx = self.failed_tx.clone();

@@ -350,14 +350,9 @@ impl Torrent {
     /// changed without its size or modification time moving (which [`StorageError::Changed`]
     /// catches), before downloaders reject it piece by piece. It runs on one blocking thread,
     /// a piece at a time, so that serving keeps the other cores (unlike the check before
-    /// seeding, which someone waits for and which takes them all). What happens to the resume
-    /// record `record` (if any) on a mismatch is `on_damage`'s.
-    pub fn reverify_every(
-        self: &Arc<Self>,
-        every: Duration,
-        record: Option<PathBuf>,
-        on_damage: OnDamage,
-    ) {
+    /// seeding, which someone waits for and which takes them all). What happens to the
+    /// session's resume record (if it has one) on a mismatch is `on_damage`'s.
+    pub fn reverify_every(self: &Arc<Self>, every: Duration, on_damage: OnDamage) {
         let me = Arc::clone(self);
         self.tasks.spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -397,9 +392,10 @@ impl Torrent {
                     bad.len(),
                     good.len()
                 );
+                let record = me.resume_path.as_deref();
                 let message = match on_damage {
                     OnDamage::StopServing => {
-                        if let Some(record) = &record {
+                        if let Some(record) = record {
                             me.forget_resume_record(record).await;
                         }
                         format!(
@@ -408,7 +404,7 @@ impl Torrent {
                         )
                     }
                     OnDamage::Refetch { .. } => {
-                        if let Some(record) = &record {
+                        if let Some(record) = record {
                             me.save_resume_without(record, &bad).await;
                         }
                         format!(
@@ -456,21 +452,8 @@ impl Torrent {
         for &index in bad {
             have.clear(index);
         }
-        let store = Arc::clone(&self.store);
-        let (path, info_hash) = (record.to_owned(), self.info_hash);
-        let saved = tokio::task::spawn_blocking(move || -> Result<(), String> {
-            store.sync().map_err(|e| e.to_string())?;
-            let files = store.file_paths();
-            resume::save(&path, info_hash, &have, files.iter().map(|p| p.as_path()))
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-        if let Err(e) = saved {
-            tracing::warn!(
-                "cannot write the resume record {} without the damaged pieces: {e}",
-                record.display()
-            );
+        if let Err(e) = self.write_resume(record, have).await {
+            tracing::warn!("{e} (without the damaged pieces)");
             self.forget_resume_record(record).await;
         }
     }
@@ -1147,20 +1130,25 @@ impl Torrent {
             state.resume_dirty = false;
             state.picker.have().clone()
         };
+        if let Err(e) = self.write_resume(&path, have).await {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// Writes `have` as the resume record at `path`, after an fsync of the data so that the
+    /// record never names a piece that is not durable. Off the reactor.
+    async fn write_resume(&self, path: &Path, have: Bitfield) -> Result<(), String> {
         let store = Arc::clone(&self.store);
-        let info_hash = self.info_hash;
-        let result = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let (record, info_hash) = (path.to_owned(), self.info_hash);
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
             store.sync().map_err(|e| e.to_string())?;
             let files = store.file_paths();
-            resume::save(&path, info_hash, &have, files.iter().map(|p| p.as_path()))
-                .map_err(|e| format!("cannot write the resume record {}: {e}", path.display()))
+            resume::save(&record, info_hash, &have, files.iter().map(|p| p.as_path()))
+                .map_err(|e| e.to_string())
         })
-        .await;
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("{e}"),
-            Err(e) => tracing::warn!("resume record task failed: {e}"),
-        }
+        .await
+        .unwrap_or_else(|e| Err(format!("the task failed: {e}")))
+        .map_err(|e| format!("cannot write the resume record {}: {e}", path.display()))
     }
 
     /// Announces started, then at the tracker's interval, completed once, and stopped at the end.

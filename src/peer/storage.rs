@@ -476,19 +476,19 @@ pub fn recheck(store: &dyn PieceStore, stop: &(dyn Fn() -> bool + Sync)) -> Vec<
         .par_iter()
         .map_init(
             || vec![0u8; info.piece_length as usize],
-            |buf, &index| {
-                if stop() {
-                    return false;
-                }
-                let len = info.piece_len(index) as usize;
-                let piece = &mut buf[..len];
-                store
-                    .read_ciphertext(info.piece_offset(index), piece)
-                    .is_ok()
-                    && piece_matches(info, index, piece)
-            },
+            |buf, &index| !stop() && piece_intact(store, index, buf),
         )
         .collect()
+}
+
+/// Reads piece `index` into `buf` (a piece length long) and says whether it is intact.
+fn piece_intact(store: &dyn PieceStore, index: PieceIndex, buf: &mut [u8]) -> bool {
+    let info = store.info();
+    let piece = &mut buf[..info.piece_len(index) as usize];
+    store
+        .read_ciphertext(info.piece_offset(index), piece)
+        .is_ok()
+        && piece_matches(info, index, piece)
 }
 
 /// [`recheck`] on the calling thread alone, one piece after another: for a verification
@@ -499,16 +499,7 @@ pub fn recheck_on_one_thread(store: &dyn PieceStore, stop: &dyn Fn() -> bool) ->
     let mut buf = vec![0u8; info.piece_length as usize];
     info.geometry()
         .pieces()
-        .map(|index| {
-            if stop() {
-                return false;
-            }
-            let piece = &mut buf[..info.piece_len(index) as usize];
-            store
-                .read_ciphertext(info.piece_offset(index), piece)
-                .is_ok()
-                && piece_matches(info, index, piece)
-        })
+        .map(|index| !stop() && piece_intact(store, index, &mut buf))
         .collect()
 }
 
