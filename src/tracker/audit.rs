@@ -321,20 +321,27 @@ impl Shared {
     }
 
     /// Numbers `entry`, adds it to the tail and, with `queue`, to the writer's queue; then
-    /// wakes the writer if it waits for that. Consumes the guard.
-    fn push(&self, mut q: MutexGuard<'_, Queue>, entry: AuditEntry, queue: bool) -> u64 {
+    /// wakes the writer if it waits for that. Consumes the guard; returns the entry as placed.
+    fn push(
+        &self,
+        mut q: MutexGuard<'_, Queue>,
+        entry: AuditEntry,
+        queue: bool,
+    ) -> Arc<AuditEntry> {
         q.seq += 1;
-        let seq = q.seq;
-        let entry = Arc::new(AuditEntry { seq, ..entry });
+        let entry = Arc::new(AuditEntry {
+            seq: q.seq,
+            ..entry
+        });
         if q.recent.len() == RECENT {
             q.recent.pop_front();
         }
         q.recent.push_back(entry.clone());
         if queue {
-            q.pending.push(entry);
+            q.pending.push(entry.clone());
             self.wake_if_waiting(q);
         }
-        seq
+        entry
     }
 
     /// Places `entry` without waiting (an [`AuditSlot`] whose place was not counted): as
@@ -348,7 +355,7 @@ impl Shared {
                 self.push(q, entry, false);
             }
             Admit::Lost => {
-                let seq = self.push(q, entry, false);
+                let seq = self.push(q, entry, false).seq;
                 tracing::error!("audit writer has stopped; entry {seq} not written");
             }
             Admit::Drop | Admit::Wait | Admit::Refuse => {
@@ -415,9 +422,9 @@ pub struct AuditSlot {
 /// (a key handed out) that never left.
 #[must_use = "wait for it with AuditLog::written before answering"]
 pub struct AuditReceipt {
-    seq: Option<u64>,
-    /// The place kept for a withdrawal; `None` when the request does not wait.
-    place: Option<Arc<Shared>>,
+    /// The place kept for a withdrawal, and the entry it would follow; `None` when the request
+    /// does not wait.
+    place: Option<(Arc<Shared>, Arc<AuditEntry>)>,
 }
 
 impl AuditSlot {
@@ -433,20 +440,16 @@ impl AuditSlot {
             let awaited = shared.on_failure == OnFailure::Refuse;
             q.reserved -= if awaited { 1 } else { 2 };
             q.awaited |= awaited;
-            let seq = shared.push(q, entry, true);
+            let placed = shared.push(q, entry, true);
             if !awaited {
                 shared.room.notify_waiters();
             }
             AuditReceipt {
-                seq: awaited.then_some(seq),
-                place: awaited.then_some(shared),
+                place: awaited.then_some((shared, placed)),
             }
         } else {
             shared.push_now(q, entry);
-            AuditReceipt {
-                seq: None,
-                place: None,
-            }
+            AuditReceipt { place: None }
         }
     }
 }
@@ -454,8 +457,7 @@ impl AuditSlot {
 impl std::fmt::Debug for AuditReceipt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditReceipt")
-            .field("seq", &self.seq)
-            .field("keeps_place", &self.place.is_some())
+            .field("seq", &self.seq())
             .finish()
     }
 }
@@ -463,14 +465,25 @@ impl std::fmt::Debug for AuditReceipt {
 impl AuditReceipt {
     /// The `seq` of the entry its request must wait for, if it must wait.
     pub fn seq(&self) -> Option<u64> {
-        self.seq
+        self.place.as_ref().map(|(_, entry)| entry.seq)
     }
 
-    /// Records `entry` in the place kept: the follow-up of an entry whose request was not
-    /// answered after all ([`AuditLog::written`] failed). Written after that entry, if it
-    /// ever is. Never waits, never fails.
-    pub fn withdraw(mut self, entry: AuditEntry) {
-        if let Some(shared) = self.place.take() {
+    /// Records, in the place kept, that the entry's request was answered 503 after all
+    /// ([`AuditLog::written`] failed): a `refuse` line for the same source, user, endpoint
+    /// and torrent, "answer withheld: entry N above …", at `time_ms`. Written after that
+    /// entry, if it ever is. Never waits, never fails.
+    pub fn withdraw(mut self, time_ms: u64) {
+        if let Some((shared, withheld)) = self.place.take() {
+            let entry = AuditEntry {
+                seq: 0,
+                time_ms,
+                source: withheld.source,
+                user: withheld.user.clone(),
+                endpoint: withheld.endpoint,
+                info_hash: withheld.info_hash,
+                decision: Decision::Refuse,
+                reason: withdrawal_reason(withheld.seq).into(),
+            };
             let mut q = shared.lock();
             q.reserved -= 1;
             shared.push(q, entry, true);
@@ -478,9 +491,17 @@ impl AuditReceipt {
     }
 }
 
+/// The reason of [`AuditReceipt::withdraw`]'s line.
+fn withdrawal_reason(seq: u64) -> String {
+    format!(
+        "answer withheld: entry {seq} above was not written in time (audit log unavailable), so \
+         the request was answered 503 instead"
+    )
+}
+
 impl Drop for AuditReceipt {
     fn drop(&mut self) {
-        if let Some(shared) = self.place.take() {
+        if let Some((shared, _)) = self.place.take() {
             shared.lock().reserved -= 1;
             shared.room.notify_waiters();
         }
@@ -735,7 +756,7 @@ impl AuditLog {
         receipt: &AuditReceipt,
         limit: Duration,
     ) -> Result<(), AuditUnavailable> {
-        let Some(seq) = receipt.seq else {
+        let Some(seq) = receipt.seq() else {
             return Ok(());
         };
         let shared = &*self.shared;
@@ -1891,11 +1912,15 @@ mod tests {
                     assert_eq!(log.shared.refused.load(Ordering::Relaxed), 3);
                     // Its follow-up goes into the second place the reservation kept.
                     assert_eq!(log.shared.lock().reserved, 1);
-                    receipt.withdraw(entry("withdrawn"));
+                    let withheld = receipt.seq().unwrap();
+                    receipt.withdraw(99);
                     let q = log.shared.lock();
                     assert_eq!((q.held, q.pending.len(), q.reserved), (1, 2, 0));
                     let pending: Vec<_> = q.pending.iter().map(|e| &*e.reason).collect();
-                    assert_eq!(pending, ["reserved before the failure", "withdrawn"]);
+                    let withdrawal = withdrawal_reason(withheld);
+                    assert_eq!(pending, ["reserved before the failure", &*withdrawal]);
+                    assert_eq!(q.pending[1].decision, Decision::Refuse);
+                    assert_eq!(q.pending[1].time_ms, 99);
                 }
                 OnFailure::Continue => {
                     // One held by the writer, two fit in the queue of 3, the rest are dropped:
@@ -2049,8 +2074,8 @@ mod tests {
                         .await,
                     Err(AuditUnavailable)
                 );
-                recorded.push("withdrawn".to_owned());
-                receipt.withdraw(entry(recorded.last().unwrap()));
+                recorded.push(withdrawal_reason(receipt.seq().unwrap()));
+                receipt.withdraw(0);
                 0
             }
             OnFailure::Continue => {
@@ -2118,7 +2143,10 @@ mod tests {
         assert!(written > 8, "no entry waited for the disk");
         if on_failure == OnFailure::Refuse {
             let at = |r: &str| reasons.iter().position(|x| *x == r);
-            let (line, withdrawal) = (at("reserved before the disk filled"), at("withdrawn"));
+            let withdrawal = reasons
+                .iter()
+                .position(|r| r.starts_with("answer withheld: entry "));
+            let line = at("reserved before the disk filled");
             assert!(line.is_some() && withdrawal > line, "{reasons:?}");
         }
         std::fs::remove_file(&path).unwrap();

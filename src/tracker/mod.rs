@@ -194,27 +194,12 @@ impl State {
         let recorded = match slot {
             // A change that must not go unrecorded: answered only once its line is written.
             Some(slot) => {
-                let user = entry.user.clone();
                 let receipt = slot.record(entry);
                 let written = self.audit.written(&receipt).await;
                 if written.is_err() {
                     // The line stays queued and is written if the file recovers; say right
                     // after it that this answer was withheld (a key in it never left).
-                    let seq = receipt.seq().unwrap_or_default();
-                    receipt.withdraw(AuditEntry {
-                        seq: 0,
-                        time_ms: self.clock.unix_ms(),
-                        source: req.source,
-                        user,
-                        endpoint,
-                        info_hash,
-                        decision: Decision::Refuse,
-                        reason: format!(
-                            "answer withheld: entry {seq} above was not written in time (audit \
-                             log unavailable), so the request was answered 503 instead"
-                        )
-                        .into(),
-                    });
+                    receipt.withdraw(self.clock.unix_ms());
                 }
                 written
             }
