@@ -1,5 +1,6 @@
-//! Cipher speed (CIPHER.md 6.1, 6.2): the bare RC4+ keystream, one 16 KiB block with its key
-//! schedule, and whole buffers through `apply_keystream` and `apply_keystream_parallel`.
+//! Cipher speed (CIPHER.md 6.1, 6.2, docs/protocol.md 6.4): the bare RC4+ keystream, one 16 KiB
+//! block with its key schedule, and whole buffers through `ContentCipher::apply_keystream` and
+//! `apply_keystream_parallel`, for both content suites.
 //! Run with `cargo bench --bench cipher`; compare with `benches/rc4plus_c.sh` (plain C, -O3).
 //!
 //! The one-core benches measure the thread's CPU time rather than wall time: the machine is
@@ -10,7 +11,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ivcsd::crypto::content::{BLOCK_LEN, ContentKey, apply_keystream, apply_keystream_parallel};
+use ivcsd::crypto::content::{BLOCK_LEN, Cipher, ContentCipher, ContentKey};
 use ivcsd::crypto::rc4plus::{Rc4Plus, Rc4Plus4};
 
 #[path = "support/cpu_time.rs"]
@@ -52,17 +53,25 @@ fn one_core_figures(c: &mut Criterion<ThreadCpuTime>) {
         b.iter(|| key.block_key(black_box(5)))
     });
 
+    let rc4plus = ContentCipher::new(Cipher::Rc4Plus, &key);
+    let aes = ContentCipher::new(Cipher::Aes256Ctr, &key);
     group.throughput(Throughput::Bytes(BLOCK_LEN as u64));
     let mut block = vec![0u8; BLOCK_LEN];
     group.bench_function("content one 16 KiB block incl. block key and KSA+", |b| {
-        b.iter(|| apply_keystream(&key, black_box(5 * BLOCK_LEN as u64), &mut block))
+        b.iter(|| rc4plus.apply_keystream(black_box(5 * BLOCK_LEN as u64), &mut block))
+    });
+    group.bench_function("aes-256-ctr content one 16 KiB block", |b| {
+        b.iter(|| aes.apply_keystream(black_box(5 * BLOCK_LEN as u64), &mut block))
     });
 
     let len = 4 * MIB;
     group.throughput(Throughput::Bytes(len as u64));
     let mut buf = vec![0u8; len];
     group.bench_function("content apply_keystream one core 4 MiB", |b| {
-        b.iter(|| apply_keystream(&key, black_box(0), &mut buf))
+        b.iter(|| rc4plus.apply_keystream(black_box(0), &mut buf))
+    });
+    group.bench_function("aes-256-ctr content apply_keystream one core 4 MiB", |b| {
+        b.iter(|| aes.apply_keystream(black_box(0), &mut buf))
     });
     group.finish();
 }
@@ -75,10 +84,18 @@ fn parallel(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(8));
     group.throughput(Throughput::Bytes(len as u64));
     let mut buf = vec![0u8; len];
-    group.bench_function(
-        BenchmarkId::new("apply_keystream_parallel all cores", "256 MiB"),
-        |b| b.iter(|| apply_keystream_parallel(&key, black_box(0), &mut buf)),
-    );
+    for (name, suite) in [
+        ("apply_keystream_parallel all cores", Cipher::Rc4Plus),
+        (
+            "aes-256-ctr apply_keystream_parallel all cores",
+            Cipher::Aes256Ctr,
+        ),
+    ] {
+        let cipher = ContentCipher::new(suite, &key);
+        group.bench_function(BenchmarkId::new(name, "256 MiB"), |b| {
+            b.iter(|| cipher.apply_keystream_parallel(black_box(0), &mut buf))
+        });
+    }
     group.finish();
 }
 

@@ -8,6 +8,7 @@
 # 4) downloaders at once, by:
 #   ivcsd      encrypted (RC4+ per 16 KiB block): the release binary with its own tracker;
 #              `peer publish --no-seed`, `admin torrent set-authority`, `peer seed`, `peer download`
+#   ivcsd-aes  the same with `peer publish --cipher aes-256-ctr` (docs/protocol.md 6.4)
 #   aria2c     aria2c to aria2c, plaintext
 #   lt-plain   libtorrent (python3-libtorrent) to libtorrent, plaintext
 #   lt-rc4     libtorrent with MSE/PE forced both ways at the RC4 level
@@ -132,22 +133,17 @@ run_client() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# ivcsd, encrypted
-if [[ $skip != *,ivcsd,* ]]; then
-  bench_users
-  iport=$(free_port)
-  itracker="http://127.0.0.1:$iport/announce"
-  "$bin" --quiet tracker --authority "$work/authority.xml" --listen "127.0.0.1:$iport" \
-    --data-dir "$work/ivcsd-tracker" &
-  pids+=($!)
-  wait_port "$iport"
-  "$gtime" -f "ivcsd publish (encrypt + hash): %e s wall, %U+%S s CPU, %M KiB peak" \
+# ivcsd, encrypted: one tracker, one torrent per content cipher suite.
+
+# run_ivcsd NAME SUITE: publishes the file with SUITE, seeds it and runs the cases.
+run_ivcsd() {
+  local name=$1 suite=$2 torrent="$work/$1.torrent" hash seeder
+  "$gtime" -f "$name publish (encrypt + hash, $suite): %e s wall, %U+%S s CPU, %M KiB peak" \
     "$bin" --quiet peer publish "$work/src/data.bin" --tracker "$itracker" --user pub \
-    --identity "$work/pub.pem" --output "$work/ivcsd.torrent" --no-seed 2>&1
-  hash=$("$bin" torrent show "$work/ivcsd.torrent" | awk '/^info hash/ {print $3}')
+    --identity "$work/pub.pem" --output "$torrent" --cipher "$suite" --no-seed 2>&1
+  hash=$("$bin" torrent show "$torrent" | awk '/^info hash/ {print $3}')
   "$bin" --quiet admin --tracker "$itracker" --user admin torrent set-authority "$hash" 9 >/dev/null
-  for i in $(seq "$ndl"); do "$bin" --quiet peer keygen --identity "$work/dl$i.pem" >/dev/null; done
-  "$bin" --quiet peer seed "$work/ivcsd.torrent" --data "$work/src/data.bin" --user pub \
+  "$bin" --quiet peer seed "$torrent" --data "$work/src/data.bin" --user pub \
     --identity "$work/pub.pem" --listen 127.0.0.1:0 &
   seeder=$!
   pids+=($seeder)
@@ -157,12 +153,26 @@ if [[ $skip != *,ivcsd,* ]]; then
       grep -Eq 'swarm: +[1-9]' && break
     sleep 0.2
   done
+  ivcsd_torrent=$torrent
   dl_cmd() {
-    echo "exec '$bin' --quiet peer download '$work/ivcsd.torrent' --output '$2' --user dl \
+    echo "exec '$bin' --quiet peer download '$ivcsd_torrent' --output '$2' --user dl \
       --identity '$work/dl$1.pem' --listen 127.0.0.1:0"
   }
-  run_client ivcsd "$seeder"
+  run_client "$name" "$seeder"
   kill "$seeder"
+}
+
+if [[ $skip != *,ivcsd,* || $skip != *,ivcsd-aes,* ]]; then
+  bench_users
+  iport=$(free_port)
+  itracker="http://127.0.0.1:$iport/announce"
+  "$bin" --quiet tracker --authority "$work/authority.xml" --listen "127.0.0.1:$iport" \
+    --data-dir "$work/ivcsd-tracker" &
+  pids+=($!)
+  wait_port "$iport"
+  for i in $(seq "$ndl"); do "$bin" --quiet peer keygen --identity "$work/dl$i.pem" >/dev/null; done
+  if [[ $skip != *,ivcsd,* ]]; then run_ivcsd ivcsd rc4+; fi
+  if [[ $skip != *,ivcsd-aes,* ]]; then run_ivcsd ivcsd-aes aes-256-ctr; fi
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -242,11 +252,12 @@ for (name, n), r in rows.items():
     print(f"{name:<9} {n:>2} {r['wall']:>8.2f} {r['mbs']:>7.0f} {r['scpu']/r['gb']:>10.2f} "
           f"{r['dcpu']/r['gb']:>8.2f} {r['drss']:>6}M {r['srss']:>7}M")
 print()
-print("# ivcsd / other: speed (higher is better), seeder CPU per byte, downloader CPU per byte, downloader peak RSS (lower is better)")
-for (name, n), r in rows.items():
-    if name == "ivcsd" or ("ivcsd", n) not in rows:
-        continue
-    i = rows[("ivcsd", n)]
-    print(f"ivcsd / {name:<9} 1->{n}: speed {i['mbs']/r['mbs']:.2f}x  seeder CPU {i['scpu']/max(r['scpu'],0.01):.2f}x  "
-          f"downloader CPU {i['dcpu']/max(r['dcpu'],0.01):.2f}x  downloader RSS {i['drss']/max(r['drss'],1):.2f}x")
+print("# ivcsd (RC4+) and ivcsd-aes (AES-256-CTR) / other: speed (higher is better), seeder CPU per byte, downloader CPU per byte, downloader peak RSS (lower is better)")
+for ours in ("ivcsd", "ivcsd-aes"):
+    for (name, n), r in rows.items():
+        if name.startswith("ivcsd") or (ours, n) not in rows:
+            continue
+        i = rows[(ours, n)]
+        print(f"{ours:<9} / {name:<9} 1->{n}: speed {i['mbs']/r['mbs']:.2f}x  seeder CPU {i['scpu']/max(r['scpu'],0.01):.2f}x  "
+              f"downloader CPU {i['dcpu']/max(r['dcpu'],0.01):.2f}x  downloader RSS {i['drss']/max(r['drss'],1):.2f}x")
 EOF

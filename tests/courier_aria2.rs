@@ -158,7 +158,8 @@ async fn aria2c_carries_ciphertext_from_an_ivcsd_seeder_to_an_ivcsd_downloader()
         key2048().unwrap_content_key(&answer.bytes("key")).unwrap()
     };
     let mut ciphertext = plaintext.clone();
-    ivcsd::crypto::content::apply_keystream(&key, 0, &mut ciphertext);
+    ivcsd::crypto::content::ContentCipher::new(ivcsd::crypto::content::Cipher::Rc4Plus, &key)
+        .apply_keystream(0, &mut ciphertext);
     let carried = std::fs::read(courier_dir.join("data").join("cargo.bin")).unwrap();
     assert!(carried == ciphertext, "aria2c holds the ciphertext");
     assert_eq!(plaintext_block_in(&plaintext, &carried), None);

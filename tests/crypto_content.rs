@@ -1,20 +1,27 @@
-//! Block keying and content encryption against tests/data/vectors/blocks.json (CIPHER.md 6.2),
-//! and properties of `apply_keystream` over arbitrary ranges.
+//! Block keying and content encryption against tests/data/vectors/blocks.json (CIPHER.md 6.2)
+//! and tests/data/vectors/aes-256-ctr.json (docs/protocol.md 6.4, made with openssl by
+//! aes-256-ctr.py beside it), and properties of `apply_keystream` over arbitrary ranges for
+//! both suites.
 
-use ivcsd::crypto::content::{BLOCK_LEN, ContentKey, apply_keystream, apply_keystream_parallel};
+use ivcsd::crypto::content::{BLOCK_LEN, Cipher, ContentCipher, ContentKey};
 use ivcsd::crypto::rc4plus::Rc4Plus;
 use proptest::prelude::*;
 use serde_json::Value;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-fn vectors() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/vectors/blocks.json"
-    );
+fn vector_file(name: &str) -> Value {
+    let path = format!("{}/tests/data/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(path).expect("the vector file is in the repository");
     serde_json::from_str(&text).expect("the vector file is valid json")
+}
+
+fn vectors() -> Value {
+    vector_file("blocks.json")
+}
+
+fn rc4plus(key: &ContentKey) -> ContentCipher {
+    ContentCipher::new(Cipher::Rc4Plus, key)
 }
 
 fn hex_field(v: &Value, name: &str) -> Vec<u8> {
@@ -80,10 +87,10 @@ fn every_block_vector() {
         // ...is what the content functions apply at the block's absolute offset.
         let offset = block * BLOCK_LEN as u64;
         let mut zeros = vec![0u8; len];
-        apply_keystream(&key, offset, &mut zeros);
+        rc4plus(&key).apply_keystream(offset, &mut zeros);
         assert_eq!(zeros, stream, "block {block} through apply_keystream");
         let mut zeros = vec![0u8; len];
-        apply_keystream_parallel(&key, offset, &mut zeros);
+        rc4plus(&key).apply_keystream_parallel(offset, &mut zeros);
         assert_eq!(
             zeros, stream,
             "block {block} through apply_keystream_parallel"
@@ -106,23 +113,35 @@ fn vector_plaintext(len: usize) -> Vec<u8> {
 
 #[test]
 fn content_vector() {
-    let all = vectors();
-    let key = vector_key(&all);
+    check_content_vector(Cipher::Rc4Plus, &vectors());
+}
+
+#[test]
+fn aes_256_ctr_content_vector() {
+    check_content_vector(Cipher::Aes256Ctr, &vector_file("aes-256-ctr.json"));
+}
+
+/// The `content` vector of `all` under `suite`: the ciphertext, its piece hashes, the same
+/// bytes piece by piece and in parallel, and the plaintext back.
+fn check_content_vector(suite: Cipher, all: &Value) {
+    let key = vector_key(all);
+    let cipher = ContentCipher::new(suite, &key);
     let content = &all["content"];
     let len = usize_field(content, "length");
     let piece_length = usize_field(content, "piece_length");
     let mut data = vector_plaintext(len);
     assert_eq!(
         Sha256::digest(&data)[..],
-        hex_field(content, "plaintext_sha256")[..],
-        "plaintext rule"
+        hex_field(&vectors()["content"], "plaintext_sha256")[..],
+        "plaintext rule (blocks.json's for both suites)"
     );
     let plaintext = data.clone();
 
-    apply_keystream(&key, 0, &mut data);
+    cipher.apply_keystream(0, &mut data);
     assert_eq!(
         Sha256::digest(&data)[..],
-        hex_field(content, "ciphertext_sha256")[..]
+        hex_field(content, "ciphertext_sha256")[..],
+        "{suite}"
     );
     assert_eq!(data[..64], hex_field(content, "ciphertext_first64")[..]);
     let pieces = content["pieces_sha1"]
@@ -131,22 +150,40 @@ fn content_vector() {
     assert_eq!(pieces.len(), len.div_ceil(piece_length));
     for (index, (piece, expected)) in data.chunks(piece_length).zip(pieces).enumerate() {
         let expected = hex::decode(expected.as_str().expect("hex")).expect("hex");
-        assert_eq!(Sha1::digest(piece)[..], expected[..], "piece {index}");
+        assert_eq!(
+            Sha1::digest(piece)[..],
+            expected[..],
+            "{suite} piece {index}"
+        );
     }
 
     // Piece by piece, and in parallel, give the same ciphertext.
     let mut by_piece = plaintext.clone();
     for (index, piece) in by_piece.chunks_mut(piece_length).enumerate() {
-        apply_keystream(&key, (index * piece_length) as u64, piece);
+        cipher.apply_keystream((index * piece_length) as u64, piece);
     }
     assert_eq!(by_piece, data);
     let mut parallel = plaintext.clone();
-    apply_keystream_parallel(&key, 0, &mut parallel);
+    cipher.apply_keystream_parallel(0, &mut parallel);
     assert_eq!(parallel, data);
 
     // And decryption gives the plaintext back.
-    apply_keystream(&key, 0, &mut data);
+    cipher.apply_keystream(0, &mut data);
     assert_eq!(data, plaintext);
+}
+
+#[test]
+fn aes_256_ctr_ranges_anywhere_match_openssl() {
+    let all = vector_file("aes-256-ctr.json");
+    let cipher = ContentCipher::new(Cipher::Aes256Ctr, &vector_key(&all));
+    let ranges = all["ranges"].as_array().expect("ranges is a list");
+    assert_eq!(ranges.len(), 6, "the vector file changed; review this test");
+    for v in ranges {
+        let offset = v["offset"].as_u64().expect("offset");
+        let mut buf = vec![0u8; usize_field(v, "len")];
+        cipher.apply_keystream(offset, &mut buf);
+        assert_eq!(buf, hex_field(v, "keystream"), "range at offset {offset}");
+    }
 }
 
 /// The keystream of content bytes `offset..offset + len`, block by block from each block's
@@ -171,6 +208,11 @@ fn key_strategy() -> impl Strategy<Value = ContentKey> {
     any::<[u8; 32]>().prop_map(ContentKey::from_bytes)
 }
 
+fn cipher_strategy() -> impl Strategy<Value = ContentCipher> {
+    (key_strategy(), prop::sample::select(Cipher::ALL.to_vec()))
+        .prop_map(|(key, suite)| ContentCipher::new(suite, &key))
+}
+
 /// Offsets near block boundaries are the interesting ones; mix them with arbitrary ones.
 fn offset_strategy() -> impl Strategy<Value = u64> {
     prop_oneof![
@@ -186,16 +228,16 @@ proptest! {
 
     #[test]
     fn decrypt_of_encrypt_is_identity(
-        key in key_strategy(),
+        cipher in cipher_strategy(),
         offset in offset_strategy(),
         data in proptest::collection::vec(any::<u8>(), 0..5 * BLOCK_LEN),
     ) {
         let mut buf = data.clone();
-        apply_keystream(&key, offset, &mut buf);
+        cipher.apply_keystream(offset, &mut buf);
         if data.len() >= 16 {
             prop_assert_ne!(&buf, &data);
         }
-        apply_keystream(&key, offset, &mut buf);
+        cipher.apply_keystream(offset, &mut buf);
         prop_assert_eq!(buf, data);
     }
 
@@ -206,19 +248,19 @@ proptest! {
         len in 0usize..6 * BLOCK_LEN,
     ) {
         let mut buf = vec![0u8; len];
-        apply_keystream(&key, offset, &mut buf);
+        rc4plus(&key).apply_keystream(offset, &mut buf);
         prop_assert_eq!(&buf, &reference_keystream(&key, offset, len));
     }
 
     #[test]
     fn random_splits_equal_the_whole_range(
-        key in key_strategy(),
+        cipher in cipher_strategy(),
         offset in offset_strategy(),
         len in 0usize..5 * BLOCK_LEN,
         cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
     ) {
         let mut whole = vec![0u8; len];
-        apply_keystream(&key, offset, &mut whole);
+        cipher.apply_keystream(offset, &mut whole);
 
         let mut points: Vec<usize> = cuts.iter().map(|c| c.index(len + 1)).collect();
         points.push(0);
@@ -227,21 +269,21 @@ proptest! {
         let mut split = vec![0u8; len];
         for pair in points.windows(2) {
             let (from, to) = (pair[0], pair[1]);
-            apply_keystream(&key, offset + from as u64, &mut split[from..to]);
+            cipher.apply_keystream(offset + from as u64, &mut split[from..to]);
         }
         prop_assert_eq!(split, whole);
     }
 
     #[test]
     fn parallel_equals_sequential(
-        key in key_strategy(),
+        cipher in cipher_strategy(),
         offset in offset_strategy(),
-        len in 0usize..12 * BLOCK_LEN,
+        len in 0usize..80 * BLOCK_LEN,
     ) {
         let mut sequential = vec![0x33u8; len];
-        apply_keystream(&key, offset, &mut sequential);
+        cipher.apply_keystream(offset, &mut sequential);
         let mut parallel = vec![0x33u8; len];
-        apply_keystream_parallel(&key, offset, &mut parallel);
+        cipher.apply_keystream_parallel(offset, &mut parallel);
         prop_assert_eq!(parallel, sequential);
     }
 }

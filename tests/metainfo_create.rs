@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use ivcsd::crypto::content::{ContentKey, apply_keystream};
+use ivcsd::crypto::content::{ContentCipher, ContentKey};
 use ivcsd::metainfo::{
     Cipher, CreateError, GeometryError, Layout, Metainfo, NameProblem, TorrentBuilder,
     create_encrypted, create_plain,
@@ -105,6 +105,34 @@ fn hex_to(s: &str, out: &mut [u8]) {
 }
 
 #[test]
+fn an_aes_256_ctr_build_names_its_suite_and_hashes_its_ciphertext() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.bin");
+    let plain = content(100_000, 2);
+    write(&path, &plain);
+    let created = TorrentBuilder::new(&path)
+        .announce(ANNOUNCE)
+        .piece_length(Some(32768))
+        .cipher(Cipher::Aes256Ctr)
+        .encrypted(&key(), key_id())
+        .unwrap();
+    let m = Metainfo::from_bytes(&created.bytes).unwrap();
+    assert_eq!(m, created.metainfo);
+    let iv = m.info.ivcsd.unwrap();
+    assert_eq!(
+        (iv.cipher, iv.check),
+        (Cipher::Aes256Ctr, key().key_check())
+    );
+    let mut cipher = plain.clone();
+    ContentCipher::new(Cipher::Aes256Ctr, &key()).apply_keystream(0, &mut cipher);
+    assert_eq!(m.info.pieces, piece_hashes(&cipher, 32768));
+    // The suite is part of the info dictionary: the same content and key under RC4+ is
+    // another torrent.
+    let rc4plus = create_encrypted(&path, &key(), key_id(), ANNOUNCE, Some(32768)).unwrap();
+    assert_ne!(rc4plus.metainfo.info_hash, m.info_hash);
+}
+
+#[test]
 fn encrypted_single_file_has_spec_5_fields() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data.bin");
@@ -130,7 +158,7 @@ fn encrypted_single_file_has_spec_5_fields() {
     assert_eq!(iv.check, key().key_check());
     // The pieces are of the ciphertext, not of the plaintext.
     let mut cipher = plain.clone();
-    apply_keystream(&key(), 0, &mut cipher);
+    ContentCipher::new(Cipher::Rc4Plus, &key()).apply_keystream(0, &mut cipher);
     assert_eq!(m.info.pieces, piece_hashes(&cipher, 256 * 1024));
     assert_ne!(m.info.pieces, piece_hashes(&plain, 256 * 1024));
     // The bytes are the torrent that was parsed, and parse again to the same value.
@@ -451,7 +479,7 @@ proptest! {
 
         // Piece hashes are SHA-1 of the ciphertext, computed here independently.
         let mut ciphertext = plaintext.clone();
-        apply_keystream(&key, 0, &mut ciphertext);
+        ContentCipher::new(Cipher::Rc4Plus, &key).apply_keystream(0, &mut ciphertext);
         prop_assert_eq!(&m.info.pieces, &piece_hashes(&ciphertext, piece_length as usize));
 
         // Every piece's file segments read back exactly the piece's bytes.

@@ -1,7 +1,7 @@
 //! The whole flow with the real binary against a real tracker on 127.0.0.1: publish (and
 //! seed), refusal while the torrent has the highest authority, the administrator lowers it,
 //! downloads with identical plaintext; single- and multi-file; four downloaders at once; a
-//! download killed half way that resumes.
+//! download killed half way that resumes; the aes-256-ctr suite end to end.
 
 mod common_peer;
 mod common_tracker;
@@ -10,8 +10,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common_peer::{assert_same_file, download, info_hash_of, publish, random_file, set_authority};
+use common_peer::{
+    assert_same_file, download, info_hash_of, publish, publish_seeding_with, random_file,
+    set_authority,
+};
 use common_tracker::{TestTracker, UserSpec, peer_command};
+use ivcsd::metainfo::{Cipher, Metainfo};
 
 fn users() -> Vec<UserSpec> {
     vec![
@@ -76,6 +80,61 @@ async fn multi_file_publish_lower_download() {
     random_file(&content.join("nested/b.bin"), 2_500_001, 3);
     random_file(&content.join("nested/deeper/c.txt"), 12, 4);
     full_flow(&content, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aes_256_ctr_torrent_is_published_downloaded_and_names_its_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = dir.path().join("src").join("fast.bin");
+    random_file(&content, 2 * 1024 * 1024 + 77, 9);
+    let tracker = TestTracker::start(&users()).await;
+    let (mut seeder, torrent, _) =
+        publish_seeding_with(&tracker, dir.path(), &content, &["--cipher", "aes-256-ctr"]).await;
+    let metainfo = Metainfo::from_bytes(&std::fs::read(&torrent).unwrap()).unwrap();
+    assert_eq!(metainfo.info.ivcsd.unwrap().cipher, Cipher::Aes256Ctr);
+
+    set_authority(&tracker, &metainfo.info_hash, 4).await;
+    // The tracker keeps the suite, and shows it to administrators.
+    let shown = common_peer::admin_output(
+        &tracker,
+        &["torrent", "show", &metainfo.info_hash.to_hex(), "--json"],
+    )
+    .await;
+    let shown: serde_json::Value = serde_json::from_str(shown.trim()).unwrap();
+    assert_eq!(shown["cipher"], "aes-256-ctr");
+    let ok = download(dir.path(), "u1", &torrent, &dir.path().join("u1")).await;
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    assert_same_file(&content, &dir.path().join("u1").join("fast.bin"));
+    // Authority rules are the same whatever the suite.
+    let refused = download(dir.path(), "u5", &torrent, &dir.path().join("u5")).await;
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    seeder.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_cipher_is_a_usage_error_naming_the_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = dir.path().join("data.bin");
+    random_file(&content, 1000, 3);
+    let out = peer_command(dir.path(), "u3")
+        .args([
+            "publish",
+            "--tracker",
+            "http://127.0.0.1:9/announce",
+            "--cipher",
+            "rc4",
+        ])
+        .arg(&content)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unknown cipher \"rc4\" (known: rc4+, aes-256-ctr)"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("data.bin.torrent").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

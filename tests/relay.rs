@@ -64,7 +64,8 @@ async fn fig11_a_publishes_c_relays_b_downloads_from_c_alone() {
         key2048().unwrap_content_key(&answer.bytes("key")).unwrap()
     };
     let mut ciphertext = plaintext.clone();
-    ivcsd::crypto::content::apply_keystream(&key, 0, &mut ciphertext);
+    ivcsd::crypto::content::ContentCipher::new(ivcsd::crypto::content::Cipher::Rc4Plus, &key)
+        .apply_keystream(0, &mut ciphertext);
     let stored = store.join(hash.to_hex()).join("data").join("data.bin");
     assert!(
         std::fs::read(&stored).unwrap() == ciphertext,

@@ -72,7 +72,9 @@ async fn admin_cli_lists_shows_sets_authority_assigns_relays_and_reads_the_audit
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(
-        out.contains("authority:   4") && out.contains("relays:      relay"),
+        out.contains("authority:   4")
+            && out.contains("cipher:      rc4+")
+            && out.contains("relays:      relay"),
         "{out}"
     );
 
@@ -95,6 +97,7 @@ async fn admin_cli_lists_shows_sets_authority_assigns_relays_and_reads_the_audit
     assert_eq!(listed["size"], b"cli data".len());
     assert_eq!(listed["relays"], serde_json::json!(["relay"]));
     assert_eq!(listed["seeders"], 0);
+    assert_eq!(listed["cipher"], "rc4+");
     let o = run(
         admin(&["torrent", "show", &hash, "--json"]),
         password("admin"),

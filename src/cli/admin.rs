@@ -47,7 +47,7 @@ pub enum TorrentCommand {
     /// Every torrent with its size, owner, authority and swarm counts.
     List {
         /// One JSON object a line (info_hash, name, size, owner, authority, published_ms,
-        /// seeders, leechers, completed, relays), for scripts.
+        /// cipher, seeders, leechers, completed, relays), for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -302,6 +302,7 @@ fn torrent_json(t: &Dict<'_>) -> serde_json::Value {
         "owner": field_str(t, "owner"),
         "authority": field_int(t, "authority"),
         "published_ms": field_int(t, "published"),
+        "cipher": field_str(t, "cipher"),
         "seeders": field_int(t, "complete"),
         "leechers": field_int(t, "incomplete"),
         "completed": field_int(t, "downloaded"),
@@ -373,6 +374,7 @@ async fn remote(client: AdminClient, command: AdminCommand) -> anyhow::Result<()
             println!("owner:       {}", field_str(t, "owner"));
             println!("authority:   {}", field_int(t, "authority"));
             println!("published:   {} ms since 1970", field_int(t, "published"));
+            println!("cipher:      {}", field_str(t, "cipher"));
             println!(
                 "swarm:       {} seeders, {} leechers, {} completed",
                 field_int(t, "complete"),

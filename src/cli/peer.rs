@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use ivcsd::crypto::content::Cipher;
 use ivcsd::crypto::identity::{DEFAULT_RSA_BITS, Identity};
 
 use super::GlobalArgs;
@@ -86,6 +87,10 @@ pub struct PublishArgs {
     /// Piece length in bytes, a power of two of at least 16 KiB [default: from the size].
     #[arg(long, value_name = "BYTES")]
     pub piece_length: Option<u64>,
+    /// The content cipher: rc4+ (SPEC's suite) or aes-256-ctr (far cheaper on CPUs with AES
+    /// instructions; readers need an ivcsd that knows it, older ones refuse the torrent).
+    #[arg(long, default_value_t = Cipher::Rc4Plus, value_name = "SUITE")]
+    pub cipher: Cipher,
     /// Publish and exit instead of seeding.
     #[arg(long)]
     pub no_seed: bool,

@@ -189,7 +189,7 @@ pub fn publish(common: &PeerCommon, args: PublishArgs, _global: &GlobalArgs) -> 
         let shutdown = CancellationToken::new();
         stop_on_signals(shutdown.clone());
         let node = start_node(common, &args.tracker, IdentityUse::Needed, shutdown.clone()).await?;
-        let published = publish::publish(&node, &args.path, args.piece_length)
+        let published = publish::publish(&node, &args.path, args.piece_length, args.cipher)
             .await
             .with_context(|| format!("cannot publish {}", args.path.display()))?;
         let output = args

@@ -32,7 +32,7 @@ use super::parse::MetainfoError;
 use super::source::{ContentReader, Source, SourceFile, scan};
 use super::{Cipher, IvcsdInfo, Metainfo};
 use crate::bencode::{Dict, Value};
-use crate::crypto::content::{ContentKey, apply_keystream};
+use crate::crypto::content::{ContentCipher, ContentKey};
 use crate::types::KeyId;
 
 /// Bytes read, encrypted and hashed together: 2 of these are in memory at a time.
@@ -138,6 +138,7 @@ pub struct TorrentBuilder<'a> {
     announce: &'a str,
     piece_length: Option<u64>,
     progress: Option<Progress<'a>>,
+    cipher: Cipher,
 }
 
 impl<'a> TorrentBuilder<'a> {
@@ -149,6 +150,7 @@ impl<'a> TorrentBuilder<'a> {
             announce: "",
             piece_length: None,
             progress: None,
+            cipher: Cipher::default(),
         }
     }
 
@@ -171,6 +173,12 @@ impl<'a> TorrentBuilder<'a> {
         self
     }
 
+    /// The content cipher suite of an encrypted build; `rc4+` unless set.
+    pub fn cipher(mut self, cipher: Cipher) -> Self {
+        self.cipher = cipher;
+        self
+    }
+
     /// Builds a plain torrent: see [`create_plain`].
     ///
     /// # Errors
@@ -184,12 +192,13 @@ impl<'a> TorrentBuilder<'a> {
     /// # Errors
     /// See [`CreateError`].
     pub fn encrypted(self, key: &ContentKey, key_id: KeyId) -> Result<CreatedTorrent, CreateError> {
-        let transform = |offset: u64, buf: &mut [u8]| apply_keystream(key, offset, buf);
+        let content = ContentCipher::new(self.cipher, key);
+        let transform = |offset: u64, buf: &mut [u8]| content.apply_keystream(offset, buf);
         let encryption = Encryption {
             transform: &transform,
             ivcsd: IvcsdInfo {
                 version: 1,
-                cipher: Cipher::Rc4Plus,
+                cipher: self.cipher,
                 key_id,
                 check: key.key_check(),
             },
@@ -204,6 +213,8 @@ impl<'a> TorrentBuilder<'a> {
             announce,
             piece_length,
             mut progress,
+            // Already in `encryption`, the only place it matters.
+            cipher: _,
         } = self;
         check_announce(announce)?;
         if let Some(piece_length) = piece_length {

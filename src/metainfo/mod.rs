@@ -28,8 +28,6 @@ mod names;
 mod parse;
 mod source;
 
-use std::fmt;
-
 pub use create::{
     CreateError, CreatedTorrent, Progress, TorrentBuilder, announce_credentials, create_encrypted,
     create_plain,
@@ -128,35 +126,8 @@ pub struct IvcsdInfo {
     pub check: [u8; 8],
 }
 
-/// The content cipher suites ivcsd knows (`info.ivcsd.cipher`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cipher {
-    /// RC4+ keyed per 16 KiB block (CIPHER 6), named `rc4+`.
-    Rc4Plus,
-}
-
-impl Cipher {
-    /// The name written in torrents and getcipher responses.
-    pub fn name(self) -> &'static str {
-        match self {
-            Cipher::Rc4Plus => "rc4+",
-        }
-    }
-
-    /// The suite for a name, `None` if ivcsd does not know it.
-    pub fn from_name(name: &[u8]) -> Option<Cipher> {
-        match name {
-            b"rc4+" => Some(Cipher::Rc4Plus),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Cipher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// The content cipher suites live with the cipher system; torrents name them.
+pub use crate::crypto::content::Cipher;
 
 impl Info {
     /// The validated piece layout.

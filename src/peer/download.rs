@@ -61,6 +61,12 @@ pub async fn content_key(node: &PeerNode, metainfo: &Metainfo) -> Result<Content
             key_id: grant.key_id.to_hex(),
         });
     }
+    if grant.cipher != ivcsd.cipher {
+        return Err(PeerError::CipherMismatch {
+            tracker: grant.cipher,
+            torrent: ivcsd.cipher,
+        });
+    }
     Ok(grant.key)
 }
 

@@ -33,6 +33,13 @@ pub enum PeerError {
         "wrong key: the tracker's key does not match this torrent's key check (key id {key_id}); refusing to decrypt"
     )]
     WrongKey { key_id: String },
+    #[error(
+        "the tracker names cipher {tracker} for this torrent, but the torrent names {torrent}; refusing to decrypt"
+    )]
+    CipherMismatch {
+        tracker: crate::metainfo::Cipher,
+        torrent: crate::metainfo::Cipher,
+    },
     #[error("not an ivcsd torrent (no info.ivcsd): it has no key to ask the tracker for")]
     NotEncrypted,
     #[error(transparent)]

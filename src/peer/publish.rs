@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::crypto::content::ContentKey;
 use crate::crypto::identity::CipherTarget;
-use crate::metainfo::{Metainfo, create_encrypted};
+use crate::metainfo::{Cipher, Metainfo, TorrentBuilder};
 use crate::peer::node::{PeerError, PeerNode};
 use crate::types::Authority;
 
@@ -22,7 +22,7 @@ pub struct Published {
     pub authority: Authority,
 }
 
-/// Gets a new key, builds the encrypted torrent of `path` and publishes it.
+/// Gets a new key, builds the torrent of `path` encrypted with `cipher` and publishes it.
 ///
 /// # Errors
 /// The tracker refuses or cannot be reached, the content cannot be read, or the tracker
@@ -31,6 +31,7 @@ pub async fn publish(
     node: &PeerNode,
     path: &Path,
     piece_length: Option<u64>,
+    cipher: Cipher,
 ) -> Result<Published, PeerError> {
     let grant = node
         .tracker
@@ -41,7 +42,11 @@ pub async fn publish(
     let key = grant.key.clone();
     // Reading, encrypting and hashing everything is CPU and disk work: off the reactor.
     let created = tokio::task::spawn_blocking(move || {
-        create_encrypted(&path, &key, grant.key_id, &announce, piece_length)
+        TorrentBuilder::new(&path)
+            .announce(&announce)
+            .piece_length(piece_length)
+            .cipher(cipher)
+            .encrypted(&key, grant.key_id)
     })
     .await
     .map_err(|e| PeerError::Session(format!("torrent creation task failed: {e}")))??;

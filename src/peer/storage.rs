@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use sha1::{Digest, Sha1};
 
-use crate::crypto::content::{self, ContentKey};
+use crate::crypto::content::{ContentCipher, ContentKey};
 use crate::fsutil::FileStamp;
 use crate::metainfo::{Info, PieceIndex};
 
@@ -384,25 +384,33 @@ pub trait PieceStore: Send + Sync {
 pub struct PlaintextStore {
     files: ContentFiles,
     info: Info,
-    key: ContentKey,
+    cipher: ContentCipher,
 }
 
 impl PlaintextStore {
+    /// A store of `info`'s content in `files`, encrypted under `key` with the torrent's suite
+    /// (`info.ivcsd.cipher`; SPEC's `rc4+` for a torrent without one).
     pub fn new(files: ContentFiles, info: Info, key: ContentKey) -> Self {
-        PlaintextStore { files, info, key }
+        let suite = info.ivcsd.map(|ivcsd| ivcsd.cipher).unwrap_or_default();
+        let cipher = ContentCipher::new(suite, &key);
+        PlaintextStore {
+            files,
+            info,
+            cipher,
+        }
     }
 }
 
 impl PieceStore for PlaintextStore {
     fn read_ciphertext(&self, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
         self.files.read_at(&self.info, offset, buf)?;
-        content::apply_keystream(&self.key, offset, buf);
+        self.cipher.apply_keystream(offset, buf);
         Ok(())
     }
 
     fn write_piece(&self, index: PieceIndex, ciphertext: &mut [u8]) -> Result<(), StorageError> {
         let offset = self.info.piece_offset(index);
-        content::apply_keystream(&self.key, offset, ciphertext);
+        self.cipher.apply_keystream(offset, ciphertext);
         self.files.write_at(&self.info, offset, ciphertext)
     }
 

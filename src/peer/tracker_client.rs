@@ -15,7 +15,7 @@ use hyper::Uri;
 use zeroize::Zeroizing;
 
 use crate::bencode::{self, Dict, Value};
-use crate::crypto::content::ContentKey;
+use crate::crypto::content::{Cipher, ContentKey};
 use crate::crypto::identity::{CipherTarget, GetcipherMessage, Identity};
 use crate::http_client::{self, HttpError};
 use crate::types::{Authority, InfoHash, KeyId, PeerId};
@@ -86,6 +86,9 @@ pub struct AnnounceResponse {
 /// A content key obtained through getcipher.
 #[derive(Debug)]
 pub struct CipherGrant {
+    /// The suite the tracker names: the torrent's, or `rc4+` for a new key (which serves
+    /// either suite; the torrent built with it names its own).
+    pub cipher: Cipher,
     pub key_id: KeyId,
     pub key: ContentKey,
 }
@@ -355,13 +358,13 @@ impl TrackerClient {
         let dict = value.as_dict().ok_or_else(|| {
             TrackerError::Malformed("getcipher answer is not a dictionary".into())
         })?;
-        let cipher = dict.get(b"cipher").and_then(Value::as_str);
-        if cipher != Some("rc4+") {
-            return Err(TrackerError::Malformed(format!(
+        let cipher = dict.get(b"cipher").and_then(Value::as_bytes);
+        let cipher = cipher.and_then(Cipher::from_name).ok_or_else(|| {
+            TrackerError::Malformed(format!(
                 "unsupported cipher {:?}",
-                cipher.unwrap_or("(none)")
-            )));
-        }
+                cipher.map_or("(none)".into(), String::from_utf8_lossy)
+            ))
+        })?;
         let key_id = dict
             .get(b"key id")
             .and_then(Value::as_bytes)
@@ -377,7 +380,11 @@ impl TrackerClient {
             .await
             .map_err(|e| TrackerError::Unwrap(e.to_string()))?
             .map_err(|e| TrackerError::Unwrap(e.to_string()))?;
-        Ok(CipherGrant { key_id, key })
+        Ok(CipherGrant {
+            cipher,
+            key_id,
+            key,
+        })
     }
 
     /// Publishes a torrent; returns its info hash and authority.

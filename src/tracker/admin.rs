@@ -42,6 +42,7 @@ fn torrent_dict(state: &State, t: &TorrentRecord) -> Value<'static> {
     d.insert(&b"owner"[..], Value::from(t.owner.clone()));
     d.insert(&b"authority"[..], Value::from(t.authority.0));
     d.insert(&b"published"[..], int(t.published_ms));
+    d.insert(&b"cipher"[..], Value::from(t.cipher.name()));
     d.insert(&b"complete"[..], int(counts.complete as u64));
     d.insert(&b"incomplete"[..], int(counts.incomplete as u64));
     d.insert(&b"downloaded"[..], int(counts.downloaded));

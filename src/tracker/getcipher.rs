@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use hyper::Response;
 
 use crate::bencode::{Dict, Value};
-use crate::crypto::content::ContentKey;
+use crate::crypto::content::{Cipher, ContentKey};
 use crate::crypto::identity::{
     CipherTarget, GetcipherMessage, IdentityError, PublicIdentity, decode_base64_lenient,
 };
@@ -39,8 +39,6 @@ use super::{Request, State};
 const MAX_KEY_DER: usize = 2048;
 /// Longest `sign` accepted after base64 (8192 bits).
 const MAX_SIGNATURE: usize = 1024;
-/// The cipher suite named in answers.
-const CIPHER: &str = "rc4+";
 
 /// The parameters of a getcipher request, checked for form only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,6 +200,7 @@ pub async fn handle_query(
     let user = Some(auth.username());
     match getcipher(state, query, &auth).await {
         Ok(Granted {
+            cipher,
             key_id,
             wrapped,
             reason,
@@ -216,7 +215,7 @@ pub async fn handle_query(
                 forget_new_key(state, key_id).await;
             }
             let mut d = Dict::new();
-            d.insert(&b"cipher"[..], Value::from(CIPHER));
+            d.insert(&b"cipher"[..], Value::from(cipher.name()));
             d.insert(&b"key id"[..], Value::from(key_id.0.to_vec()));
             d.insert(&b"key"[..], Value::from(wrapped));
             response::bencoded(&Value::Dict(d))
@@ -243,6 +242,8 @@ async fn forget_new_key(state: &State, key_id: KeyId) {
 
 /// A key to hand out.
 struct Granted {
+    /// The torrent's suite; the default one for a new key, which serves any suite.
+    cipher: Cipher,
     key_id: KeyId,
     /// The content key wrapped for the requester.
     wrapped: Vec<u8>,
@@ -332,15 +333,16 @@ async fn getcipher(
             return Err(Refusal::internal("nonce cache full; try again later"));
         }
     }
-    let (key_id, content_key, reason) = match params.target {
+    let (cipher, key_id, content_key, reason) = match params.target {
         CipherTarget::Torrent(hash) => {
-            let (key_id, grant) = torrent_key_id(state, &hash, auth)?;
+            let (cipher, key_id, grant) = torrent_key(state, &hash, auth)?;
             let sealed = sealed_torrent_key(state, key_id, &hash).await?;
             let raw = state
                 .master
                 .open(&key_id, &sealed)
                 .map_err(|e| Refusal::internal(e.to_string()))?;
             (
+                cipher,
                 key_id,
                 ContentKey::from_bytes(*raw),
                 format!("key handed out ({grant})"),
@@ -369,7 +371,12 @@ async fn getcipher(
                     state.config.pending_keys_per_user
                 )));
             }
-            (key_id, key, format!("new pending key {key_id}"))
+            (
+                Cipher::default(),
+                key_id,
+                key,
+                format!("new pending key {key_id}"),
+            )
         }
     };
     let _permit = state
@@ -381,6 +388,7 @@ async fn getcipher(
         .await
         .map_err(|_| Refusal::internal("key wrapping panicked"))?;
     Ok(Granted {
+        cipher,
         key_id,
         wrapped,
         reason,
@@ -415,21 +423,22 @@ async fn sealed_torrent_key(
     Ok(sealed)
 }
 
-fn torrent_key_id(
+/// The suite and key id of a torrent the requester may read, with the grant's reason.
+fn torrent_key(
     state: &State,
     hash: &InfoHash,
     auth: &super::credentials::Authenticated,
-) -> Result<(KeyId, &'static str), Refusal> {
+) -> Result<(Cipher, KeyId, &'static str), Refusal> {
     let requester = auth.requester();
     let grant = state.with_access(hash, auth.username(), |t| {
         decide(&requester, t, Action::Getcipher)
     })?;
     let torrents = state.torrents.read().unwrap_or_else(|p| p.into_inner());
-    let key_id = torrents
+    let (cipher, key_id) = torrents
         .get(hash)
-        .map(|t| t.key_id)
+        .map(|t| (t.cipher, t.key_id))
         .ok_or_else(|| Refusal::not_found("unknown torrent"))?;
-    Ok((key_id, grant.as_str()))
+    Ok((cipher, key_id, grant.as_str()))
 }
 
 #[cfg(test)]

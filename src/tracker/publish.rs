@@ -147,6 +147,7 @@ async fn publish_valid(
         authority: state.config.new_torrent_authority(),
         published_ms: now_ms,
         key_id: ivcsd.key_id,
+        cipher: ivcsd.cipher,
         relays: Vec::new(),
     };
     let outcome = state

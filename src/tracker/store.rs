@@ -23,6 +23,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
+use crate::crypto::content::Cipher;
 use crate::types::{Authority, InfoHash, KeyId};
 
 /// The master key's file name in the data directory.
@@ -91,6 +92,8 @@ const MIGRATIONS: &[&str] = &[
         username  TEXT NOT NULL,
         PRIMARY KEY (info_hash, username)
     ) STRICT;",
+    // 2: the content cipher suite of each torrent (`info.ivcsd.cipher`), for getcipher's answer
+    "ALTER TABLE torrents ADD COLUMN cipher TEXT NOT NULL DEFAULT 'rc4+';",
 ];
 
 /// A torrent as the tracker keeps it in memory (everything but the .torrent bytes).
@@ -103,6 +106,8 @@ pub struct TorrentRecord {
     pub authority: Authority,
     pub published_ms: u64,
     pub key_id: KeyId,
+    /// Its content cipher suite (`info.ivcsd.cipher`), which getcipher names.
+    pub cipher: Cipher,
     /// Users assigned to relay it, sorted.
     pub relays: Vec<String>,
 }
@@ -315,7 +320,7 @@ fn blob<const N: usize>(v: Vec<u8>, what: &'static str) -> Result<[u8; N], Store
 
 fn read_torrents(conn: &Connection) -> Result<Vec<TorrentRecord>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT info_hash, name, size, owner, authority, published_ms, key_id FROM torrents",
+        "SELECT info_hash, name, size, owner, authority, published_ms, key_id, cipher FROM torrents",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((
@@ -326,11 +331,12 @@ fn read_torrents(conn: &Connection) -> Result<Vec<TorrentRecord>, StoreError> {
             r.get::<_, i64>(4)?,
             r.get::<_, i64>(5)?,
             r.get::<_, Vec<u8>>(6)?,
+            r.get::<_, String>(7)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (hash, name, size, owner, authority, published_ms, key_id) = row?;
+        let (hash, name, size, owner, authority, published_ms, key_id, cipher) = row?;
         let info_hash = InfoHash(blob(hash, "info_hash")?);
         out.push(TorrentRecord {
             info_hash,
@@ -342,6 +348,7 @@ fn read_torrents(conn: &Connection) -> Result<Vec<TorrentRecord>, StoreError> {
             ),
             published_ms: u64::try_from(published_ms).unwrap_or(0),
             key_id: KeyId(blob(key_id, "key_id")?),
+            cipher: Cipher::from_name(cipher.as_bytes()).ok_or(StoreError::Corrupt("cipher"))?,
             relays: Vec::new(),
         });
     }
@@ -504,8 +511,8 @@ impl Store {
                 return Ok(PublishOutcome::UnknownKey);
             }
             tx.execute(
-                "INSERT INTO torrents (info_hash, name, size, owner, authority, published_ms, key_id, metainfo)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO torrents (info_hash, name, size, owner, authority, published_ms, key_id, metainfo, cipher)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 params![
                     &record.info_hash.0[..],
                     record.name,
@@ -514,7 +521,8 @@ impl Store {
                     i64::from(record.authority.0),
                     record.published_ms as i64,
                     &record.key_id.0[..],
-                    metainfo
+                    metainfo,
+                    record.cipher.name()
                 ],
             )?;
             tx.commit()?;
@@ -663,8 +671,49 @@ mod tests {
             authority: Authority(0),
             published_ms: 5,
             key_id: key,
+            cipher: Cipher::Aes256Ctr,
             relays: vec![],
         }
+    }
+
+    #[tokio::test]
+    async fn a_version_1_database_gains_the_cipher_column_and_its_torrents_are_rc4_plus() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join(MASTER_KEY_FILE);
+        // A database as the first schema left it, with one torrent.
+        let (store, thread, _master) = Store::open(dir.path(), &key_file).unwrap();
+        store.close().await;
+        drop(store);
+        thread.join();
+        std::fs::remove_file(dir.path().join(DB_FILE)).unwrap();
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO torrents VALUES (?1, 'old', 9, 'u1', 0, 5, ?2, x'00')",
+                params![&[8u8; 20][..], &[9u8; 16][..]],
+            )
+            .unwrap();
+        }
+        let (store, _thread, master) = Store::open(dir.path(), &key_file).unwrap();
+        let torrents = store.torrents().await.unwrap();
+        assert_eq!(torrents.len(), 1);
+        assert_eq!(torrents[0].cipher, Cipher::Rc4Plus);
+        // And a new torrent keeps the suite it was published with.
+        let id = KeyId([2; 16]);
+        let sealed = master.seal(&id, &[1; 32]);
+        store
+            .insert_pending_key(id, "u3".into(), sealed, 1000, 2)
+            .await
+            .unwrap();
+        store
+            .publish(record("u3", id), b"t".to_vec(), 0)
+            .await
+            .unwrap();
+        let stored = store.torrents().await.unwrap();
+        let new = stored.iter().find(|t| t.key_id == id).unwrap();
+        assert_eq!(new.cipher, Cipher::Aes256Ctr);
     }
 
     #[tokio::test]

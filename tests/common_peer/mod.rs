@@ -78,8 +78,18 @@ pub async fn publish_seeding(
     dir: &Path,
     content: &Path,
 ) -> (Child, PathBuf, std::net::SocketAddr) {
+    publish_seeding_with(tracker, dir, content, &[]).await
+}
+
+/// As [`publish_seeding`], with `args` added to `peer publish`.
+pub async fn publish_seeding_with(
+    tracker: &TestTracker,
+    dir: &Path,
+    content: &Path,
+    args: &[&str],
+) -> (Child, PathBuf, std::net::SocketAddr) {
     let (mut publish, torrent) = publish_command(tracker, dir, content);
-    let mut child = publish.stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = publish.args(args).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = tokio::time::timeout(STEP_TIMEOUT, async {
         while let Some(line) = lines.next_line().await.unwrap() {
@@ -143,6 +153,11 @@ pub async fn run_ok(command: &mut Command, within: Duration, what: &str) {
 
 /// `ivcsd admin --tracker URL --user admin ARGS…`, which must succeed.
 pub async fn admin(tracker: &TestTracker, args: &[&str]) {
+    admin_output(tracker, args).await;
+}
+
+/// As [`admin`], returning what it printed.
+pub async fn admin_output(tracker: &TestTracker, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_ivcsd"))
         .env("IVCSD_PASSWORD", password("admin"))
         .args(["admin", "--tracker", &announce(tracker), "--user", "admin"])
@@ -158,6 +173,7 @@ pub async fn admin(tracker: &TestTracker, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr),
         tracker.audit_log()
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 pub async fn assign(tracker: &TestTracker, hash: &ivcsd::types::InfoHash, user: &str) {
