@@ -1231,13 +1231,7 @@ impl Torrent {
         let (pieces_have, bytes_have, peers, complete) = {
             let state = self.lock();
             let have = state.picker.have();
-            let bytes: u64 = if have.is_full() {
-                self.store.info().total_length
-            } else {
-                have.iter_set()
-                    .map(|i| u64::from(self.geometry.piece_len(i).unwrap_or(0)))
-                    .sum()
-            };
+            let bytes = self.geometry.bytes_in(have);
             (have.count(), bytes, state.peers.len(), state.complete)
         };
         let downloaded = self.downloaded.load(Ordering::Relaxed);

@@ -21,6 +21,7 @@ use std::fmt;
 
 use crate::bencode::{self, Dict, Value};
 use crate::metainfo;
+use crate::peer::bitfield::Bitfield;
 use crate::types::{InfoHash, PeerId};
 
 /// The largest block a request may ask for and a piece message may carry (16 KiB). Equal to
@@ -797,6 +798,21 @@ impl Geometry {
         self.0.piece_index(index).map(|i| self.0.piece_len(i))
     }
 
+    /// The bytes in the pieces `have` holds, in constant time: every piece is full length
+    /// but perhaps the last. (Summing piece by piece made progress reports, sent after every
+    /// piece, quadratic in the piece count.)
+    pub fn bytes_in(&self, have: &Bitfield) -> u64 {
+        let last = self.piece_count() - 1;
+        let full = u64::from(have.count()) * u64::from(self.piece_length());
+        if have.get(last) {
+            // The last piece is at most one piece long, so this cannot underflow.
+            full - u64::from(self.piece_length())
+                + u64::from(self.piece_len(last).unwrap_or(self.piece_length()))
+        } else {
+            full
+        }
+    }
+
     /// The wire limits for this torrent.
     pub fn limits(&self) -> Limits {
         Limits::for_piece_count(self.piece_count())
@@ -861,6 +877,27 @@ pub fn generate_peer_id() -> PeerId {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn bytes_in_equals_the_sum_of_the_pieces_held(
+            pieces in 1u32..40,
+            short_by in 0u64..16384,
+            held in proptest::collection::vec(any::<bool>(), 40),
+        ) {
+            let total = u64::from(pieces) * 16384 - short_by;
+            let geometry = Geometry::new(16384, total).unwrap();
+            let mut have = Bitfield::new(geometry.piece_count());
+            let mut sum = 0u64;
+            for index in 0..geometry.piece_count() {
+                if held[index as usize] {
+                    have.set(index);
+                    sum += u64::from(geometry.piece_len(index).unwrap());
+                }
+            }
+            prop_assert_eq!(geometry.bytes_in(&have), sum);
+        }
+    }
 
     fn frame(id: u8, payload: &[u8]) -> Vec<u8> {
         let mut v = ((payload.len() + 1) as u32).to_be_bytes().to_vec();

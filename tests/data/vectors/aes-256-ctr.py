@@ -56,6 +56,8 @@ assert hashlib.sha256(data).hexdigest() == c["plaintext_sha256"]
 cipher = keystream_xor(data, 0)
 ranges = []
 for offset, n in [(0, 48), (5, 40), (16383, 34), (16384 * 7 + 9, 100), ((1 << 40) + 3, 64),
+                  # across the carry out of the low 32 bits of the counter
+                  ((1 << 36) - 20, 48),
                   ((1 << 63) + 16 * 1000 - 7, 32)]:
     ranges.append({"offset": offset, "len": n, "keystream": keystream_xor(bytes(n), offset).hex()})
 
