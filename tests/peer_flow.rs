@@ -112,6 +112,43 @@ async fn an_aes_256_ctr_torrent_is_published_downloaded_and_names_its_suite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tracker_that_names_another_suite_than_the_torrent_gets_nothing_decrypted() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = dir.path().join("src").join("mixed.bin");
+    random_file(&content, 300_000, 5);
+    let port = common_tracker::free_port();
+    let mut tracker = TestTracker::start_on(&users(), &format!("127.0.0.1:{port}")).await;
+    let torrent = common_peer::publish_readable_with(
+        &tracker,
+        dir.path(),
+        &content,
+        &["--cipher", "aes-256-ctr"],
+    )
+    .await;
+    // The tracker's record of the suite is damaged (or the tracker lies): it now says rc4+.
+    tracker.stop().await;
+    let db = rusqlite::Connection::open(tracker.config.data_dir.join("tracker.sqlite")).unwrap();
+    assert_eq!(
+        db.execute("UPDATE torrents SET cipher = 'rc4+'", [])
+            .unwrap(),
+        1
+    );
+    drop(db);
+    let tracker = tracker.restart().await;
+    let refused = download(dir.path(), "u1", &torrent, &dir.path().join("u1")).await;
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(
+            "the tracker names cipher rc4+ for this torrent, but the torrent names aes-256-ctr; refusing to decrypt"
+        ),
+        "{}",
+        refused.stderr
+    );
+    assert!(!dir.path().join("u1").join("mixed.bin").exists());
+    drop(tracker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_cipher_is_a_usage_error_naming_the_known_ones() {
     let dir = tempfile::tempdir().unwrap();
     let content = dir.path().join("data.bin");

@@ -66,8 +66,18 @@ fn publish_command(tracker: &TestTracker, dir: &Path, content: &Path) -> (Comman
 
 /// Publishes `content` as u3 without seeding and lets u1 read it; returns the torrent.
 pub async fn publish_readable(tracker: &TestTracker, dir: &Path, content: &Path) -> PathBuf {
+    publish_readable_with(tracker, dir, content, &[]).await
+}
+
+/// As [`publish_readable`], with `args` added to `peer publish`.
+pub async fn publish_readable_with(
+    tracker: &TestTracker,
+    dir: &Path,
+    content: &Path,
+    args: &[&str],
+) -> PathBuf {
     let (mut publish, torrent) = publish_command(tracker, dir, content);
-    run_ok(publish.arg("--no-seed"), STEP_TIMEOUT, "publish").await;
+    run_ok(publish.arg("--no-seed").args(args), STEP_TIMEOUT, "publish").await;
     set_authority(tracker, &info_hash_of(&torrent), 3).await;
     torrent
 }
