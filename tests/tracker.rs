@@ -696,6 +696,71 @@ async fn publish_refusals() {
 }
 
 #[tokio::test]
+async fn publish_ciphers_limits_new_torrents_and_getcipher_names_the_torrents_suite() {
+    use ivcsd::crypto::content::Cipher;
+    use ivcsd::metainfo::TorrentBuilder;
+    use ivcsd::types::KeyId;
+    let t = TestTracker::start_with(&standard_users(), |c| {
+        c.publish_ciphers = vec![Cipher::Aes256Ctr];
+    })
+    .await;
+    let c = creds("u3");
+    let grant = t
+        .getcipher("u3", CipherTarget::New, key2048(), now(), &fresh_nonce())
+        .await
+        .ok();
+    assert_eq!(
+        grant.bytes("cipher"),
+        b"rc4+",
+        "a new key serves either suite"
+    );
+    let key_id = KeyId::from_slice(&grant.bytes("key id")).unwrap();
+    let key = key2048().unwrap_content_key(&grant.bytes("key")).unwrap();
+    let file = t.dir.path().join("policy.bin");
+    std::fs::write(&file, vec![7u8; 70_000]).unwrap();
+    let build = |cipher| {
+        TorrentBuilder::new(&file)
+            .cipher(cipher)
+            .encrypted(&key, key_id)
+            .unwrap()
+    };
+
+    let refused = t
+        .post(&format!("/publish?{c}"), build(Cipher::Rc4Plus).bytes)
+        .await;
+    assert_eq!(
+        (refused.status, refused.failure().as_deref()),
+        (
+            400,
+            Some(
+                "this tracker accepts torrents encrypted with aes-256-ctr only, not rc4+ (publish with --cipher aes-256-ctr)"
+            )
+        )
+    );
+    assert!(
+        t.audit_log()
+            .contains("accepts torrents encrypted with aes-256-ctr only"),
+        "the refusal is audited"
+    );
+
+    // The same key, now with the allowed suite: stored, and named by getcipher.
+    let aes = build(Cipher::Aes256Ctr);
+    let published = t.post(&format!("/publish?{c}"), aes.bytes).await.ok();
+    assert_eq!(published.bytes("info hash"), aes.metainfo.info_hash.0);
+    let grant = t
+        .getcipher(
+            "u3",
+            CipherTarget::Torrent(aes.metainfo.info_hash),
+            key2048(),
+            now(),
+            &fresh_nonce(),
+        )
+        .await
+        .ok();
+    assert_eq!(grant.bytes("cipher"), b"aes-256-ctr");
+}
+
+#[tokio::test]
 async fn admin_api_is_for_admins_only() {
     let t = TestTracker::start(&standard_users()).await;
     let p = t.publish("u3", b"admin").await;

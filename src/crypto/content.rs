@@ -174,6 +174,14 @@ impl fmt::Display for Cipher {
     }
 }
 
+/// By name, as in configuration files (`publish_ciphers = ["aes-256-ctr"]`).
+impl<'de> serde::Deserialize<'de> for Cipher {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Cipher, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl std::str::FromStr for Cipher {
     type Err = String;
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::crypto::content::Cipher;
 use crate::types::Authority;
 
 use super::audit::OnFailure;
@@ -88,6 +89,10 @@ pub struct Config {
 
     /// Authority of a newly published torrent (0, the highest, by default).
     pub new_torrent_authority: u32,
+    /// The content cipher suites a published torrent may use (`info.ivcsd.cipher`): both by
+    /// default; `["aes-256-ctr"]` keeps new torrents off RC4+, `["rc4+"]` keeps them readable
+    /// by older peers. Torrents already published are not affected.
+    pub publish_ciphers: Vec<Cipher>,
     /// Largest .torrent accepted by /publish.
     pub max_torrent_bytes: usize,
     /// getcipher: how far `ts` may be from the tracker's clock; also how long nonces are kept.
@@ -165,6 +170,7 @@ impl Default for Config {
             throttle_block_secs: 60,
             throttle_entries: 65_536,
             new_torrent_authority: 0,
+            publish_ciphers: Cipher::ALL.to_vec(),
             max_torrent_bytes: 16 * 1024 * 1024,
             nonce_window_secs: 300,
             nonce_cache_entries: 100_000,
@@ -231,6 +237,11 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.publish_ciphers.is_empty() {
+            return Err(ConfigError::Invalid(
+                "publish_ciphers is empty: no torrent could be published; name at least one of rc4+, aes-256-ctr".into(),
+            ));
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::Invalid(
                 "tls_cert and tls_key go together: give both or neither".into(),
@@ -331,6 +342,23 @@ mod tests {
     }
 
     #[test]
+    fn publish_ciphers_default_to_both_and_take_names() {
+        assert_eq!(Config::default().publish_ciphers, Cipher::ALL.to_vec());
+        let c = Config::from_toml("publish_ciphers = [\"aes-256-ctr\"]").unwrap();
+        assert_eq!(c.publish_ciphers, vec![Cipher::Aes256Ctr]);
+    }
+
+    #[test]
+    fn an_unknown_publish_cipher_is_named_in_the_error() {
+        let err = Config::from_toml("publish_ciphers = [\"rc4\"]").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unknown cipher \"rc4\" (known: rc4+, aes-256-ctr)"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn example_file_parses() {
         let text = include_str!("../../config/tracker.toml");
         Config::from_toml(text).unwrap();
@@ -377,6 +405,16 @@ mod tests {
         ConfigError::Invalid(_)
     );
     invalid!(too_many_workers, "workers = 5000", ConfigError::Invalid(_));
+    invalid!(
+        no_publish_cipher,
+        "publish_ciphers = []",
+        ConfigError::Invalid(_)
+    );
+    invalid!(
+        publish_cipher_not_a_list,
+        "publish_ciphers = \"rc4+\"",
+        ConfigError::Parse { .. }
+    );
     invalid!(
         bad_listen,
         "listen = \"nowhere\"",

@@ -115,6 +115,17 @@ async fn publish_valid(
             "torrent has no info.ivcsd: not encrypted for ivcsd",
         ));
     };
+    let allowed = &state.config.publish_ciphers;
+    if !allowed.contains(&ivcsd.cipher) {
+        // (`Config::validate` keeps the list from being empty.)
+        let names: Vec<&str> = allowed.iter().map(|c| c.name()).collect();
+        return Err(Refusal::malformed(format!(
+            "this tracker accepts torrents encrypted with {} only, not {} (publish with --cipher {})",
+            names.join(" or "),
+            ivcsd.cipher,
+            names.first().copied().unwrap_or("…")
+        )));
+    }
     let owner = auth.username().to_owned();
     let now_ms = state.clock.unix_ms();
     let pending_since_ms =
