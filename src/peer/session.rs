@@ -1211,10 +1211,7 @@ impl Torrent {
         let state = self.lock();
         let have = state.picker.have();
         let info = self.store.info();
-        let bytes_have: u64 = have
-            .iter_set()
-            .map(|i| u64::from(self.geometry.piece_len(i).unwrap_or(0)))
-            .sum();
+        let bytes_have = self.geometry.bytes_in(have);
         AnnounceRequest {
             info_hash: self.info_hash,
             peer_id: self.config.connection.peer_id,
