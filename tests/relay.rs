@@ -1,6 +1,6 @@
 //! `ivcsd peer relay` with the real binary against a real tracker on 127.0.0.1: the paper's
 //! Fig. 11 (A publishes, C relays, A leaves, B downloads from C alone; C holds no plaintext and
-//! is refused the key), a restarted relay resuming from its store, a relay repairing rot in
+//! is refused the key; for both content suites), a restarted relay resuming from its store, a relay repairing rot in
 //! its store (`--reverify-every`), unassigning (data kept or deleted) and the `--max-store`
 //! refusal.
 
@@ -11,6 +11,7 @@ use std::path::Path;
 
 use common_peer::*;
 use common_tracker::{TestTracker, fresh_nonce, key2048, now};
+use ivcsd::crypto::content::{Cipher, ContentCipher};
 use ivcsd::crypto::identity::CipherTarget;
 
 const MIB: usize = 1024 * 1024;
@@ -21,13 +22,24 @@ const MIB: usize = 1024 * 1024;
 /// no block of the plaintext, and C is refused the key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fig11_a_publishes_c_relays_b_downloads_from_c_alone() {
+    fig11(Cipher::Rc4Plus).await;
+}
+
+/// The same with an aes-256-ctr torrent: the relay carries it without knowing the suite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fig11_with_aes_256_ctr() {
+    fig11(Cipher::Aes256Ctr).await;
+}
+
+async fn fig11(cipher: Cipher) {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let content = dir.join("src").join("data.bin");
     random_file(&content, 3 * MIB + 5, 11);
     let tracker = TestTracker::start(&users()).await;
 
-    let (mut a, torrent) = publish(&tracker, dir, &content).await;
+    let (mut a, torrent, _) =
+        publish_seeding_with(&tracker, dir, &content, &["--cipher", cipher.name()]).await;
     let hash = info_hash_of(&torrent);
     let store = dir.join("c-store");
     let mut c = RelayProcess::start(&tracker, dir, "relay", &store, &[]).await;
@@ -64,8 +76,7 @@ async fn fig11_a_publishes_c_relays_b_downloads_from_c_alone() {
         key2048().unwrap_content_key(&answer.bytes("key")).unwrap()
     };
     let mut ciphertext = plaintext.clone();
-    ivcsd::crypto::content::ContentCipher::new(ivcsd::crypto::content::Cipher::Rc4Plus, &key)
-        .apply_keystream(0, &mut ciphertext);
+    ContentCipher::new(cipher, &key).apply_keystream(0, &mut ciphertext);
     let stored = store.join(hash.to_hex()).join("data").join("data.bin");
     assert!(
         std::fs::read(&stored).unwrap() == ciphertext,
