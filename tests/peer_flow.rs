@@ -149,6 +149,29 @@ async fn a_tracker_that_names_another_suite_than_the_torrent_gets_nothing_decryp
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_takes_the_trackers_preferred_suite_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = dir.path().join("src").join("site.bin");
+    random_file(&content, 100_000, 6);
+    let tracker = TestTracker::start_with(&users(), |c| {
+        c.publish_ciphers = vec![Cipher::Aes256Ctr, Cipher::Rc4Plus];
+    })
+    .await;
+    let suite_of = |torrent: &Path| {
+        let metainfo = Metainfo::from_bytes(&std::fs::read(torrent).unwrap()).unwrap();
+        metainfo.info.ivcsd.unwrap().cipher
+    };
+    let preferred = common_peer::publish_readable(&tracker, dir.path(), &content).await;
+    assert_eq!(suite_of(&preferred), Cipher::Aes256Ctr);
+    // An explicit choice the tracker allows wins (another torrent: the suite is in `info`).
+    std::fs::remove_file(&preferred).unwrap();
+    let told =
+        common_peer::publish_readable_with(&tracker, dir.path(), &content, &["--cipher", "rc4+"])
+            .await;
+    assert_eq!(suite_of(&told), Cipher::Rc4Plus);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_cipher_is_a_usage_error_naming_the_known_ones() {
     let dir = tempfile::tempdir().unwrap();
     let content = dir.path().join("data.bin");

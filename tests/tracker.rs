@@ -696,7 +696,7 @@ async fn publish_refusals() {
 }
 
 #[tokio::test]
-async fn publish_ciphers_limits_new_torrents_and_getcipher_names_the_torrents_suite() {
+async fn publish_ciphers_limit_new_torrents_and_getcipher_names_the_preferred_suite() {
     use ivcsd::crypto::content::Cipher;
     use ivcsd::metainfo::TorrentBuilder;
     use ivcsd::types::KeyId;
@@ -711,8 +711,8 @@ async fn publish_ciphers_limits_new_torrents_and_getcipher_names_the_torrents_su
         .ok();
     assert_eq!(
         grant.bytes("cipher"),
-        b"rc4+",
-        "a new key serves either suite"
+        b"aes-256-ctr",
+        "a new key serves either suite; the answer names the tracker's preferred one"
     );
     let key_id = KeyId::from_slice(&grant.bytes("key id")).unwrap();
     let key = key2048().unwrap_content_key(&grant.bytes("key")).unwrap();

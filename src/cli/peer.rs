@@ -88,9 +88,10 @@ pub struct PublishArgs {
     #[arg(long, value_name = "BYTES")]
     pub piece_length: Option<u64>,
     /// The content cipher: rc4+ (SPEC's suite) or aes-256-ctr (far cheaper on CPUs with AES
-    /// instructions; readers need an ivcsd that knows it, older ones refuse the torrent).
-    #[arg(long, default_value_t = Cipher::Rc4Plus, value_name = "SUITE")]
-    pub cipher: Cipher,
+    /// instructions; readers need an ivcsd that knows it, older ones refuse the torrent)
+    /// [default: the tracker's preferred suite, rc4+ unless its operator chose otherwise].
+    #[arg(long, value_name = "SUITE")]
+    pub cipher: Option<Cipher>,
     /// Publish and exit instead of seeding.
     #[arg(long)]
     pub no_seed: bool,

@@ -198,8 +198,13 @@ pub fn publish(common: &PeerCommon, args: PublishArgs, _global: &GlobalArgs) -> 
             .unwrap_or_else(|| PathBuf::from(format!("{}.torrent", published.metainfo.info.name)));
         ivcsd::fsutil::write_atomic(&output, &published.torrent_bytes, 0o644)
             .with_context(|| format!("cannot write {}", output.display()))?;
+        let cipher = published
+            .metainfo
+            .info
+            .ivcsd
+            .map_or("none", |ivcsd| ivcsd.cipher.name());
         println!(
-            "published {}: info hash {}, authority {}; torrent written to {}",
+            "published {}: info hash {}, authority {}, cipher {cipher}; torrent written to {}",
             published.metainfo.info.name,
             published.metainfo.info_hash,
             published.authority,

@@ -22,7 +22,8 @@ pub struct Published {
     pub authority: Authority,
 }
 
-/// Gets a new key, builds the torrent of `path` encrypted with `cipher` and publishes it.
+/// Gets a new key, builds the torrent of `path` encrypted with `cipher` (the tracker's
+/// preferred suite when `None`) and publishes it.
 ///
 /// # Errors
 /// The tracker refuses or cannot be reached, the content cannot be read, or the tracker
@@ -31,7 +32,7 @@ pub async fn publish(
     node: &PeerNode,
     path: &Path,
     piece_length: Option<u64>,
-    cipher: Cipher,
+    cipher: Option<Cipher>,
 ) -> Result<Published, PeerError> {
     let grant = node
         .tracker
@@ -40,6 +41,7 @@ pub async fn publish(
     let announce = node.tracker.announce_url();
     let path: PathBuf = path.to_owned();
     let key = grant.key.clone();
+    let cipher = cipher.unwrap_or(grant.cipher);
     // Reading, encrypting and hashing everything is CPU and disk work: off the reactor.
     let created = tokio::task::spawn_blocking(move || {
         TorrentBuilder::new(&path)
@@ -60,7 +62,7 @@ pub async fn publish(
             created.metainfo.info_hash
         )));
     }
-    tracing::info!(%info_hash, %authority, "published");
+    tracing::info!(%info_hash, %authority, %cipher, "published");
     Ok(Published {
         metainfo: created.metainfo,
         torrent_bytes: created.bytes,

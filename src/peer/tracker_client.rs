@@ -86,8 +86,8 @@ pub struct AnnounceResponse {
 /// A content key obtained through getcipher.
 #[derive(Debug)]
 pub struct CipherGrant {
-    /// The suite the tracker names: the torrent's, or `rc4+` for a new key (which serves
-    /// either suite; the torrent built with it names its own).
+    /// The suite the tracker names: the torrent's, or for a new key (which serves either
+    /// suite; the torrent built with it names its own) the one it prefers for new torrents.
     pub cipher: Cipher,
     pub key_id: KeyId,
     pub key: ContentKey,

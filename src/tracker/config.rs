@@ -89,9 +89,11 @@ pub struct Config {
 
     /// Authority of a newly published torrent (0, the highest, by default).
     pub new_torrent_authority: u32,
-    /// The content cipher suites a published torrent may use (`info.ivcsd.cipher`): both by
-    /// default; `["aes-256-ctr"]` keeps new torrents off RC4+, `["rc4+"]` keeps them readable
-    /// by older peers. Torrents already published are not affected.
+    /// The content cipher suites a published torrent may use (`info.ivcsd.cipher`), the
+    /// preferred one first: getcipher `new=1` names it, and `peer publish` uses it unless
+    /// given `--cipher`. Both by default, RC4+ first; `["aes-256-ctr", "rc4+"]` makes AES the
+    /// site's default, `["aes-256-ctr"]` keeps new torrents off RC4+, `["rc4+"]` keeps them
+    /// readable by older peers. Torrents already published are not affected.
     pub publish_ciphers: Vec<Cipher>,
     /// Largest .torrent accepted by /publish.
     pub max_torrent_bytes: usize,
@@ -308,6 +310,12 @@ impl Config {
     }
     pub fn new_torrent_authority(&self) -> Authority {
         Authority(self.new_torrent_authority)
+    }
+
+    /// The suite new torrents should use: the first of `publish_ciphers`.
+    pub fn preferred_cipher(&self) -> Cipher {
+        // `validate` keeps the list from being empty; SPEC's suite otherwise.
+        self.publish_ciphers.first().copied().unwrap_or_default()
     }
 }
 

@@ -242,7 +242,7 @@ async fn forget_new_key(state: &State, key_id: KeyId) {
 
 /// A key to hand out.
 struct Granted {
-    /// The torrent's suite; the default one for a new key, which serves any suite.
+    /// The torrent's suite; for a new key (which serves any suite), the tracker's preferred one.
     cipher: Cipher,
     key_id: KeyId,
     /// The content key wrapped for the requester.
@@ -372,7 +372,9 @@ async fn getcipher(
                 )));
             }
             (
-                Cipher::default(),
+                // The key serves any suite; the answer names the one this tracker prefers for
+                // new torrents, which `peer publish` uses unless told otherwise.
+                state.config.preferred_cipher(),
                 key_id,
                 key,
                 format!("new pending key {key_id}"),
