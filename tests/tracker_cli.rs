@@ -594,7 +594,7 @@ async fn tracker_check_reads_everything_starts_nothing_and_says_what_is_wrong() 
     assert_eq!(
         stdout(&o).trim(),
         format!(
-            "configuration OK: http on 127.0.0.1:6999, data in {}, {} users (1 admins), audit log on, metrics http://127.0.0.1:9477/metrics",
+            "configuration OK: http on 127.0.0.1:6999, data in {}, {} users (1 admins), audit log on, metrics http://127.0.0.1:9477/metrics, new torrents rc4+ or aes-256-ctr",
             data.display(),
             standard_users().len()
         )

@@ -120,13 +120,15 @@ fn check(config: &Config, users: &AuthoritySource) -> anyhow::Result<()> {
     let metrics = config
         .metrics_listen
         .map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));
+    let ciphers: Vec<&str> = config.publish_ciphers.iter().map(|c| c.name()).collect();
     println!(
         "configuration OK: {tls} on {}, data in {}, {} users ({admins} admins), audit log {}, \
-         metrics {metrics}",
+         metrics {metrics}, new torrents {}",
         config.listen,
         config.data_dir.display(),
         table.len(),
         if config.audit { "on" } else { "off" },
+        ciphers.join(" or "),
     );
     Ok(())
 }
