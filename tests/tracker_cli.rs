@@ -48,6 +48,9 @@ async fn admin_cli_lists_shows_sets_authority_assigns_relays_and_reads_the_audit
     assert!(o.status.success(), "{} {}", stderr(&o), t.audit_log());
     let out = stdout(&o);
     assert!(out.contains(&hash) && out.contains("u3"), "{out}");
+    let line = out.lines().find(|l| l.starts_with(&hash)).unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields.get(5), Some(&"rc4+"), "the cipher column: {line}");
 
     let o = run(
         admin(&["torrent", "set-authority", &hash, "4"]),

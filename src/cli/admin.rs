@@ -44,7 +44,7 @@ pub enum AdminCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TorrentCommand {
-    /// Every torrent with its size, owner, authority and swarm counts.
+    /// Every torrent with its size, owner, authority, swarm counts and cipher.
     List {
         /// One JSON object a line (info_hash, name, size, owner, authority, published_ms,
         /// cipher, seeders, leechers, completed, relays), for scripts.
@@ -319,13 +319,14 @@ fn relays_of<'a>(t: &'a Dict<'_>) -> Vec<&'a str> {
 
 fn print_torrent_line(t: &Dict<'_>) {
     println!(
-        "{}  {:>4}  {:<12}  {:>14}  {:>5}/{:<5}  {}",
+        "{}  {:>4}  {:<12}  {:>14}  {:>5}/{:<5}  {:<11}  {}",
         field_hash(t, "info hash"),
         field_int(t, "authority"),
         field_str(t, "owner"),
         field_int(t, "size"),
         field_int(t, "complete"),
         field_int(t, "incomplete"),
+        field_str(t, "cipher"),
         field_str(t, "name"),
     );
 }
@@ -346,8 +347,8 @@ async fn remote(client: AdminClient, command: AdminCommand) -> anyhow::Result<()
                 return Ok(());
             }
             println!(
-                "{:<40}  {:>4}  {:<12}  {:>14}  {:>11}  name",
-                "info hash", "auth", "owner", "size (bytes)", "seed/leech"
+                "{:<40}  {:>4}  {:<12}  {:>14}  {:>11}  {:<11}  name",
+                "info hash", "auth", "owner", "size (bytes)", "seed/leech", "cipher"
             );
             for t in list.iter().filter_map(Value::as_dict) {
                 print_torrent_line(t);
