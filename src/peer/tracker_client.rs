@@ -354,27 +354,7 @@ impl TrackerClient {
             b64.encode(&signature)
         );
         let body = self.call("/getcipher", &q, None).await?;
-        let value = bencode::decode(&body).map_err(|e| TrackerError::Malformed(e.to_string()))?;
-        let dict = value.as_dict().ok_or_else(|| {
-            TrackerError::Malformed("getcipher answer is not a dictionary".into())
-        })?;
-        let cipher = dict.get(b"cipher").and_then(Value::as_bytes);
-        let cipher = cipher.and_then(Cipher::from_name).ok_or_else(|| {
-            TrackerError::Malformed(format!(
-                "unsupported cipher {:?}",
-                cipher.map_or("(none)".into(), String::from_utf8_lossy)
-            ))
-        })?;
-        let key_id = dict
-            .get(b"key id")
-            .and_then(Value::as_bytes)
-            .and_then(KeyId::from_slice)
-            .ok_or_else(|| TrackerError::Malformed("missing or bad key id".into()))?;
-        let wrapped = dict
-            .get(b"key")
-            .and_then(Value::as_bytes)
-            .ok_or_else(|| TrackerError::Malformed("missing key".into()))?
-            .to_vec();
+        let (cipher, key_id, wrapped) = parse_cipher_answer(&body)?;
         let identity = Arc::clone(identity);
         let key = tokio::task::spawn_blocking(move || identity.unwrap_content_key(&wrapped))
             .await
@@ -531,9 +511,88 @@ pub fn parse_announce(body: &[u8]) -> Result<AnnounceResponse, TrackerError> {
     })
 }
 
+/// A getcipher answer (docs/protocol.md 4.3): the suite, the key id and the wrapped key.
+fn parse_cipher_answer(body: &[u8]) -> Result<(Cipher, KeyId, Vec<u8>), TrackerError> {
+    let value = bencode::decode(body).map_err(|e| TrackerError::Malformed(e.to_string()))?;
+    let dict = value
+        .as_dict()
+        .ok_or_else(|| TrackerError::Malformed("getcipher answer is not a dictionary".into()))?;
+    let cipher = dict.get(b"cipher").and_then(Value::as_bytes);
+    let cipher = cipher.and_then(Cipher::from_name).ok_or_else(|| {
+        TrackerError::Malformed(format!(
+            "unsupported cipher {:?}",
+            cipher.map_or("(none)".into(), String::from_utf8_lossy)
+        ))
+    })?;
+    let key_id = dict
+        .get(b"key id")
+        .and_then(Value::as_bytes)
+        .and_then(KeyId::from_slice)
+        .ok_or_else(|| TrackerError::Malformed("missing or bad key id".into()))?;
+    let wrapped = dict
+        .get(b"key")
+        .and_then(Value::as_bytes)
+        .ok_or_else(|| TrackerError::Malformed("missing key".into()))?
+        .to_vec();
+    Ok((cipher, key_id, wrapped))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cipher_answers_parse_for_both_suites() {
+        for (name, suite) in [
+            ("4:rc4+", Cipher::Rc4Plus),
+            ("11:aes-256-ctr", Cipher::Aes256Ctr),
+        ] {
+            let body = format!("d6:cipher{name}3:key3:abc6:key id16:0123456789abcdefe");
+            let (cipher, key_id, wrapped) = parse_cipher_answer(body.as_bytes()).unwrap();
+            assert_eq!(
+                (cipher, key_id.0, &wrapped[..]),
+                (suite, *b"0123456789abcdef", &b"abc"[..])
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_cipher_answers_are_errors_that_say_what() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "input ends where a value was expected at byte 0"),
+            (b"le", "getcipher answer is not a dictionary"),
+            (
+                b"d3:key3:abc6:key id16:0123456789abcdefe",
+                "unsupported cipher \"(none)\"",
+            ),
+            (
+                b"d6:cipher8:chacha203:key3:abc6:key id16:0123456789abcdefe",
+                "unsupported cipher \"chacha20\"",
+            ),
+            (
+                b"d6:cipher4:rc4+3:key3:abc6:key id3:abce",
+                "missing or bad key id",
+            ),
+            (
+                b"d6:cipher4:rc4+6:key id16:0123456789abcdefe",
+                "missing key",
+            ),
+            (
+                b"d6:cipher4:rc4+3:keyi1e6:key id16:0123456789abcdefe",
+                "missing key",
+            ),
+        ];
+        for (body, expected) in cases {
+            match parse_cipher_answer(body) {
+                Err(TrackerError::Malformed(m)) => assert!(
+                    m.contains(expected),
+                    "{}: {m}",
+                    String::from_utf8_lossy(body)
+                ),
+                other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
+            }
+        }
+    }
 
     fn client(url: &str) -> TrackerClient {
         TrackerClient::new(url, "u 1", Zeroizing::new("p&w".into())).unwrap()
