@@ -717,6 +717,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unknown_cipher_in_a_row_is_a_damaged_row_not_a_guess() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join(MASTER_KEY_FILE);
+        let (store, thread, _master) = Store::open(dir.path(), &key_file).unwrap();
+        store.close().await;
+        drop(store);
+        thread.join();
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute(
+                "INSERT INTO torrents VALUES (?1, 'x', 9, 'u1', 0, 5, ?2, x'00', 'rc5')",
+                params![&[8u8; 20][..], &[9u8; 16][..]],
+            )
+            .unwrap();
+        }
+        let (store, _thread, _master) = Store::open(dir.path(), &key_file).unwrap();
+        let err = store.torrents().await.unwrap_err();
+        assert_eq!(err.to_string(), "database row damaged: cipher");
+    }
+
+    #[tokio::test]
     async fn forgetting_a_pending_key_frees_its_place_and_spares_bound_keys() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _thread, master) =
