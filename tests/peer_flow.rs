@@ -172,6 +172,57 @@ async fn publish_takes_the_trackers_preferred_suite_unless_told() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_reports_its_progress_up_to_the_whole_size() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let content = dir.path().join("big.bin");
+    let len = 70 * 1024 * 1024 + 3;
+    random_file(&content, len, 8);
+    let tracker = TestTracker::start(&users()).await;
+    let identity = Arc::new(
+        ivcsd::crypto::identity::Identity::from_pkcs8_pem(
+            &std::fs::read_to_string(common_tracker::data("rsa2048.pem")).unwrap(),
+        )
+        .unwrap(),
+    );
+    let client = ivcsd::peer::tracker_client::TrackerClient::new(
+        &format!("http://{}/announce", tracker.addr),
+        "u3",
+        zeroize::Zeroizing::new(common_tracker::password("u3")),
+    )
+    .unwrap();
+    let node = ivcsd::peer::node::PeerNode::start(
+        client,
+        Some(identity),
+        "127.0.0.1:0".parse().unwrap(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&reports);
+    let published =
+        ivcsd::peer::publish::publish(&node, &content, None, None, move |done, total| {
+            seen.lock().unwrap().push((done, total));
+        })
+        .await
+        .unwrap();
+    let reports = reports.lock().unwrap().clone();
+    let total = len as u64;
+    assert!(
+        reports.len() >= 3,
+        "a report about every 32 MiB: {reports:?}"
+    );
+    assert!(reports.iter().all(|&(_, t)| t == total), "{reports:?}");
+    assert!(
+        reports.windows(2).all(|w| w[0].0 < w[1].0),
+        "progress only grows: {reports:?}"
+    );
+    assert_eq!(reports.last(), Some(&(total, total)));
+    assert_eq!(published.metainfo.info.total_length, total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_cipher_is_a_usage_error_naming_the_known_ones() {
     let dir = tempfile::tempdir().unwrap();
     let content = dir.path().join("data.bin");

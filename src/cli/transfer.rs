@@ -148,6 +148,26 @@ impl ProgressView {
         ProgressView { bar }
     }
 
+    /// The bar of `peer publish` while it encrypts and hashes the content (length set by the
+    /// first report).
+    fn building(quiet: bool) -> Self {
+        let bar = if quiet || !std::io::stderr().is_terminal() {
+            indicatif::ProgressBar::hidden()
+        } else {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "encrypting {percent:>3}% [{bar:20}] {bytes}/{total_bytes} {bytes_per_sec} \
+                     ETA {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        };
+        ProgressView { bar }
+    }
+
     fn update(&self, p: &Progress) {
         self.bar.set_position(p.bytes_have);
         let tracker = if p.tracker_error.is_some() {
@@ -184,14 +204,27 @@ async fn follow(
     }
 }
 
-pub fn publish(common: &PeerCommon, args: PublishArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
+pub fn publish(common: &PeerCommon, args: PublishArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
         stop_on_signals(shutdown.clone());
         let node = start_node(common, &args.tracker, IdentityUse::Needed, shutdown.clone()).await?;
-        let published = publish::publish(&node, &args.path, args.piece_length, args.cipher)
-            .await
-            .with_context(|| format!("cannot publish {}", args.path.display()))?;
+        let building = ProgressView::building(global.quiet);
+        let bar = building.bar.clone();
+        let published = publish::publish(
+            &node,
+            &args.path,
+            args.piece_length,
+            args.cipher,
+            move |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            },
+        )
+        .await
+        .with_context(|| format!("cannot publish {}", args.path.display()));
+        building.bar.finish_and_clear();
+        let published = published?;
         let output = args
             .output
             .clone()
