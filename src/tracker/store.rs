@@ -676,15 +676,22 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_version_1_database_gains_the_cipher_column_and_its_torrents_are_rc4_plus() {
-        let dir = tempfile::tempdir().unwrap();
-        let key_file = dir.path().join(MASTER_KEY_FILE);
-        // A database as the first schema left it, with one torrent.
-        let (store, thread, _master) = Store::open(dir.path(), &key_file).unwrap();
+    /// Creates a store (master key and database) in `dir` and closes it, for a test that then
+    /// edits the database itself; returns the master key's path.
+    async fn created_and_closed(dir: &Path) -> PathBuf {
+        let key_file = dir.join(MASTER_KEY_FILE);
+        let (store, thread, _master) = Store::open(dir, &key_file).unwrap();
         store.close().await;
         drop(store);
         thread.join();
+        key_file
+    }
+
+    #[tokio::test]
+    async fn a_version_1_database_gains_the_cipher_column_and_its_torrents_are_rc4_plus() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = created_and_closed(dir.path()).await;
+        // A database as the first schema left it, with one torrent.
         std::fs::remove_file(dir.path().join(DB_FILE)).unwrap();
         {
             let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
@@ -719,11 +726,7 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_cipher_in_a_row_is_a_damaged_row_not_a_guess() {
         let dir = tempfile::tempdir().unwrap();
-        let key_file = dir.path().join(MASTER_KEY_FILE);
-        let (store, thread, _master) = Store::open(dir.path(), &key_file).unwrap();
-        store.close().await;
-        drop(store);
-        thread.join();
+        let key_file = created_and_closed(dir.path()).await;
         {
             let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
             conn.execute(
