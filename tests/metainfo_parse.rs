@@ -729,7 +729,7 @@ fn messages_name_the_field() {
             single()
                 .set("ivcsd", ivcsd().with("cipher", "aes"))
                 .torrent(),
-            "info.ivcsd.cipher 'aes' is not supported (known: rc4+)",
+            "info.ivcsd.cipher 'aes' is not supported (known: rc4+, aes-256-ctr)",
         ),
         (
             single().without("pieces").torrent(),

@@ -160,6 +160,12 @@ impl Cipher {
         }
     }
 
+    /// The names of every suite, for messages: "rc4+, aes-256-ctr".
+    pub fn known_names() -> String {
+        let names: Vec<&str> = Cipher::ALL.iter().map(|c| c.name()).collect();
+        names.join(", ")
+    }
+
     /// The suite for a name, `None` if ivcsd does not know it.
     pub fn from_name(name: &[u8]) -> Option<Cipher> {
         Cipher::ALL
@@ -186,10 +192,8 @@ impl std::str::FromStr for Cipher {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Cipher, String> {
-        Cipher::from_name(s.as_bytes()).ok_or_else(|| {
-            let known: Vec<&str> = Cipher::ALL.iter().map(|c| c.name()).collect();
-            format!("unknown cipher {s:?} (known: {})", known.join(", "))
-        })
+        Cipher::from_name(s.as_bytes())
+            .ok_or_else(|| format!("unknown cipher {s:?} (known: {})", Cipher::known_names()))
     }
 }
 

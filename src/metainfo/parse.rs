@@ -101,7 +101,10 @@ pub enum MetainfoError {
     BadPrivate { value: i64 },
     #[error("info.ivcsd.v is {found}; this ivcsd understands version 1")]
     IvcsdVersion { found: i64 },
-    #[error("info.ivcsd.cipher '{cipher}' is not supported (known: rc4+)")]
+    #[error(
+        "info.ivcsd.cipher '{cipher}' is not supported (known: {})",
+        Cipher::known_names()
+    )]
     UnknownCipher { cipher: String },
     #[error("info.ivcsd has an unknown key '{key}'")]
     UnknownIvcsdKey { key: String },

@@ -240,9 +240,10 @@ impl Config {
     /// [`ConfigError::Invalid`] naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.publish_ciphers.is_empty() {
-            return Err(ConfigError::Invalid(
-                "publish_ciphers is empty: no torrent could be published; name at least one of rc4+, aes-256-ctr".into(),
-            ));
+            return Err(ConfigError::Invalid(format!(
+                "publish_ciphers is empty: no torrent could be published; name at least one of {}",
+                Cipher::known_names()
+            )));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::Invalid(
