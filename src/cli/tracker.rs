@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
+use ivcsd::crypto::content::Cipher;
 use ivcsd::tracker::authority::AuthoritySource;
 use ivcsd::tracker::config::Config;
 
@@ -120,7 +121,6 @@ fn check(config: &Config, users: &AuthoritySource) -> anyhow::Result<()> {
     let metrics = config
         .metrics_listen
         .map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));
-    let ciphers: Vec<&str> = config.publish_ciphers.iter().map(|c| c.name()).collect();
     println!(
         "configuration OK: {tls} on {}, data in {}, {} users ({admins} admins), audit log {}, \
          metrics {metrics}, new torrents {}",
@@ -128,7 +128,7 @@ fn check(config: &Config, users: &AuthoritySource) -> anyhow::Result<()> {
         config.data_dir.display(),
         table.len(),
         if config.audit { "on" } else { "off" },
-        ciphers.join(" or "),
+        Cipher::names(&config.publish_ciphers, " or "),
     );
     Ok(())
 }

@@ -162,8 +162,13 @@ impl Cipher {
 
     /// The names of every suite, for messages: "rc4+, aes-256-ctr".
     pub fn known_names() -> String {
-        let names: Vec<&str> = Cipher::ALL.iter().map(|c| c.name()).collect();
-        names.join(", ")
+        Cipher::names(&Cipher::ALL, ", ")
+    }
+
+    /// The names of `suites` joined by `separator`, for messages.
+    pub fn names(suites: &[Cipher], separator: &str) -> String {
+        let names: Vec<&str> = suites.iter().map(|c| c.name()).collect();
+        names.join(separator)
     }
 
     /// The suite for a name, `None` if ivcsd does not know it.

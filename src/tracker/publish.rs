@@ -9,7 +9,7 @@
 use hyper::Response;
 
 use crate::bencode::{Dict, Value};
-use crate::crypto::content::ContentKey;
+use crate::crypto::content::{Cipher, ContentKey};
 use crate::metainfo::Metainfo;
 
 use super::credentials::Authenticated;
@@ -117,13 +117,11 @@ async fn publish_valid(
     };
     let allowed = &state.config.publish_ciphers;
     if !allowed.contains(&ivcsd.cipher) {
-        // (`Config::validate` keeps the list from being empty.)
-        let names: Vec<&str> = allowed.iter().map(|c| c.name()).collect();
         return Err(Refusal::malformed(format!(
             "this tracker accepts torrents encrypted with {} only, not {} (publish with --cipher {})",
-            names.join(" or "),
+            Cipher::names(allowed, " or "),
             ivcsd.cipher,
-            names.first().copied().unwrap_or("…")
+            state.config.preferred_cipher()
         )));
     }
     let owner = auth.username().to_owned();
