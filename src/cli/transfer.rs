@@ -131,37 +131,35 @@ struct ProgressView {
 }
 
 impl ProgressView {
+    /// A download's bar.
     fn new(total: u64, quiet: bool) -> Self {
-        let bar = if quiet || !std::io::stderr().is_terminal() {
-            indicatif::ProgressBar::hidden()
-        } else {
-            let bar = indicatif::ProgressBar::new(total);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{percent:>3}% [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar
-        };
-        ProgressView { bar }
+        Self::styled(
+            quiet,
+            total,
+            "{percent:>3}% [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+        )
     }
 
     /// The bar of `peer publish` while it encrypts and hashes the content (length set by the
     /// first report).
     fn building(quiet: bool) -> Self {
+        Self::styled(
+            quiet,
+            0,
+            "encrypting {percent:>3}% [{bar:20}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        )
+    }
+
+    /// A bar drawn with `template` on a terminal; hidden with `--quiet` or without one.
+    fn styled(quiet: bool, len: u64, template: &str) -> Self {
         let bar = if quiet || !std::io::stderr().is_terminal() {
             indicatif::ProgressBar::hidden()
         } else {
-            let bar = indicatif::ProgressBar::new(0);
+            let bar = indicatif::ProgressBar::new(len);
             bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "encrypting {percent:>3}% [{bar:20}] {bytes}/{total_bytes} {bytes_per_sec} \
-                     ETA {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
+                indicatif::ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
             );
             bar
         };
