@@ -217,6 +217,10 @@ pub fn publish(common: &PeerCommon, args: PublishArgs, global: &GlobalArgs) -> a
             move |done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
+                if done == total {
+                    // Gone before the lines about publishing, which would land on it.
+                    bar.finish_and_clear();
+                }
             },
         )
         .await
