@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ivcsd::crypto::content::{BLOCK_LEN, Cipher, ContentCipher, ContentKey};
-use ivcsd::crypto::rc4plus::{Rc4Plus, Rc4Plus4};
+use ivcsd::crypto::rc4plus::{Kernel, Rc4Plus, Rc4Plus4};
 
 #[path = "support/cpu_time.rs"]
 mod cpu_time;
@@ -30,6 +30,14 @@ fn one_core_figures(c: &mut Criterion<ThreadCpuTime>) {
     group.bench_function("rc4plus keystream 1 MiB, one stream", |b| {
         b.iter(|| cipher.apply_keystream(black_box(&mut buf)))
     });
+    let (active, how) = Kernel::active();
+    println!("rc4+ kernel in use: {active} ({how})");
+    for kernel in Kernel::ALL {
+        let mut cipher = Rc4Plus::with_key32(&[7; 32]);
+        group.bench_function(format!("rc4plus keystream 1 MiB, kernel {kernel}"), |b| {
+            b.iter(|| cipher.apply_keystream_with(*kernel, black_box(&mut buf)))
+        });
+    }
     let mut four = Rc4Plus4::new(std::array::from_fn(|n| Rc4Plus::with_key32(&[n as u8; 32])));
     group.bench_function("rc4plus keystream 1 MiB, four interleaved streams", |b| {
         b.iter(|| {

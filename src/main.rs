@@ -5,11 +5,27 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
+use ivcsd::crypto::rc4plus::Kernel as Rc4PlusKernel;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    // A typo in the variable that forces the rc4+ kernel is an error, not a silent choice.
+    if let Err(err) = Rc4PlusKernel::forced() {
+        eprintln!("error: {err}");
+        return ExitCode::FAILURE;
+    }
+    let (kernel, how) = Rc4PlusKernel::active();
+    let long_version = format!(
+        "{}\nrc4+ kernel: {kernel} ({how})",
+        env!("CARGO_PKG_VERSION")
+    );
+    let matches = cli::Cli::command().long_version(long_version).get_matches();
+    let args = match cli::Cli::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(err) => err.exit(),
+    };
     cli::init_logging(&args.global);
+    tracing::debug!(%kernel, %how, "rc4+ kernel");
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -287,3 +287,46 @@ proptest! {
         prop_assert_eq!(parallel, sequential);
     }
 }
+
+/// `ivcsd --version` names the rc4+ kernel in use and how it was chosen; the environment
+/// variable forces each kernel of this build, and a name it does not know is an error.
+#[test]
+fn version_names_the_rc4plus_kernel_and_the_variable_forces_one() {
+    use ivcsd::crypto::rc4plus::Kernel;
+    use std::process::Command;
+    let ivcsd = env!("CARGO_BIN_EXE_ivcsd");
+    let run = |kernel: Option<&str>| {
+        let mut command = Command::new(ivcsd);
+        command.arg("--version").env_remove("IVCSD_RC4PLUS_KERNEL");
+        if let Some(name) = kernel {
+            command.env("IVCSD_RC4PLUS_KERNEL", name);
+        }
+        command.output().expect("ivcsd runs")
+    };
+    let measured = run(None);
+    assert!(measured.status.success());
+    let text = String::from_utf8_lossy(&measured.stdout).into_owned();
+    let named = Kernel::ALL
+        .iter()
+        .filter(|k| text.contains(&format!("rc4+ kernel: {k} (measured fastest on this cpu)")))
+        .count();
+    assert_eq!(named, 1, "{text}");
+    for kernel in Kernel::ALL {
+        let out = run(Some(kernel.name()));
+        assert!(out.status.success(), "{kernel}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!(
+                "rc4+ kernel: {kernel} (forced by IVCSD_RC4PLUS_KERNEL)"
+            )),
+            "{kernel}"
+        );
+    }
+    let bad = run(Some("fastest"));
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: IVCSD_RC4PLUS_KERNEL=fastest: unknown rc4+ kernel (known: "),
+        "{err}"
+    );
+}

@@ -12,23 +12,23 @@
 //! does not use it (see its doc and `benches/cipher.rs`).
 //!
 //! All indexing is with `u8` values into `[u8; 256]`, so the bounds checks compile away and
-//! this file needs no `unsafe`. The one exception is its child `x86_64`: on that target the
-//! whole turns of PRGA+, where nearly every byte of a content block is made, run in inline
-//! assembly, 21 instructions a byte against the compiler's 27 (+25 % here); `prga_turn` is
-//! the same turn in Rust, for other targets and as the reference the tests compare it with.
+//! this file needs no `unsafe`. Nearly every byte of a content block is made in whole turns of
+//! PRGA+ (256 steps from `i = 0`); those run in one of several kernels ([`kernel`]): unrolled
+//! whole or in groups, in Rust or in x86-64 assembly. Which is fastest depends on the CPU
+//! model, so the process measures them once and uses the fastest; `steps` holds the Rust
+//! shapes and `x86_64` the assembly ones.
 
 use std::fmt;
 
 use zeroize::Zeroize;
 
-// The whole-turn PRGA+ of this target: the assembly one on x86-64, `prga_turn` elsewhere.
-#[cfg(not(target_arch = "x86_64"))]
-use prga_turn as fast_turn;
-#[cfg(target_arch = "x86_64")]
-use x86_64::prga_turn as fast_turn;
-
+pub mod kernel;
+mod steps;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
+
+pub use kernel::Kernel;
+use steps::{GROUP, GROUPS_PER_TABLE, prga_group};
 
 /// The largest key RC4+ accepts, in bytes.
 pub const MAX_KEY_LEN: usize = 256;
@@ -221,16 +221,22 @@ impl Rc4Plus {
         Ok(cipher)
     }
 
-    /// XORs the next `buf.len()` keystream bytes into `buf` (encryption and decryption alike).
+    /// XORs the next `buf.len()` keystream bytes into `buf` (encryption and decryption alike),
+    /// with the kernel chosen for this CPU ([`Kernel::active`]).
+    pub fn apply_keystream(&mut self, buf: &mut [u8]) {
+        self.apply_keystream_with(Kernel::active().0, buf);
+    }
+
+    /// [`Self::apply_keystream`] with the whole turns run by `kernel`: the same output with
+    /// every kernel, for the tests that compare them and the benchmarks that time them.
     ///
     /// Runs of eight bytes whose PRGA+ index `i` covers `8k..=8k+7` take the specialised
-    /// [`prga_group`]: there `i` is the group's base plus a constant, so the `i` halves of `t'`
+    /// `prga_group`: there `i` is the group's base plus a constant, so the `i` halves of `t'`
     /// cost nothing and `i` needs no arithmetic at all. Whole turns of `i` (256 bytes from
-    /// `i = 0`) go through `prga_turn`, where every `i` is a constant and the group base
-    /// leaves the registers too. The few bytes before the first group and after the last go
+    /// `i = 0`) go through the kernel. The few bytes before the first group and after the last go
     /// through the plain step. The output is the same keystream byte for byte (see the
     /// `grouped_equals_plain` property test).
-    pub fn apply_keystream(&mut self, buf: &mut [u8]) {
+    pub fn apply_keystream_with(&mut self, kernel: Kernel, buf: &mut [u8]) {
         // Steps until the next `i` is a multiple of GROUP: -(i + 1) mod 8.
         let head_len = usize::from(self.i.wrapping_add(1).wrapping_neg()) % GROUP;
         let (head, rest) = buf.split_at_mut(head_len.min(buf.len()));
@@ -251,9 +257,7 @@ impl Rc4Plus {
                 (j, si) = prga_group(s, k, j, si, group);
                 k = (k + 1) % GROUPS_PER_TABLE;
             }
-            for turn in turns {
-                (j, si) = fast_turn(s, j, si, turn);
-            }
+            (j, si) = kernel.run_turns(s, j, si, turns);
             for group in last {
                 (j, si) = prga_group(s, k, j, si, group);
                 k = (k + 1) % GROUPS_PER_TABLE;
@@ -319,121 +323,6 @@ fn prga_step(s: &mut [u8; 256], i: u8, j: u8) -> (u8, u8, u8) {
     let t2 = j.wrapping_add(si);
     let z = s[usize::from(t)].wrapping_add(s[usize::from(t1)]) ^ s[usize::from(t2)];
     (i, j, z)
-}
-
-/// Bytes per group of [`Rc4Plus::apply_keystream`]: the `i` of a group runs over `8k..=8k+7`.
-const GROUP: usize = 8;
-/// Groups in one turn of `i` (256 / 8).
-const GROUPS_PER_TABLE: usize = 256 / GROUP;
-
-/// The PRGA+ step whose `i` is `8k + P` (`k < 32`, `P < 8`), with `j` held as a `usize`
-/// in `0..=255` and `S[i]` (`si`) read by the step before. Returns the new `j`, the output
-/// byte, and `S[i]` of the next step.
-///
-/// Exactly [`prga_step`], rewritten for what a constant `P` allows: `S[i]` is at a constant
-/// offset from the group's base; `(i >> 3) ^ (j << 5)` is `k | ((j << 5) & 0xE0)`
-/// (k has only the low five bits, the other term only the top three); `(i << 5) ^ (j >> 3)`
-/// is `(P << 5) | (j >> 3)`, a constant displacement. Working in `usize` with explicit masks
-/// lets the compiler skip the zero-extensions that `u8` arithmetic costs it, and every index
-/// is provably below 256, so no bound check remains.
-///
-/// The next step's `S[i]` is read here, before the swap's stores, and replaced by the stored
-/// value when the swap wrote it (`j` is the next `i`, one time in 256). Read after the stores,
-/// as the plain step does, the core cannot tell that the load does not depend on them and
-/// makes the chain of `j` wait for the store addresses: 2–3 % faster in Rust here, 5 % in
-/// the clang C reference and 19 % in the gcc one (docs/benchmarks.md).
-#[inline(always)]
-fn prga_step_grouped<const P: usize>(
-    s: &mut [u8; 256],
-    k: usize,
-    j: usize,
-    si: usize,
-) -> (usize, u8, usize) {
-    const { assert!(P < GROUP, "a position inside a group") };
-    let k = k % GROUPS_PER_TABLE;
-    let i = k * GROUP + P;
-    let i_next = if P == GROUP - 1 {
-        ((k + 1) % GROUPS_PER_TABLE) * GROUP
-    } else {
-        i + 1
-    };
-    let j = (j + si) & 0xFF;
-    let sj = usize::from(s[j]);
-    let s_next = usize::from(s[i_next]);
-    // The swap as two stores, so that i == j is harmless; both values fit in a byte.
-    s[i] = sj as u8;
-    s[j] = si as u8;
-    let s_next = if j == i_next { si } else { s_next };
-    let t = (si + sj) & 0xFF;
-    let t1 = ((usize::from(s[k | ((j << 5) & 0xE0)]) + usize::from(s[(P << 5) | (j >> 3)])) & 0xFF)
-        ^ 0xAA;
-    // t'' = j + S[j] with S after the swap, where S[j] = the old S[i].
-    let t2 = (j + si) & 0xFF;
-    let z = s[t].wrapping_add(s[t1]) ^ s[t2];
-    (j, z, s_next)
-}
-
-/// The eight PRGA+ steps whose `i` runs over `8k..=8k+7`, XORed into `group`, from `j` and
-/// the first step's `S[i]`; returns the new `j` and the next step's `S[i]`. Inlined, so that
-/// `prga_turn`'s literal `k` makes every `i` a constant.
-#[inline(always)]
-fn prga_group(
-    s: &mut [u8; 256],
-    k: usize,
-    mut j: usize,
-    mut si: usize,
-    group: &mut [u8; GROUP],
-) -> (usize, usize) {
-    // Spelled out: a loop over the positions would make them variables again.
-    let z;
-    (j, z, si) = prga_step_grouped::<0>(s, k, j, si);
-    group[0] ^= z;
-    let z;
-    (j, z, si) = prga_step_grouped::<1>(s, k, j, si);
-    group[1] ^= z;
-    let z;
-    (j, z, si) = prga_step_grouped::<2>(s, k, j, si);
-    group[2] ^= z;
-    let z;
-    (j, z, si) = prga_step_grouped::<3>(s, k, j, si);
-    group[3] ^= z;
-    let z;
-    (j, z, si) = prga_step_grouped::<4>(s, k, j, si);
-    group[4] ^= z;
-    let z;
-    (j, z, si) = prga_step_grouped::<5>(s, k, j, si);
-    group[5] ^= z;
-    let z;
-    (j, z, si) = prga_step_grouped::<6>(s, k, j, si);
-    group[6] ^= z;
-    let z;
-    (j, z, si) = prga_step_grouped::<7>(s, k, j, si);
-    group[7] ^= z;
-    (j, si)
-}
-
-/// One whole turn of `i` (0 to 255, 256 bytes) from `i = 0`; returns the new `j` and the
-/// next step's `S[i]`.
-///
-/// The 32 groups are spelled out with literal `k`, so each of the 256 steps reads and writes
-/// `S[i]` at a fixed offset and no register holds a group base (with a variable `k` the
-/// compiler ran out of registers and reloaded `k` from the stack at every step). About 25 KiB
-/// of code, inlined into the loop over turns (as a call it lost most of the gain), and about
-/// 5 % faster than the loop over groups on the project's AMD EPYC (docs/benchmarks.md).
-/// On x86-64 [`x86_64::prga_turn`] replaces it, and it remains the tests' reference.
-#[cfg(any(test, not(target_arch = "x86_64")))]
-#[inline(always)]
-fn prga_turn(
-    s: &mut [u8; 256],
-    mut j: usize,
-    mut si: usize,
-    turn: &mut [[u8; GROUP]; GROUPS_PER_TABLE],
-) -> (usize, usize) {
-    macro_rules! groups {
-        ($($k:literal)*) => {$( (j, si) = prga_group(s, $k, j, si, &mut turn[$k]); )*};
-    }
-    groups!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
-    (j, si)
 }
 
 /// Four independent RC4+ keystreams advanced in lock-step.
@@ -537,6 +426,13 @@ mod tests {
                 v["sha256"].as_str().unwrap(),
                 "{name} sha256"
             );
+            for kernel in Kernel::ALL {
+                let mut by_kernel = vec![0u8; n];
+                Rc4Plus::new(&key, &iv)
+                    .expect(name)
+                    .apply_keystream_with(*kernel, &mut by_kernel);
+                assert!(by_kernel == stream, "{name} with kernel {kernel}");
+            }
             if v.get("keystream").is_some() {
                 assert_eq!(stream, hex_field(v, "keystream"), "{name} keystream");
             }
@@ -703,17 +599,24 @@ mod tests {
             let mut expected = vec![fill; total];
             plain.apply_plain(&mut expected);
 
-            let mut fast = Rc4Plus::new(&key, &iv).unwrap();
-            fast.skip(skip);
-            let mut got = vec![fill; total];
-            let mut rest = &mut got[..];
-            for &len in &lens {
-                let (part, after) = rest.split_at_mut(len);
-                fast.apply_keystream(part);
-                rest = after;
+            for kernel in Kernel::ALL {
+                let mut fast = Rc4Plus::new(&key, &iv).unwrap();
+                fast.skip(skip);
+                let mut got = vec![fill; total];
+                let mut rest = &mut got[..];
+                for &len in &lens {
+                    let (part, after) = rest.split_at_mut(len);
+                    fast.apply_keystream_with(*kernel, part);
+                    rest = after;
+                }
+                proptest::prop_assert_eq!(&got, &expected, "{}", kernel);
+                proptest::prop_assert_eq!(
+                    (fast.i, fast.j, fast.s),
+                    (plain.i, plain.j, plain.s),
+                    "{}",
+                    kernel
+                );
             }
-            proptest::prop_assert_eq!(got, expected);
-            proptest::prop_assert_eq!((fast.i, fast.j, fast.s), (plain.i, plain.j, plain.s));
         }
     }
 
@@ -732,30 +635,37 @@ mod tests {
     }
     const BLOCK_16K: usize = 16384;
 
-    #[cfg(target_arch = "x86_64")]
     proptest::proptest! {
-        /// The assembly turn against the Rust one, from any permutation and any `j`: the
-        /// same output, table, `j` and next `S[i]`. A turn has 256 steps, so most cases also
-        /// meet the step whose swap writes the next `S[i]` (`j` = `i + 1`).
+        /// Every kernel's turn against the Rust whole turn, from any permutation and any `j`:
+        /// the same output, table, `j` and next `S[i]`. A turn has 256 steps, so most cases
+        /// also meet the step whose swap writes the next `S[i]` (`j` = `i + 1`).
         #[test]
-        fn assembly_turn_equals_rust_turn(
+        fn every_kernel_turn_equals_rust_turn(
             key in proptest::prelude::any::<[u8; 32]>(),
             j in 0usize..256,
             fill in proptest::prelude::any::<[u8; 256]>(),
         ) {
             let table = Rc4Plus::with_key32(&key).s;
-            let (mut s_asm, mut s_rust) = (table, table);
-            let mut out_asm = [[0u8; GROUP]; GROUPS_PER_TABLE];
-            for (n, group) in out_asm.iter_mut().enumerate() {
+            let mut expected_out = [[0u8; GROUP]; GROUPS_PER_TABLE];
+            for (n, group) in expected_out.iter_mut().enumerate() {
                 group.copy_from_slice(&fill[n * GROUP..][..GROUP]);
             }
-            let mut out_rust = out_asm;
             let si = usize::from(table[0]);
-            let asm = x86_64::prga_turn(&mut s_asm, j, si, &mut out_asm);
-            let rust = prga_turn(&mut s_rust, j, si, &mut out_rust);
-            proptest::prop_assert_eq!(asm, rust);
-            proptest::prop_assert_eq!(out_asm, out_rust);
-            proptest::prop_assert_eq!(s_asm, s_rust);
+            let mut expected_s = table;
+            let mut out = [expected_out];
+            let expected = steps::prga_turn(&mut expected_s, j, si, &mut out[0]);
+            let [expected_out] = out;
+            for kernel in Kernel::ALL {
+                let mut s = table;
+                let mut out = [[[0u8; GROUP]; GROUPS_PER_TABLE]];
+                for (n, group) in out[0].iter_mut().enumerate() {
+                    group.copy_from_slice(&fill[n * GROUP..][..GROUP]);
+                }
+                let got = kernel.run_turns(&mut s, j, si, &mut out);
+                proptest::prop_assert_eq!(got, expected, "{}", kernel);
+                proptest::prop_assert_eq!(out[0], expected_out, "{}", kernel);
+                proptest::prop_assert_eq!(s, expected_s, "{}", kernel);
+            }
         }
     }
 

@@ -117,3 +117,139 @@ pub(super) fn prga_turn(
     groups!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
     (j, si)
 }
+
+/// One PRGA+ step of a group whose base `8k` is only known at run time (`$ib`), at the
+/// constant position `$p` (0 to 6). The same instructions as [`step!`] with the constant
+/// offsets of `i` replaced by a pointer to `S[8k]` (`$sb`) and to `S[k]` (`$sk`), and one
+/// `lea` more to compare `j` with the next `i`.
+macro_rules! step_at {
+    ($s:ident, $sb:ident, $sk:ident, $ib:ident, $out:ident, $j:ident, $si:ident, $p:literal) => {
+        let next: usize;
+        // SAFETY: as in `step!`; `$sb` is the table's base plus 8k and `$sk` its base plus k
+        // (k < 32), so `[$sb + p]` and `[$sb + p + 1]` (p < 7) stay below 8k + 8 <= 256 and
+        // `[$sk + a]` (a = (j & 7) << 5, at most 224) below 256; `$out` points to the group's
+        // eight bytes.
+        unsafe {
+            asm!(
+                "add {j:l}, {si:l}",
+                "movzx {t:e}, byte ptr [{s} + {j}]",
+                "movzx {nx:e}, byte ptr [{sb} + {inext}]",
+                "mov byte ptr [{sb} + {p}], {t:l}",
+                "mov byte ptr [{s} + {j}], {si:l}",
+                "add {t:l}, {si:l}",
+                // the next `i` is 8k + p + 1, below 256 for p < 7
+                "lea {a:e}, [{ib} + {inext}]",
+                "cmp {j:l}, {a:l}",
+                "cmove {nx:e}, {si:e}",
+                "mov {a:e}, {j:e}",
+                "shl {a:l}, 5",
+                "mov {b:e}, {j:e}",
+                "shr {b:e}, 3",
+                "movzx {a:e}, byte ptr [{sk} + {a}]",
+                "add {a:l}, byte ptr [{s} + {b} + {p32}]",
+                "xor {a:l}, 0xAA",
+                "mov {b:e}, {j:e}",
+                "add {b:l}, {si:l}",
+                "movzx {t:e}, byte ptr [{s} + {t}]",
+                "add {t:l}, byte ptr [{s} + {a}]",
+                "xor {t:l}, byte ptr [{s} + {b}]",
+                "xor byte ptr [{out} + {p}], {t:l}",
+                s = in(reg) $s,
+                sb = in(reg) $sb,
+                sk = in(reg) $sk,
+                ib = in(reg) $ib,
+                out = in(reg) $out,
+                j = inout(reg) $j,
+                si = in(reg) $si,
+                nx = out(reg) next,
+                t = out(reg) _,
+                a = out(reg) _,
+                b = out(reg) _,
+                p = const $p,
+                inext = const $p + 1,
+                p32 = const $p * 32,
+                options(nostack),
+            );
+        }
+        $si = next;
+    };
+}
+
+/// The last step of a group (position 7), whose next `i` is `8(k + 1) mod 256` (`$inext`,
+/// below 256, a register: it wraps after the last group of a turn).
+macro_rules! last_step_at {
+    ($s:ident, $sb:ident, $sk:ident, $inext:ident, $out:ident, $j:ident, $si:ident) => {
+        let next: usize;
+        // SAFETY: as in `step_at!`; `$inext` is below 256, and `[$sb + 7]` is S[8k + 7].
+        unsafe {
+            asm!(
+                "add {j:l}, {si:l}",
+                "movzx {t:e}, byte ptr [{s} + {j}]",
+                "movzx {nx:e}, byte ptr [{s} + {inext}]",
+                "mov byte ptr [{sb} + 7], {t:l}",
+                "mov byte ptr [{s} + {j}], {si:l}",
+                "add {t:l}, {si:l}",
+                "cmp {j:l}, {inext:l}",
+                "cmove {nx:e}, {si:e}",
+                "mov {a:e}, {j:e}",
+                "shl {a:l}, 5",
+                "mov {b:e}, {j:e}",
+                "shr {b:e}, 3",
+                "movzx {a:e}, byte ptr [{sk} + {a}]",
+                "add {a:l}, byte ptr [{s} + {b} + 224]",
+                "xor {a:l}, 0xAA",
+                "mov {b:e}, {j:e}",
+                "add {b:l}, {si:l}",
+                "movzx {t:e}, byte ptr [{s} + {t}]",
+                "add {t:l}, byte ptr [{s} + {a}]",
+                "xor {t:l}, byte ptr [{s} + {b}]",
+                "xor byte ptr [{out} + 7], {t:l}",
+                s = in(reg) $s,
+                sb = in(reg) $sb,
+                sk = in(reg) $sk,
+                inext = in(reg) $inext,
+                out = in(reg) $out,
+                j = inout(reg) $j,
+                si = in(reg) $si,
+                nx = out(reg) next,
+                t = out(reg) _,
+                a = out(reg) _,
+                b = out(reg) _,
+                options(nostack),
+            );
+        }
+        $si = next;
+    };
+}
+
+/// One turn as a loop over its 32 groups, each group's eight steps in assembly: the
+/// `asm-groups` kernel, about 1 KiB of code against the whole turn's 27 KiB, for cores whose
+/// instruction front end the whole turn overflows. The same contract as [`prga_turn`].
+#[inline(always)]
+pub(super) fn prga_turn_grouped(
+    s: &mut [u8; 256],
+    j: usize,
+    si: usize,
+    turn: &mut [[u8; super::GROUP]; super::GROUPS_PER_TABLE],
+) -> (usize, usize) {
+    let mut j = j & 0xFF;
+    let mut si = si & 0xFF;
+    let s = s.as_mut_ptr();
+    for (k, group) in turn.iter_mut().enumerate() {
+        // k < 32: the group's base 8k and the next group's base stay below 256.
+        let ib = k * super::GROUP;
+        let inext = (ib + super::GROUP) & 0xFF;
+        let sb = s.wrapping_add(ib);
+        let sk = s.wrapping_add(k);
+        let out = group.as_mut_ptr();
+        step_at!(s, sb, sk, ib, out, j, si, 0);
+        step_at!(s, sb, sk, ib, out, j, si, 1);
+        step_at!(s, sb, sk, ib, out, j, si, 2);
+        step_at!(s, sb, sk, ib, out, j, si, 3);
+        step_at!(s, sb, sk, ib, out, j, si, 4);
+        step_at!(s, sb, sk, ib, out, j, si, 5);
+        step_at!(s, sb, sk, ib, out, j, si, 6);
+        last_step_at!(s, sb, sk, inext, out, j, si);
+    }
+    (j, si)
+}
