@@ -27,8 +27,9 @@
 # It installs what is missing from Debian (aria2 python3-libtorrent opentracker mktorrent time),
 # works in a temporary directory (TMPDIR; it needs about (2 + DOWNLOADERS) x SIZE of disk), and
 # stops every process it started on exit. Run it as root (apt-get; opentracker drops to nobody).
-# On a VM that hands freed memory back to its host it turns that off for the run (see
-# bench_stable_memory in benches/lib.sh; KEEP_PAGE_REPORTING=1 keeps it).
+# It leaves the kernel's settings alone unless asked: on a VM that hands freed memory back to its
+# host, BENCH_STABLE_MEMORY=1 turns that off for the run and restores it at exit (see
+# bench_stable_memory in benches/lib.sh); the output says which it was.
 # Raw output of a run is kept in benches/results/compare-<size>MiB.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."

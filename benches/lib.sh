@@ -35,15 +35,24 @@ bench_cleanup() {
 # 1-2.2 s of system CPU per GB instead of 0.2 (dd of 4 GiB: 9.1, 0.9 and 4.4 s of system time in
 # three runs a minute apart), charged to whichever downloader happens to write into returned
 # memory: a confounder of the CPU figures and the speed of every client, not a cost of any of
-# them, and one that bare metal does not have. So, unless KEEP_PAGE_REPORTING=1, this turns
-# reporting off for the run (page_reporting_order above the largest order: no freed block
-# qualifies), restored on exit, and touches $1 bytes of page cache once so that they are backed
-# from the start. It prints one comment line saying what it did.
+# them, and one that bare metal does not have. A benchmark leaves the machine's kernel settings
+# alone unless asked: with BENCH_STABLE_MEMORY=1 this turns reporting off for the run
+# (page_reporting_order above the largest order: no freed block qualifies), restored on exit,
+# and touches $1 bytes of page cache once so that they are backed from the start. Either way it
+# prints one comment line saying what it did, so every result file says which it was.
 bench_stable_memory() {
   local param=/sys/module/page_reporting/parameters/page_reporting_order
   page_reporting_was=
-  if [ -n "${KEEP_PAGE_REPORTING:-}" ] || [ ! -w "$param" ]; then
-    echo "# free page reporting: left as it is (KEEP_PAGE_REPORTING set, or not a reporting VM)"
+  if [ "${BENCH_STABLE_MEMORY:-}" != 1 ]; then
+    if [ -r "$param" ]; then
+      echo "# free page reporting: left as it is (order $(cat "$param")); BENCH_STABLE_MEMORY=1 turns it off for the run"
+    else
+      echo "# free page reporting: not a reporting VM"
+    fi
+    return 0
+  fi
+  if [ ! -w "$param" ]; then
+    echo "# free page reporting: BENCH_STABLE_MEMORY=1 asked, but $param is not writable here; left as it is"
     return 0
   fi
   # The setting before any harness changed it: a run killed before its exit trap (SIGKILL)
