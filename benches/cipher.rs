@@ -31,7 +31,14 @@ fn one_core_figures(c: &mut Criterion<ThreadCpuTime>) {
         b.iter(|| cipher.apply_keystream(black_box(&mut buf)))
     });
     let (active, how) = Kernel::active();
+    println!("cpu: {}", cpu_name());
     println!("rc4+ kernel in use: {active} ({how})");
+    let start = std::time::Instant::now();
+    let fastest = Kernel::measure_fastest();
+    println!(
+        "a second measurement took {:?} and chose {fastest}",
+        start.elapsed()
+    );
     for kernel in Kernel::ALL {
         let mut cipher = Rc4Plus::with_key32(&[7; 32]);
         group.bench_function(format!("rc4plus keystream 1 MiB, kernel {kernel}"), |b| {
@@ -82,6 +89,26 @@ fn one_core_figures(c: &mut Criterion<ThreadCpuTime>) {
         b.iter(|| aes.apply_keystream(black_box(0), &mut buf))
     });
     group.finish();
+}
+
+/// The CPU as figures should name it: model name, family, model and stepping (names such as
+/// "AMD EPYC" cover several generations).
+fn cpu_name() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|line| line.split(':').next().is_some_and(|k| k.trim() == name))
+            .and_then(|line| line.split_once(':'))
+            .map_or("?", |(_, value)| value.trim())
+            .to_owned()
+    };
+    format!(
+        "{}, family {} model {} stepping {}",
+        field("model name"),
+        field("cpu family"),
+        field("model"),
+        field("stepping")
+    )
 }
 
 fn parallel(c: &mut Criterion) {

@@ -77,8 +77,9 @@ results=$work/results.tsv
 : >"$results"
 
 echo "# benches/compare.sh: ${size_mib} MiB, 1 -> 1 and 1 -> $ndl on 127.0.0.1"
-echo "# $(date -u '+%F %T UTC'), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/ {print $2}') GiB RAM"
-echo "# $("$bin" --version 2>/dev/null || echo ivcsd), $(aria2c --version | head -1), libtorrent $(/usr/bin/python3 -c 'import libtorrent; print(libtorrent.__version__)'), opentracker (Debian $(dpkg-query -W -f='${Version}' opentracker))"
+echo "# $(date -u '+%F %T UTC'), $(nproc) cores ($(bench_cpu)), $(free -g | awk '/Mem:/ {print $2}') GiB RAM"
+echo "# $("$bin" --version 2>/dev/null | sed -n 2p) (IVCSD_RC4PLUS_KERNEL forces one)"
+echo "# $("$bin" -V 2>/dev/null || echo ivcsd), $(aria2c --version | head -1), libtorrent $(/usr/bin/python3 -c 'import libtorrent; print(libtorrent.__version__)'), opentracker (Debian $(dpkg-query -W -f='${Version}' opentracker))"
 echo "# piece length $((1 << (piece_log - 10))) KiB; load average at start: $(load)"
 # The downloads write (1 + ndl) copies at most at a time (one case's copies are deleted before
 # the next); the source is in the page cache already.

@@ -103,3 +103,16 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 
 # A hex info hash percent-encoded for a query string.
 pct() { /usr/bin/python3 -c 'import sys; print("".join("%%%02X" % b for b in bytes.fromhex(sys.argv[1])))' "$1"; }
+
+# The CPU as every figure should name it: the model name and, since names such as "AMD EPYC"
+# cover several generations, its family, model and stepping (e.g. "AMD EPYC, family 25 model 17
+# stepping 1").
+bench_cpu() {
+  awk -F': *' '
+    /^model name/ && !name { name = $2 }
+    /^cpu family/ && !family { family = $2 }
+    /^model\t/ && !model { model = $2 }
+    /^stepping/ && !stepping { stepping = $2 }
+    END { printf "%s, family %s model %s stepping %s\n", name, family, model, stepping }
+  ' /proc/cpuinfo
+}

@@ -9,6 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=${CARGO_TARGET_DIR:-$here/../target}/rc4plus-c
 mkdir -p "$out"
 found=
+echo "# $(bash -c ". \"$here/lib.sh\"; bench_cpu")"
 for cc in gcc clang; do
     command -v "$cc" >/dev/null 2>&1 || continue
     found=1

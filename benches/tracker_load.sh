@@ -51,7 +51,7 @@ bin=${CARGO_TARGET_DIR:-$repo/target}/release/ivcsd
 bench_workdir tracker-load
 
 echo "# benches/tracker_load.sh: wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $wthreads thread(s), $conns keep-alive connections, ${duration} s x $repeat"
-echo "# $(date -u '+%F %T UTC'), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')); load average at start: $(load)"
+echo "# $(date -u '+%F %T UTC'), $(nproc) cores ($(bench_cpu)); load average at start: $(load)"
 
 # --- ivcsd: users, 8 published torrents readable by `dl` -------------------------------------
 bench_users
