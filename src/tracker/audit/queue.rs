@@ -13,14 +13,16 @@
 //! share their allocation with the queue (`Arc`), so keeping them costs no copy.
 //!
 //! Lock order: only one lock ([`Shared::queue`]); the writer never holds it while encoding,
-//! hashing or writing.
+//! hashing or writing. It is a `parking_lot` mutex: a thread that panics holding it leaves no
+//! poisoned lock for every later request to recover from.
 
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use serde::Deserialize;
 
 use super::AuditError;
@@ -240,20 +242,17 @@ impl Shared {
     }
 
     /// The writer waits on the queue's lock until `until` or a wake-up, whichever is first.
-    pub(super) fn park_until<'a>(
-        &self,
-        q: MutexGuard<'a, Queue>,
-        until: Instant,
-    ) -> MutexGuard<'a, Queue> {
-        let left = until.saturating_duration_since(Instant::now());
-        self.wake_writer
-            .wait_timeout(q, left)
-            .unwrap_or_else(|p| p.into_inner())
-            .0
+    pub(super) fn park_until(&self, q: &mut MutexGuard<'_, Queue>, until: Instant) {
+        self.wake_writer.wait_until(q, until);
+    }
+
+    /// The writer waits on the queue's lock until a wake-up.
+    pub(super) fn park(&self, q: &mut MutexGuard<'_, Queue>) {
+        self.wake_writer.wait(q);
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Queue> {
-        lock(&self.queue)
+        self.queue.lock()
     }
 
     /// Wakes the writer if it waits for what `q` now holds; consumes the guard so that the
@@ -278,10 +277,6 @@ impl Shared {
 /// The request side of the audit log.
 pub struct AuditLog {
     pub(super) shared: Arc<Shared>,
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl AuditLog {

@@ -2,13 +2,15 @@
 //! polling for a condition, and an fsync that fails on demand.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use super::entry::{AuditEntry, Decision};
 use super::log_file::{SyncFn, fsync};
-use super::queue::{AuditLog, OnFailure, lock};
+use super::queue::{AuditLog, OnFailure};
 use super::writer::{AuditWriter, WriteLoop};
 use crate::types::InfoHash;
 
@@ -63,7 +65,7 @@ impl FaultySync {
         let me = self.clone();
         Box::new(move |file, flush| {
             let meta = file.metadata()?;
-            let mut synced = lock(&me.synced);
+            let mut synced = me.synced.lock();
             let synced = synced.entry(meta.ino()).or_insert(0);
             me.max_unsynced
                 .fetch_max(meta.len().saturating_sub(*synced), Ordering::Relaxed);
@@ -92,7 +94,7 @@ impl FaultySync {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(path).unwrap();
         self.fails.load(Ordering::Relaxed) == 0
-            && lock(&self.synced).get(&meta.ino()) == Some(&meta.len())
+            && self.synced.lock().get(&meta.ino()) == Some(&meta.len())
     }
 }
 

@@ -285,7 +285,7 @@ fn wait_to_retry(shared: &Shared, held: usize, backoff: Duration) -> Retry {
             return Retry::Now;
         }
         q.writer = WriterState::Retrying;
-        q = shared.park_until(q, deadline);
+        shared.park_until(&mut q, deadline);
     }
 }
 
@@ -338,19 +338,14 @@ fn next_batch(
         }
         q.writer = WriterState::Idle;
         match sync_due {
-            None => {
-                q = shared
-                    .wake_writer
-                    .wait(q)
-                    .unwrap_or_else(|p| p.into_inner())
-            }
+            None => shared.park(&mut q),
             Some(due) => {
                 let now = Instant::now();
                 if now >= due {
                     q.writer = WriterState::Busy;
                     return Next::Sync;
                 }
-                q = shared.park_until(q, due);
+                shared.park_until(&mut q, due);
             }
         }
     }
@@ -361,7 +356,7 @@ fn next_batch(
             break;
         }
         q.writer = WriterState::Lingering;
-        q = shared.park_until(q, deadline);
+        shared.park_until(&mut q, deadline);
     }
     q.writer = WriterState::Busy;
     q.awaited = false;
