@@ -130,7 +130,7 @@ pub enum ConnectionError {
 impl ConnectionError {
     /// The peer broke the protocol (a malformed handshake or message, a message that does not
     /// fit the torrent, a violation of BEP 6 or BEP 10), as opposed to timing out, hanging
-    /// up or a network error: SPEC 7 counts these against the peer.
+    /// up or a network error: docs/protocol.md section 7 counts these against the peer.
     pub fn blames_peer(&self) -> bool {
         matches!(
             self,
