@@ -13,8 +13,10 @@ use ivcsd::peer::bitfield::Bitfield;
 use ivcsd::peer::connection::{
     Command, ConnectionConfig, Event, Handler, HandlerError, Outbox, accept, connect,
 };
+use ivcsd::peer::geometry::PeerGeometry;
+use ivcsd::peer::peer_id::generate_peer_id;
 use ivcsd::peer::picker::{BlockOutcome, Picker};
-use ivcsd::peer::wire::{self, Geometry, MAX_BLOCK_LEN, Message, generate_peer_id};
+use ivcsd::peer::wire::{self, MAX_BLOCK_LEN, Message};
 use ivcsd::types::InfoHash;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -51,7 +53,7 @@ fn decode_pieces(c: &mut Criterion) {
 /// A whole download of a 65,536-piece torrent of 256 KiB pieces (16 GiB, 1M blocks) from
 /// one peer: every block requested, received and every piece verified.
 fn picker_download(c: &mut Criterion) {
-    let geometry = Geometry::new(256 * 1024, 65_536 * 256 * 1024).unwrap();
+    let geometry = PeerGeometry::new(256 * 1024, 65_536 * 256 * 1024).unwrap();
     let mut group = c.benchmark_group("picker");
     group.sample_size(10);
     group.throughput(Throughput::Elements(u64::from(geometry.piece_count()) * 16));
@@ -136,7 +138,7 @@ fn loopback_transfer(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let geometry = Geometry::new(256 * 1024, TOTAL).unwrap();
+    let geometry = PeerGeometry::new(256 * 1024, TOTAL).unwrap();
     let pieces = geometry.piece_count();
     let info_hash = InfoHash([5; 20]);
     let block = Bytes::from(vec![0x5a; MAX_BLOCK_LEN as usize]);

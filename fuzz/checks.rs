@@ -6,7 +6,8 @@
 
 use ivcsd::bencode;
 use ivcsd::metainfo::Metainfo;
-use ivcsd::peer::wire::{self, Extended, Geometry, Handshake, Message};
+use ivcsd::peer::geometry::PeerGeometry;
+use ivcsd::peer::wire::{self, Extended, Handshake, Message};
 use ivcsd::tracker::announce::AnnounceParams;
 use ivcsd::tracker::authority::UserTable;
 use ivcsd::tracker::getcipher::GetcipherParams;
@@ -77,7 +78,7 @@ pub fn peer_wire(data: &[u8]) {
     let piece_length = 1u64 << (14 + u32::from(data[0] % 9));
     let total_length = 1 + u64::from(u16::from_be_bytes([data[1], data[2]])) * 4099;
     let geometry =
-        Geometry::new(piece_length, total_length).expect("a valid geometry by construction");
+        PeerGeometry::new(piece_length, total_length).expect("a valid geometry by construction");
     let limits = geometry.limits();
     let data = &data[3..];
 
@@ -92,7 +93,7 @@ pub fn peer_wire(data: &[u8]) {
             used > 0 && used <= rest.len(),
             "decode must consume what it returns"
         );
-        let _ = message.validate(&geometry);
+        let _ = message.validate(geometry.metainfo());
         let plain = !matches!(message, Message::Extended(Extended::Handshake(_)));
         if plain {
             assert_eq!(

@@ -10,10 +10,11 @@ use ivcsd::peer::connection::{
     Command, ConnectionConfig, ConnectionError, Event, Handler, HandlerError, Outbox, accept,
     connect,
 };
+use ivcsd::peer::geometry::PeerGeometry;
+use ivcsd::peer::peer_id::generate_peer_id;
 use ivcsd::peer::picker::{BlockOutcome, Picker};
 use ivcsd::peer::wire::{
-    self, BlockRequest, CLIENT_VERSION, Geometry, HANDSHAKE_LEN, Handshake, Message, Reserved,
-    WireError, generate_peer_id,
+    self, BlockRequest, CLIENT_VERSION, HANDSHAKE_LEN, Handshake, Message, Reserved, WireError,
 };
 use ivcsd::types::{InfoHash, PeerId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 const INFO_HASH: InfoHash = InfoHash([0x11; 20]);
 
 /// 3 pieces of 32 KiB and a last one of 1000 bytes.
-fn geometry() -> Geometry {
-    Geometry::new(32768, 3 * 32768 + 1000).unwrap()
+fn geometry() -> PeerGeometry {
+    PeerGeometry::new(32768, 3 * 32768 + 1000).unwrap()
 }
 
 fn content() -> Arc<Vec<u8>> {

@@ -353,7 +353,8 @@ async fn unassign_keeps_data_by_default() {
 /// back-off: a peer that connects still gets the handshake and the full bitfield.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_tracker_does_not_stop_the_relay() {
-    use ivcsd::peer::wire::{self, HANDSHAKE_LEN, Handshake, Message, generate_peer_id};
+    use ivcsd::peer::peer_id::generate_peer_id;
+    use ivcsd::peer::wire::{self, HANDSHAKE_LEN, Handshake, Message};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let dir = tempfile::tempdir().unwrap();

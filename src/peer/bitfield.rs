@@ -6,7 +6,8 @@
 //! and received without conversion, and a cached count. `bitvec` would bring four crates
 //! (funty, radium, tap, wyz) and its generic order/store parameters for none of that.
 
-use crate::peer::wire::{Geometry, WireError};
+use crate::peer::geometry::PeerGeometry;
+use crate::peer::wire::WireError;
 
 /// One bit per piece. Invariants: `bytes.len() == ceil(len / 8)`, spare bits are zero, and
 /// `ones` is the number of set bits.
@@ -49,7 +50,7 @@ impl Bitfield {
     /// # Errors
     /// [`WireError::BitfieldLength`] or [`WireError::BitfieldSpareBits`] when `bytes` does not
     /// fit the torrent.
-    pub fn from_wire(bytes: &[u8], geometry: &Geometry) -> Result<Self, WireError> {
+    pub fn from_wire(bytes: &[u8], geometry: &PeerGeometry) -> Result<Self, WireError> {
         geometry.check_bitfield(bytes)?;
         let ones = bytes.iter().map(|b| b.count_ones()).sum();
         Ok(Bitfield {
@@ -163,14 +164,14 @@ mod tests {
         let b = Bitfield::full(10);
         assert_eq!(b.as_bytes(), &[0xff, 0xc0]);
         assert!(b.is_full());
-        let g = Geometry::new(16384, 10 * 16384).unwrap();
+        let g = PeerGeometry::new(16384, 10 * 16384).unwrap();
         assert_eq!(Bitfield::from_wire(b.as_bytes(), &g), Ok(b));
         assert_eq!(Bitfield::full(16).as_bytes(), &[0xff, 0xff]);
     }
 
     #[test]
     fn from_wire_checks_the_torrent() {
-        let g = Geometry::new(16384, 10 * 16384).unwrap();
+        let g = PeerGeometry::new(16384, 10 * 16384).unwrap();
         assert_eq!(
             Bitfield::from_wire(&[0xff, 0xe0], &g),
             Err(WireError::BitfieldSpareBits)
@@ -201,7 +202,7 @@ mod tests {
             }
             prop_assert_eq!(b.count() as usize, model.len());
             prop_assert_eq!(b.iter_set().collect::<Vec<_>>(), model.into_iter().collect::<Vec<_>>());
-            let g = Geometry::new(16384, u64::from(len) * 16384).unwrap();
+            let g = PeerGeometry::new(16384, u64::from(len) * 16384).unwrap();
             prop_assert_eq!(Bitfield::from_wire(b.as_bytes(), &g), Ok(b));
         }
     }

@@ -2,7 +2,7 @@
 //! the owner and writes what the owner asks for (docs/protocol.md section 7).
 //!
 //! The connection knows the wire, not the download: it checks every message against the
-//! torrent's [`Geometry`], answers keep-alives and BEP 6 rejects itself, and reports the rest
+//! torrent's [`PeerGeometry`], answers keep-alives and BEP 6 rejects itself, and reports the rest
 //! as [`Event`]s to a [`Handler`]; the owner (a session: picker, storage, choking) answers with
 //! [`Command`]s, either at once through the handler's [`Outbox`] or later through a
 //! [`ConnectionHandle`].
@@ -38,9 +38,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::peer::bitfield::Bitfield;
+use crate::peer::geometry::PeerGeometry;
 use crate::peer::wire::{
-    self, BlockRequest, Extended, ExtendedHandshake, Geometry, HANDSHAKE_LEN, Handshake, Limits,
-    Message, WireError,
+    self, BlockRequest, Extended, ExtendedHandshake, HANDSHAKE_LEN, Handshake, Limits, Message,
+    WireError,
 };
 use crate::types::{InfoHash, PeerId};
 
@@ -129,7 +130,7 @@ pub enum ConnectionError {
 impl ConnectionError {
     /// The peer broke the protocol (a malformed handshake or message, a message that does not
     /// fit the torrent, a violation of BEP 6 or BEP 10), as opposed to timing out, hanging
-    /// up or a network error: SPEC 7 counts these against the peer.
+    /// up or a network error: docs/protocol.md section 7 counts these against the peer.
     pub fn blames_peer(&self) -> bool {
         matches!(
             self,
@@ -185,7 +186,7 @@ impl Handshaken {
     /// command it.
     pub fn into_connection<H: Handler>(
         self,
-        geometry: Geometry,
+        geometry: PeerGeometry,
         have: &Bitfield,
         handler: H,
         config: &ConnectionConfig,
@@ -568,7 +569,7 @@ async fn write_some(
 struct Core<H> {
     handler: H,
     outbox: Outbox,
-    geometry: Geometry,
+    geometry: PeerGeometry,
     limits: Limits,
     config: ConnectionConfig,
     /// Both sides support BEP 6.
@@ -721,7 +722,7 @@ impl<H: Handler> Core<H> {
     }
 
     fn on_message(&mut self, message: Message<'_>) -> Result<(), ConnectionError> {
-        message.validate(&self.geometry)?;
+        message.validate(self.geometry.metainfo())?;
         let event = match message {
             Message::KeepAlive | Message::Port(_) | Message::Unknown { .. } => return Ok(()),
             Message::Choke => Event::Choke,

@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 use crate::crypto::identity::Identity;
 use crate::peer::listener::{self, Registry};
 use crate::peer::metrics::Traffic;
+use crate::peer::peer_id::generate_peer_id;
 use crate::peer::session::SessionConfig;
 use crate::peer::tracker_client::TrackerClient;
-use crate::peer::wire::generate_peer_id;
 use crate::types::PeerId;
 
 /// Why a peer could not start or finish.

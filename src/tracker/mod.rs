@@ -4,7 +4,8 @@
 //! - Pure parts, no I/O: [`query`] (raw query → bytes), [`swarm`] (who holds what),
 //!   [`decide`] (the authority rules), [`refusal`] (public and audit reasons), [`config`].
 //! - Identity: [`authority`] (authority.xml, written on main), [`credentials`].
-//! - Durable state and the record: [`store`] (SQLite thread, sealed keys), [`audit`].
+//! - Durable state and the record: [`store`] (SQLite thread), [`master_key`] (content keys
+//!   sealed at rest), [`audit`].
 //! - HTTP: [`server`] (accept loop, limits, routing, shutdown) and one file per endpoint:
 //!   [`announce`], [`scrape`], [`getcipher`] (with [`key_cache`]), [`publish`],
 //!   [`metainfo_file`], [`relay`], [`admin`]; [`metrics`] (served by [`crate::metrics`]).
@@ -26,6 +27,7 @@ pub mod credentials;
 pub mod decide;
 pub mod getcipher;
 pub mod key_cache;
+pub mod master_key;
 pub mod metainfo_file;
 pub mod metrics;
 pub mod publish;

@@ -1,36 +1,35 @@
-//! Durable tracker state (SPEC 8): torrents, owners, authorities, content keys and relay
-//! assignments in SQLite in the data directory.
+//! Durable tracker state (docs/protocol.md section 8): torrents, owners, authorities, content
+//! keys and relay assignments in SQLite in the data directory.
 //!
 //! - One dedicated thread owns the connection; requests reach it over a bounded channel and
 //!   carry their own reply channel, so no SQLite call ever runs on the async reactor.
 //! - Write-ahead log with `synchronous=FULL`: a transaction that returned is on disk, so a
-//!   publish that was answered survives any crash (SPEC 4.4).
-//! - The schema is versioned with `PRAGMA user_version`; [`MIGRATIONS`] run in order, each in
-//!   its own transaction.
-//! - Content keys are sealed with AES-256-GCM under the master key (`master.key`, 32 random
-//!   bytes, created with mode 0600 on first start), the key id as associated data so a sealed
-//!   key cannot be moved to another row.
+//!   publish that was answered survives any crash (docs/protocol.md 4.4).
+//! - The schema is versioned with `PRAGMA user_version`; the migrations of `schema.rs` run in
+//!   order, each in its own transaction.
+//! - Content keys are stored sealed: the sealing and the master key are [`super::master_key`],
+//!   which this module only opens (or creates, with a new database) at start.
 //!
 //! Live swarms are not here: they are in memory ([`super::swarm`]).
 
-use std::fs::OpenOptions;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::{Aead, KeyInit, Payload};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
-use zeroize::Zeroizing;
 
 use crate::crypto::content::Cipher;
 use crate::types::{Authority, InfoHash, KeyId};
 
-/// The master key's file name in the data directory.
-pub const MASTER_KEY_FILE: &str = "master.key";
+mod schema;
+
+use super::master_key::MasterKeyError;
+use schema::{blob, open_db, read_torrents};
+
+// The master key's types, under `store::` too: `Store::open` returns the key.
+pub use super::master_key::{MASTER_KEY_FILE, MasterKey, RawKey};
+
 /// The database's file name in the data directory.
 pub const DB_FILE: &str = "tracker.sqlite";
-const NONCE_LEN: usize = 12;
 /// Requests waiting for the store thread.
 const QUEUE: usize = 256;
 
@@ -42,59 +41,21 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("error reading or creating master key {path}: {source}")]
-    MasterKey {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    MasterKey(#[from] MasterKeyError),
     #[error(
         "master key {key} is missing, but database {db} exists: its content keys open only with the master key they were sealed with (restore it, or name it with --master-key)"
     )]
     MasterKeyMissing { key: PathBuf, db: PathBuf },
-    #[error("master key {path} is {len} bytes, expected 32")]
-    MasterKeyLength { path: PathBuf, len: usize },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("database schema version {found} is newer than this tracker's {supported}")]
     SchemaTooNew { found: i64, supported: i64 },
-    #[error("sealed content key for key id {0} cannot be opened (wrong master key or damaged row)")]
-    Unseal(KeyId),
     #[error("database row damaged: {0}")]
     Corrupt(&'static str),
     #[error("the store thread has stopped")]
     Stopped,
 }
-
-/// Schema versions: `MIGRATIONS[i]` takes `user_version` from i to i + 1.
-const MIGRATIONS: &[&str] = &[
-    // 1: torrents, keys, relay assignments
-    "CREATE TABLE torrents (
-        info_hash    BLOB PRIMARY KEY CHECK (length(info_hash) = 20),
-        name         TEXT NOT NULL,
-        size         INTEGER NOT NULL,
-        owner        TEXT NOT NULL,
-        authority    INTEGER NOT NULL,
-        published_ms INTEGER NOT NULL,
-        key_id       BLOB NOT NULL UNIQUE,
-        metainfo     BLOB NOT NULL
-    ) STRICT;
-    CREATE TABLE content_keys (
-        key_id     BLOB PRIMARY KEY CHECK (length(key_id) = 16),
-        owner      TEXT NOT NULL,
-        sealed     BLOB NOT NULL,
-        created_ms INTEGER NOT NULL,
-        info_hash  BLOB
-    ) STRICT;
-    CREATE INDEX content_keys_pending ON content_keys (created_ms) WHERE info_hash IS NULL;
-    CREATE TABLE relays (
-        info_hash BLOB NOT NULL REFERENCES torrents (info_hash),
-        username  TEXT NOT NULL,
-        PRIMARY KEY (info_hash, username)
-    ) STRICT;",
-    // 2: the content cipher suite of each torrent (`info.ivcsd.cipher`), for getcipher's answer
-    "ALTER TABLE torrents ADD COLUMN cipher TEXT NOT NULL DEFAULT 'rc4+';",
-];
 
 /// A torrent as the tracker keeps it in memory (everything but the .torrent bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,9 +72,6 @@ pub struct TorrentRecord {
     /// Users assigned to relay it, sorted.
     pub relays: Vec<String>,
 }
-
-/// A content key in the clear, only ever held briefly to wrap it for a requester.
-pub type RawKey = Zeroizing<[u8; 32]>;
 
 /// What a publish did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,122 +94,6 @@ pub struct SealedKey {
     /// `None` while pending.
     pub info_hash: Option<InfoHash>,
     pub created_ms: u64,
-}
-
-/// The master key: seals content keys at rest.
-pub struct MasterKey(Zeroizing<[u8; 32]>);
-
-impl std::fmt::Debug for MasterKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MasterKey(<redacted>)")
-    }
-}
-
-impl MasterKey {
-    /// Reads `path`, or creates it (mode 0600, 32 bytes from the OS CSPRNG) if it is absent.
-    ///
-    /// # Errors
-    /// I/O errors, or a file that is not exactly 32 bytes.
-    pub fn load_or_create(path: &Path) -> Result<MasterKey, StoreError> {
-        let io = |source| StoreError::MasterKey {
-            path: path.to_owned(),
-            source,
-        };
-        let mut key = Zeroizing::new([0u8; 32]);
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        match options.open(path) {
-            Ok(mut file) => {
-                rand::fill(&mut key[..]);
-                file.write_all(&key[..]).map_err(io)?;
-                file.sync_all().map_err(io)?;
-                if let Some(dir) = path.parent() {
-                    crate::fsutil::sync_dir(dir).map_err(io)?;
-                }
-                tracing::info!("created master key {}", path.display());
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let mut bytes = Zeroizing::new(Vec::with_capacity(33));
-                std::fs::File::open(path)
-                    .and_then(|f| f.take(33).read_to_end(&mut bytes))
-                    .map_err(io)?;
-                if bytes.len() != 32 {
-                    return Err(StoreError::MasterKeyLength {
-                        path: path.to_owned(),
-                        len: bytes.len(),
-                    });
-                }
-                key.copy_from_slice(&bytes);
-            }
-            Err(e) => return Err(io(e)),
-        }
-        Ok(MasterKey(key))
-    }
-
-    /// A subkey for another purpose (e.g. signing tokens), so the master key itself is used
-    /// for one thing only.
-    pub fn derive(&self, purpose: &str) -> [u8; 32] {
-        use hmac::{Hmac, Mac};
-        let mut m = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.0[..])
-            .expect("HMAC accepts keys of any length");
-        m.update(purpose.as_bytes());
-        m.finalize().into_bytes().into()
-    }
-
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new_from_slice(&self.0[..]).expect("the master key is 32 bytes")
-    }
-
-    /// Seals a content key: nonce ‖ ciphertext ‖ tag, the key id as associated data.
-    pub fn seal(&self, key_id: &KeyId, key: &[u8; 32]) -> Vec<u8> {
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::fill(&mut nonce);
-        let sealed = self
-            .cipher()
-            .encrypt(
-                &aes_gcm::aead::Nonce::<Aes256Gcm>::from(nonce),
-                Payload {
-                    msg: key,
-                    aad: key_id.as_bytes(),
-                },
-            )
-            .expect("AES-GCM encryption of 32 bytes cannot fail");
-        let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        out
-    }
-
-    /// Opens a sealed content key.
-    ///
-    /// # Errors
-    /// [`StoreError::Unseal`] if the tag does not verify (wrong master key, damaged row, or a
-    /// row moved to another key id).
-    pub fn open(&self, key_id: &KeyId, sealed: &[u8]) -> Result<RawKey, StoreError> {
-        if sealed.len() < NONCE_LEN {
-            return Err(StoreError::Unseal(*key_id));
-        }
-        let (nonce, ct) = sealed.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
-        let plain = Zeroizing::new(
-            self.cipher()
-                .decrypt(
-                    &aes_gcm::aead::Nonce::<Aes256Gcm>::from(nonce),
-                    Payload {
-                        msg: ct,
-                        aad: key_id.as_bytes(),
-                    },
-                )
-                .map_err(|_| StoreError::Unseal(*key_id))?,
-        );
-        let key: [u8; 32] = plain
-            .as_slice()
-            .try_into()
-            .map_err(|_| StoreError::Unseal(*key_id))?;
-        Ok(Zeroizing::new(key))
-    }
 }
 
 /// A unit of work for the store thread; it answers whether the thread should go on.
@@ -280,90 +122,6 @@ impl StoreThread {
             tracing::error!("store thread panicked");
         }
     }
-}
-
-fn open_db(path: &Path) -> Result<Connection, StoreError> {
-    let mut conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    // Deleted rows are overwritten, not left in free pages: a removed torrent's sealed key
-    // must not stay readable in the file (see `remove_torrent`).
-    conn.pragma_update(None, "secure_delete", "ON")?;
-    migrate(&mut conn)?;
-    Ok(conn)
-}
-
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let supported = MIGRATIONS.len() as i64;
-    if version > supported {
-        return Err(StoreError::SchemaTooNew {
-            found: version,
-            supported,
-        });
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i as i64 + 1)?;
-        tx.commit()?;
-        tracing::info!("database schema migrated to version {}", i + 1);
-    }
-    Ok(())
-}
-
-fn blob<const N: usize>(v: Vec<u8>, what: &'static str) -> Result<[u8; N], StoreError> {
-    v.try_into().map_err(|_| StoreError::Corrupt(what))
-}
-
-fn read_torrents(conn: &Connection) -> Result<Vec<TorrentRecord>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT info_hash, name, size, owner, authority, published_ms, key_id, cipher FROM torrents",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, Vec<u8>>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, i64>(4)?,
-            r.get::<_, i64>(5)?,
-            r.get::<_, Vec<u8>>(6)?,
-            r.get::<_, String>(7)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (hash, name, size, owner, authority, published_ms, key_id, cipher) = row?;
-        let info_hash = InfoHash(blob(hash, "info_hash")?);
-        out.push(TorrentRecord {
-            info_hash,
-            name,
-            size: u64::try_from(size).map_err(|_| StoreError::Corrupt("size"))?,
-            owner,
-            authority: Authority(
-                u32::try_from(authority).map_err(|_| StoreError::Corrupt("authority"))?,
-            ),
-            published_ms: u64::try_from(published_ms).unwrap_or(0),
-            key_id: KeyId(blob(key_id, "key_id")?),
-            cipher: Cipher::from_name(cipher.as_bytes()).ok_or(StoreError::Corrupt("cipher"))?,
-            relays: Vec::new(),
-        });
-    }
-    let mut stmt = conn.prepare("SELECT info_hash, username FROM relays ORDER BY username")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
-    })?;
-    for row in rows {
-        let (hash, user) = row?;
-        let hash = InfoHash(blob(hash, "relay info_hash")?);
-        if let Some(t) = out.iter_mut().find(|t| t.info_hash == hash) {
-            t.relays.push(user);
-        }
-    }
-    Ok(out)
 }
 
 impl Store {
@@ -659,10 +417,10 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn record(owner: &str, key: KeyId) -> TorrentRecord {
+    pub(super) fn record(owner: &str, key: KeyId) -> TorrentRecord {
         TorrentRecord {
             info_hash: InfoHash([1; 20]),
             name: "data".into(),
@@ -678,66 +436,13 @@ mod tests {
 
     /// Creates a store (master key and database) in `dir` and closes it, for a test that then
     /// edits the database itself; returns the master key's path.
-    async fn created_and_closed(dir: &Path) -> PathBuf {
+    pub(super) async fn created_and_closed(dir: &Path) -> PathBuf {
         let key_file = dir.join(MASTER_KEY_FILE);
         let (store, thread, _master) = Store::open(dir, &key_file).unwrap();
         store.close().await;
         drop(store);
         thread.join();
         key_file
-    }
-
-    #[tokio::test]
-    async fn a_version_1_database_gains_the_cipher_column_and_its_torrents_are_rc4_plus() {
-        let dir = tempfile::tempdir().unwrap();
-        let key_file = created_and_closed(dir.path()).await;
-        // A database as the first schema left it, with one torrent.
-        std::fs::remove_file(dir.path().join(DB_FILE)).unwrap();
-        {
-            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
-            conn.pragma_update(None, "user_version", 1).unwrap();
-            conn.execute(
-                "INSERT INTO torrents VALUES (?1, 'old', 9, 'u1', 0, 5, ?2, x'00')",
-                params![&[8u8; 20][..], &[9u8; 16][..]],
-            )
-            .unwrap();
-        }
-        let (store, _thread, master) = Store::open(dir.path(), &key_file).unwrap();
-        let torrents = store.torrents().await.unwrap();
-        assert_eq!(torrents.len(), 1);
-        assert_eq!(torrents[0].cipher, Cipher::Rc4Plus);
-        // And a new torrent keeps the suite it was published with.
-        let id = KeyId([2; 16]);
-        let sealed = master.seal(&id, &[1; 32]);
-        store
-            .insert_pending_key(id, "u3".into(), sealed, 1000, 2)
-            .await
-            .unwrap();
-        store
-            .publish(record("u3", id), b"t".to_vec(), 0)
-            .await
-            .unwrap();
-        let stored = store.torrents().await.unwrap();
-        let new = stored.iter().find(|t| t.key_id == id).unwrap();
-        assert_eq!(new.cipher, Cipher::Aes256Ctr);
-    }
-
-    #[tokio::test]
-    async fn an_unknown_cipher_in_a_row_is_a_damaged_row_not_a_guess() {
-        let dir = tempfile::tempdir().unwrap();
-        let key_file = created_and_closed(dir.path()).await;
-        {
-            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
-            conn.execute(
-                "INSERT INTO torrents VALUES (?1, 'x', 9, 'u1', 0, 5, ?2, x'00', 'rc5')",
-                params![&[8u8; 20][..], &[9u8; 16][..]],
-            )
-            .unwrap();
-        }
-        let (store, _thread, _master) = Store::open(dir.path(), &key_file).unwrap();
-        let err = store.torrents().await.unwrap_err();
-        assert_eq!(err.to_string(), "database row damaged: cipher");
     }
 
     #[tokio::test]
@@ -973,35 +678,5 @@ mod tests {
         }
         assert_eq!(store.purge_pending(1).await.unwrap(), 1);
         assert!(store.sealed_key(KeyId([0; 16])).await.unwrap().is_none());
-    }
-
-    #[test]
-    fn sealed_keys_are_bound_to_their_key_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let master = MasterKey::load_or_create(&dir.path().join("m")).unwrap();
-        let sealed = master.seal(&KeyId([1; 16]), &[3; 32]);
-        assert!(matches!(
-            master.open(&KeyId([2; 16]), &sealed),
-            Err(StoreError::Unseal(_))
-        ));
-        assert!(matches!(
-            master.open(&KeyId([1; 16]), &sealed[..5]),
-            Err(StoreError::Unseal(_))
-        ));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("m"))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        // a damaged master key file is refused, not silently replaced
-        std::fs::write(dir.path().join("short"), b"abc").unwrap();
-        assert!(matches!(
-            MasterKey::load_or_create(&dir.path().join("short")),
-            Err(StoreError::MasterKeyLength { len: 3, .. })
-        ));
     }
 }
