@@ -1,0 +1,314 @@
+//! One torrent in a running peer: its swarm of connections, the picker, piece assembly and
+//! verification, uploads, choking and the tracker announces (docs/protocol.md sections 4.1, 7
+//! and 8).
+//!
+//! # Layout
+//! This file holds the [`Torrent`] and its shared [`State`], and starts and stops the session.
+//! Each job is a file of its own:
+//! - `config.rs`: [`SessionConfig`];
+//! - `peers.rs`: the registry of connected peers, dialing, strikes and bans;
+//! - `handler.rs`: [`PeerHandler`], every event a connection reports;
+//! - `requests.rs`: what to ask each peer for, and interest;
+//! - `pieces.rs`: blocks into pieces, verification and storage, finding liars;
+//! - `uploads.rs`: answering requests;
+//! - `maintenance.rs`: the once-a-second task (choking, request time-outs, resume records);
+//! - `resume.rs`: fast-resume records; `reverify.rs`: verifying the data on disk again;
+//! - `announce.rs`: the announce loop; `progress.rs`: [`Progress`].
+//!
+//! # Tasks
+//! - one task per connection (`Connection::run` in [`crate::peer::connection`]); its
+//!   [`Handler`] is a [`PeerHandler`] that updates the shared [`State`] under one short,
+//!   synchronous lock;
+//! - piece verification and writes, and block reads for uploads, on blocking threads
+//!   (`spawn_blocking`, bounded by semaphores), never on the reactor;
+//! - a maintenance task: choking every 10 s, request time-outs, fast-resume records, dialing
+//!   peers;
+//! - an announce task: started, every interval (with back-off while the tracker is away),
+//!   completed, and stopped at the end.
+//!
+//! # Lock order
+//! There is one `std::sync::Mutex` ([`Torrent::state`]); it is never held across an `.await`,
+//! so it cannot deadlock with anything async.
+//!
+//! What it will not do: know how bytes are stored or whether they are encrypted on disk; the
+//! [`PieceStore`] does that, and everything here is ciphertext.
+
+mod announce;
+mod config;
+mod handler;
+mod maintenance;
+mod peers;
+mod pieces;
+mod progress;
+mod requests;
+mod resume;
+mod reverify;
+mod uploads;
+
+pub use config::SessionConfig;
+pub use handler::PeerHandler;
+pub use progress::Progress;
+pub use reverify::OnDamage;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metainfo::Info;
+use crate::peer::bitfield::Bitfield;
+use crate::peer::block_cache::BlockCache;
+use crate::peer::buffers::BufferPool;
+use crate::peer::connection::{Command, ConnectionHandle};
+use crate::peer::picker::Picker;
+use crate::peer::storage::PieceStore;
+use crate::peer::tracker_client::TrackerClient;
+use crate::peer::wire::Geometry;
+use crate::types::{InfoHash, PeerId};
+
+use peers::{Banned, PeerSlot};
+use pieces::{PartialPiece, SentBlock};
+
+/// A connection's id inside one torrent.
+pub type PeerKey = u64;
+
+/// The size of the blocks we request, and of the blocks the cipher keys: 16 KiB.
+const BLOCK_LEN: usize = crate::peer::picker::BLOCK_LEN as usize;
+/// Connections a peer may end by breaking the protocol (docs/protocol.md 7) before it is banned.
+const PROTOCOL_STRIKES_TO_BAN: u32 = 3;
+/// How long a stopping session may take for its `stopped` announce and last resume record.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The mutable state of a torrent. Invariant: every key of `peers` is known to `picker`.
+struct State {
+    picker: Picker<PeerKey>,
+    peers: HashMap<PeerKey, PeerSlot>,
+    /// Pieces being assembled; each buffer has the piece's length.
+    partial: HashMap<u32, PartialPiece>,
+    partial_bytes: u64,
+    /// Pieces that failed verification: who sent which block, and its hash. When the piece
+    /// later verifies, the peers whose blocks differ from the good ones are banned; honest
+    /// peers that shared a bad piece with a liar are never blamed.
+    suspects: HashMap<u32, Vec<SentBlock>>,
+    next_key: PeerKey,
+    /// Addresses connected or being dialed, and addresses that are ourselves.
+    dialing: HashSet<SocketAddr>,
+    /// Addresses of peers that sent data failing verification: never again.
+    /// Peers that sent data failing verification: their peer ids are refused and their
+    /// addresses never dialed again. (Not whole IP addresses: many honest peers can share one
+    /// behind a NAT, or on 127.0.0.1.)
+    banned: Banned,
+    /// Connections each peer ended by breaking the protocol.
+    strikes: HashMap<PeerId, u32>,
+    optimistic: Option<PeerKey>,
+    choke_rounds: u64,
+    complete: bool,
+    resume_dirty: bool,
+    /// Set when a re-verification found damaged pieces and wrote the record without them:
+    /// no later record may name them again.
+    resume_frozen: bool,
+}
+
+/// A torrent being downloaded, seeded or relayed.
+pub struct Torrent {
+    info_hash: InfoHash,
+    store: Arc<dyn PieceStore>,
+    geometry: Geometry,
+    config: SessionConfig,
+    state: Mutex<State>,
+    cache: BlockCache,
+    /// Buffers of pieces being assembled and verified (their bytes are `partial_bytes`).
+    pieces: BufferPool,
+    /// Bounds pieces being hashed and written at once.
+    verifiers: Arc<Semaphore>,
+    /// The permits of `verifiers`.
+    verifier_count: usize,
+    progress: watch::Sender<Progress>,
+    downloaded: AtomicU64,
+    uploaded: AtomicU64,
+    completed: Notify,
+    tracker: Option<Arc<TrackerClient>>,
+    resume_path: Option<PathBuf>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// Why a session could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the torrent's geometry is unusable: {0}")]
+    Geometry(String),
+}
+
+impl Torrent {
+    /// A session for the torrent held by `store`, of which the pieces in `have` are verified.
+    /// Nothing runs until [`Torrent::start`].
+    ///
+    /// # Errors
+    /// A torrent whose geometry the wire cannot describe.
+    pub fn new(
+        info_hash: InfoHash,
+        store: Arc<dyn PieceStore>,
+        have: Bitfield,
+        config: SessionConfig,
+        tracker: Option<Arc<TrackerClient>>,
+        resume_path: Option<PathBuf>,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Torrent>, SessionError> {
+        let info = store.info();
+        let geometry = Geometry::new(info.piece_length, info.total_length)
+            .map_err(|e| SessionError::Geometry(e.to_string()))?;
+        let complete = have.is_full();
+        let picker = Picker::new(geometry, have);
+        let cache = BlockCache::new(
+            Arc::clone(&store),
+            config.upload_cache_bytes,
+            std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
+        );
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // Idle buffers kept: what the budget holds, plus one. (The budget is checked before a
+        // round of requests, which may start a few pieces; buffers beyond are freed.)
+        let pieces = BufferPool::new(
+            info.piece_length as usize,
+            (config.piece_buffer_budget / info.piece_length.max(1)) as usize + 1,
+        );
+        let torrent = Arc::new(Torrent {
+            info_hash,
+            geometry,
+            config,
+            state: Mutex::new(State {
+                picker,
+                peers: HashMap::new(),
+                partial: HashMap::new(),
+                partial_bytes: 0,
+                suspects: HashMap::new(),
+                next_key: 0,
+                dialing: HashSet::new(),
+                banned: Banned::default(),
+                strikes: HashMap::new(),
+                optimistic: None,
+                choke_rounds: 0,
+                complete,
+                resume_dirty: false,
+                resume_frozen: false,
+            }),
+            cache,
+            pieces,
+            verifiers: Arc::new(Semaphore::new(threads + 1)),
+            verifier_count: threads + 1,
+            progress: watch::Sender::new(Progress::default()),
+            downloaded: AtomicU64::new(0),
+            uploaded: AtomicU64::new(0),
+            completed: Notify::new(),
+            tracker,
+            resume_path,
+            shutdown,
+            tasks: TaskTracker::new(),
+            store,
+        });
+        torrent.publish_progress();
+        Ok(torrent)
+    }
+
+    pub fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    pub fn info(&self) -> &Info {
+        self.store.info()
+    }
+
+    /// Progress reports; the last value is always current.
+    pub fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    /// How many peers were banned for sending corrupt data.
+    pub fn banned_count(&self) -> usize {
+        self.lock().banned.ids.len()
+    }
+
+    /// Whether every piece is verified.
+    pub fn is_complete(&self) -> bool {
+        self.lock().complete
+    }
+
+    /// Stops the session: connections close and a `stopped` announce is sent.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until every task of the session has ended (after [`Torrent::stop`]).
+    pub async fn wait_stopped(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Stops the session and waits, at most [`STOP_TIMEOUT`], for it to end (its `stopped`
+    /// announce and last resume record); a session that takes longer is logged and left.
+    pub async fn stop_and_wait(&self) {
+        self.stop();
+        if tokio::time::timeout(STOP_TIMEOUT, self.wait_stopped())
+            .await
+            .is_err()
+        {
+            tracing::warn!(info_hash = %self.info_hash, "the session did not stop within {STOP_TIMEOUT:?}");
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock is a bug; the state is still usable for shutdown.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the maintenance and announce tasks, and dials `initial_peers`.
+    pub fn start(self: &Arc<Self>, initial_peers: &[SocketAddr]) {
+        let me = Arc::clone(self);
+        self.tasks.spawn(async move { me.maintain().await });
+        if self.tracker.is_some() {
+            let me = Arc::clone(self);
+            self.tasks.spawn(async move { me.announce_loop().await });
+        }
+        self.dial(initial_peers);
+    }
+
+    /// A fatal error: report it and stop.
+    /// Only the first error is kept: the ones after it (other pieces failing on the same full
+    /// disk) add nothing. It is reported through [`Progress::error`], so that the command shows
+    /// one clear line; the log has it at debug level.
+    fn fail(&self, message: String) {
+        tracing::debug!(info_hash = %self.info_hash, "{message}");
+        let first = self.progress.send_if_modified(|p| {
+            if p.error.is_some() {
+                return false;
+            }
+            p.error = Some(message);
+            true
+        });
+        if first {
+            self.config.traffic.add_failed_torrent();
+        }
+        self.shutdown.cancel();
+    }
+}
+
+/// Queues a command without waiting; if the queue is full, a task waits for room. (Commands
+/// are small; the queue bound still holds, as the task holds only one.)
+fn send(handle: &ConnectionHandle, command: Command) {
+    use tokio::sync::mpsc::error::TrySendError;
+    match handle.try_send(command) {
+        Ok(()) | Err(TrySendError::Closed(_)) => {}
+        Err(TrySendError::Full(command)) => {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let _ = handle.send(command).await;
+            });
+        }
+    }
+}

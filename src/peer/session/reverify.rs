@@ -1,0 +1,105 @@
+//! Re-verification of a long-running seeder's or relay's data on disk, and what to do when it
+//! no longer matches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Torrent;
+
+/// What [`Torrent::reverify_every`] does when pieces on disk no longer match.
+#[derive(Debug, Clone)]
+pub enum OnDamage {
+    /// Stop, and delete the resume record: a seeder's plaintext is the user's, and data that
+    /// changed under it must be restored or seeded again, not repaired behind their back.
+    StopServing,
+    /// Stop, with a resume record that leaves the damaged pieces out, so that the next start
+    /// fetches them again from the swarm: a relay's ciphertext store is its own. `restart`
+    /// (if any) is notified once the torrent has stopped, so that its owner starts it again
+    /// at once instead of at its next routine look.
+    Refetch {
+        restart: Option<Arc<tokio::sync::Notify>>,
+    },
+}
+
+impl Torrent {
+    /// Hashes every piece on disk again every `every` (the first time `every` after this
+    /// call), off the reactor, and stops the torrent with an error as soon as one no longer
+    /// matches. A seeder or relay that runs for months must notice data that rots, or is
+    /// changed without its size or modification time moving (which [`StorageError::Changed`]
+    /// catches), before downloaders reject it piece by piece. It runs on one blocking thread,
+    /// a piece at a time, so that serving keeps the other cores (unlike the check before
+    /// seeding, which someone waits for and which takes them all). What happens to the
+    /// session's resume record (if it has one) on a mismatch is `on_damage`'s.
+    pub fn reverify_every(self: &Arc<Self>, every: Duration, on_damage: OnDamage) {
+        let me = Arc::clone(self);
+        self.tasks.spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = me.shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                // Only pieces verified before the pass can be damaged: a relay still
+                // downloading has others that are simply not there yet.
+                let had = me.lock().picker.have().clone();
+                let (store, stop) = (Arc::clone(&me.store), me.shutdown.clone());
+                // One thread: serving keeps the other cores however long this runs.
+                let checked = tokio::task::spawn_blocking(move || {
+                    crate::peer::storage::recheck_on_one_thread(&*store, &|| stop.is_cancelled())
+                })
+                .await;
+                let Ok(good) = checked else { return };
+                if me.shutdown.is_cancelled() {
+                    return;
+                }
+                let bad: Vec<u32> = had
+                    .iter_set()
+                    .filter(|&index| !good.get(index as usize).copied().unwrap_or(false))
+                    .collect();
+                let Some(&first) = bad.first() else {
+                    tracing::info!(
+                        info_hash = %me.info_hash,
+                        pieces = had.count(),
+                        "every piece verified again"
+                    );
+                    continue;
+                };
+                let damage = format!(
+                    "{} of {} pieces no longer match the torrent (the first: piece {first})",
+                    bad.len(),
+                    good.len()
+                );
+                let record = me.resume_path.as_deref();
+                let message = match on_damage {
+                    OnDamage::StopServing => {
+                        if let Some(record) = record {
+                            me.forget_resume_record(record).await;
+                        }
+                        format!(
+                            "{damage}: the data changed or is damaged on disk; stopped serving \
+                             it (restore the data, or seed it again to verify it)"
+                        )
+                    }
+                    OnDamage::Refetch { .. } => {
+                        if let Some(record) = record {
+                            me.save_resume_without(record, &bad).await;
+                        }
+                        format!(
+                            "{damage}: damaged on disk; stopped, and those pieces are fetched \
+                             again when it starts again"
+                        )
+                    }
+                };
+                me.fail(message);
+                if let OnDamage::Refetch {
+                    restart: Some(restart),
+                } = &on_damage
+                {
+                    restart.notify_one();
+                }
+                return;
+            }
+        });
+    }
+}
