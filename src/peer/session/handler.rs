@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::choking::Choking;
 use super::{PeerKey, Torrent};
 use crate::peer::connection::{Command, Event, Handler, HandlerError, Outbox};
 
@@ -74,7 +75,8 @@ impl Handler for PeerHandler {
             }
             Event::Interested => {
                 let unchoked = state.peers.values().filter(|s| !s.am_choking).count();
-                let room = unchoked < torrent.config.unchoke_slots + 1;
+                let room =
+                    Choking::<PeerKey>::unchoke_at_once(unchoked, torrent.config.unchoke_slots);
                 if let Some(slot) = state.peers.get_mut(&key) {
                     slot.peer_interested = true;
                     // A free slot is given at once rather than at the next round.

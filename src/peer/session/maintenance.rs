@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{PeerKey, Torrent, send};
-use crate::peer::choker::{self, Candidate};
+use crate::peer::choker::Candidate;
 use crate::peer::connection::Command;
 
 impl Torrent {
@@ -37,8 +37,6 @@ impl Torrent {
 
     pub(super) fn choke_round(&self) {
         let mut state = self.lock();
-        state.choke_rounds += 1;
-        let rotate = state.choke_rounds % 3 == 1;
         let candidates: Vec<Candidate<PeerKey>> = state
             .peers
             .iter()
@@ -50,15 +48,12 @@ impl Torrent {
             })
             .collect();
         let seeding = state.complete;
-        let (unchoke, optimistic) = choker::choose(
-            &candidates,
-            seeding,
-            self.config.unchoke_slots,
-            state.optimistic,
-            rotate,
-            &mut |n| rand::random_range(0..n.max(1)),
-        );
-        state.optimistic = optimistic;
+        let unchoke =
+            state
+                .choking
+                .round(&candidates, seeding, self.config.unchoke_slots, &mut |n| {
+                    rand::random_range(0..n.max(1))
+                });
         for (key, slot) in state.peers.iter_mut() {
             let should_choke = !unchoke.contains(key);
             if slot.am_choking != should_choke {

@@ -6,12 +6,16 @@
 //! This file holds the [`Torrent`] and its shared [`State`], and starts and stops the session.
 //! Each job is a file of its own:
 //! - `config.rs`: [`SessionConfig`];
-//! - `peers.rs`: the registry of connected peers, dialing, strikes and bans;
+//! - `peers.rs`: the registry of connected peers, dialing, and closing peers that are banned;
 //! - `handler.rs`: [`PeerHandler`], every event a connection reports;
 //! - `requests.rs`: what to ask each peer for, and interest;
-//! - `pieces.rs`: blocks into pieces, verification and storage, finding liars;
+//! - `pieces.rs`: verifying and storing complete pieces off the reactor;
 //! - `uploads.rs`: answering requests;
 //! - `maintenance.rs`: the once-a-second task (choking, request time-outs, resume records);
+//!
+//! The decisions are plain types with no I/O, each with its own tests, that the files above
+//! apply: `assembly.rs` (blocks into pieces, and which peer lied about a piece), `bans.rs`
+//! (strikes and bans) and `choking.rs` (whom to unchoke, round after round).
 //! - `resume.rs`: fast-resume records; `reverify.rs`: verifying the data on disk again;
 //! - `announce.rs`: the announce loop; `progress.rs`: [`Progress`].
 //!
@@ -34,6 +38,9 @@
 //! [`PieceStore`] does that, and everything here is ciphertext.
 
 mod announce;
+mod assembly;
+mod bans;
+mod choking;
 mod config;
 mod handler;
 mod maintenance;
@@ -70,18 +77,16 @@ use crate::peer::picker::Picker;
 use crate::peer::storage::PieceStore;
 use crate::peer::tracker_client::TrackerClient;
 use crate::peer::wire::Geometry;
-use crate::types::{InfoHash, PeerId};
+use crate::types::InfoHash;
 
-use peers::{Banned, PeerSlot};
-use pieces::{PartialPiece, SentBlock};
+use assembly::Assembly;
+use bans::Bans;
+use choking::Choking;
+use peers::PeerSlot;
 
 /// A connection's id inside one torrent.
 pub type PeerKey = u64;
 
-/// The size of the blocks we request, and of the blocks the cipher keys: 16 KiB.
-const BLOCK_LEN: usize = crate::peer::picker::BLOCK_LEN as usize;
-/// Connections a peer may end by breaking the protocol (docs/protocol.md 7) before it is banned.
-const PROTOCOL_STRIKES_TO_BAN: u32 = 3;
 /// How long a stopping session may take for its `stopped` announce and last resume record.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -89,25 +94,15 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 struct State {
     picker: Picker<PeerKey>,
     peers: HashMap<PeerKey, PeerSlot>,
-    /// Pieces being assembled; each buffer has the piece's length.
-    partial: HashMap<u32, PartialPiece>,
-    partial_bytes: u64,
-    /// Pieces that failed verification: who sent which block, and its hash. When the piece
-    /// later verifies, the peers whose blocks differ from the good ones are banned; honest
-    /// peers that shared a bad piece with a liar are never blamed.
-    suspects: HashMap<u32, Vec<SentBlock>>,
+    /// Pieces being assembled, and who sent the blocks of pieces that failed verification.
+    assembly: Assembly,
     next_key: PeerKey,
     /// Addresses connected or being dialed, and addresses that are ourselves.
     dialing: HashSet<SocketAddr>,
-    /// Addresses of peers that sent data failing verification: never again.
-    /// Peers that sent data failing verification: their peer ids are refused and their
-    /// addresses never dialed again. (Not whole IP addresses: many honest peers can share one
-    /// behind a NAT, or on 127.0.0.1.)
-    banned: Banned,
-    /// Connections each peer ended by breaking the protocol.
-    strikes: HashMap<PeerId, u32>,
-    optimistic: Option<PeerKey>,
-    choke_rounds: u64,
+    /// Strikes against peers, and the peers banned for them.
+    bans: Bans,
+    /// Whom we upload to, round after round.
+    choking: Choking<PeerKey>,
     complete: bool,
     resume_dirty: bool,
     /// Set when a re-verification found damaged pieces and wrote the record without them:
@@ -123,7 +118,7 @@ pub struct Torrent {
     config: SessionConfig,
     state: Mutex<State>,
     cache: BlockCache,
-    /// Buffers of pieces being assembled and verified (their bytes are `partial_bytes`).
+    /// Buffers of pieces being assembled and verified (their bytes are [`Assembly::bytes`]).
     pieces: BufferPool,
     /// Bounds pieces being hashed and written at once.
     verifiers: Arc<Semaphore>,
@@ -185,15 +180,11 @@ impl Torrent {
             state: Mutex::new(State {
                 picker,
                 peers: HashMap::new(),
-                partial: HashMap::new(),
-                partial_bytes: 0,
-                suspects: HashMap::new(),
+                assembly: Assembly::default(),
                 next_key: 0,
                 dialing: HashSet::new(),
-                banned: Banned::default(),
-                strikes: HashMap::new(),
-                optimistic: None,
-                choke_rounds: 0,
+                bans: Bans::default(),
+                choking: Choking::new(),
                 complete,
                 resume_dirty: false,
                 resume_frozen: false,
@@ -231,7 +222,7 @@ impl Torrent {
 
     /// How many peers were banned for sending corrupt data.
     pub fn banned_count(&self) -> usize {
-        self.lock().banned.ids.len()
+        self.lock().bans.banned_count()
     }
 
     /// Whether every piece is verified.

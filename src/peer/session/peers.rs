@@ -2,14 +2,14 @@
 //! addresses from the tracker, removing peers when their connection ends, and striking and
 //! banning peers that break the protocol or send corrupt data.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
+use super::bans::{Fault, Strike};
 use super::handler::PeerHandler;
-use super::{PROTOCOL_STRIKES_TO_BAN, PeerKey, State, Torrent, send};
+use super::{PeerKey, State, Torrent, send};
 use crate::peer::connection::{self, Command, ConnectionHandle, Handshaken};
 use crate::types::PeerId;
 
@@ -31,13 +31,6 @@ pub(super) struct PeerSlot {
     pub(super) sent_round: u64,
 }
 
-/// Who sent corrupt data.
-#[derive(Default)]
-pub(super) struct Banned {
-    pub(super) ids: HashSet<PeerId>,
-    pub(super) addrs: HashSet<SocketAddr>,
-}
-
 impl Torrent {
     /// Takes a connection whose handshake (for this torrent) completed, in either direction.
     pub fn add_peer(self: &Arc<Self>, handshaken: Handshaken) {
@@ -47,8 +40,7 @@ impl Torrent {
         let mut state = self.lock();
         if self.shutdown.is_cancelled()
             || state.peers.len() >= self.config.max_peers
-            || state.banned.ids.contains(&peer_id)
-            || addr.is_some_and(|a| state.banned.addrs.contains(&a))
+            || state.bans.refuses(peer_id, addr)
             || state.peers.values().any(|p| p.peer_id == peer_id)
         {
             tracing::debug!(?addr, "connection not taken (full, banned or duplicate)");
@@ -96,7 +88,7 @@ impl Torrent {
             if let Err(e) = &result
                 && e.blames_peer()
             {
-                me.strike(peer_id, addr, PROTOCOL_STRIKES_TO_BAN);
+                me.strike(peer_id, addr, Fault::BrokeProtocol);
             }
             me.remove_peer(key);
         });
@@ -110,9 +102,7 @@ impl Torrent {
             state.dialing.remove(&addr);
         }
         state.picker.remove_peer(key);
-        if state.optimistic == Some(key) {
-            state.optimistic = None;
-        }
+        state.choking.peer_gone(key);
         // Its requests went back to the pool: give them to others.
         let keys: Vec<PeerKey> = state.peers.keys().copied().collect();
         for other in keys {
@@ -133,7 +123,7 @@ impl Torrent {
             if room == 0 {
                 break;
             }
-            if state.dialing.contains(&addr) || state.banned.addrs.contains(&addr) {
+            if state.dialing.contains(&addr) || state.bans.refuses_addr(addr) {
                 continue;
             }
             if state.complete
@@ -191,30 +181,21 @@ impl Torrent {
         }
     }
 
-    /// Counts a fault against a peer; bans it at `limit` faults.
-    pub(super) fn strike(&self, peer_id: PeerId, addr: Option<SocketAddr>, limit: u32) {
+    /// Counts `fault` against a peer, and bans it when it reaches the fault's limit.
+    pub(super) fn strike(&self, peer_id: PeerId, addr: Option<SocketAddr>, fault: Fault) {
         let mut state = self.lock();
-        Self::strike_locked(&mut state, peer_id, addr, limit);
+        Self::strike_locked(&mut state, peer_id, addr, fault);
     }
 
-    /// Returns whether the peer is now banned.
+    /// As [`Torrent::strike`], under the lock already held.
     pub(super) fn strike_locked(
         state: &mut State,
         peer_id: PeerId,
         addr: Option<SocketAddr>,
-        limit: u32,
-    ) -> bool {
-        let strikes = state.strikes.entry(peer_id).or_insert(0);
-        *strikes += 1;
-        if *strikes < limit {
-            return false;
-        }
-        if state.banned.ids.insert(peer_id) {
+        fault: Fault,
+    ) {
+        if state.bans.strike(peer_id, addr, fault) == (Strike::Banned { newly: true }) {
             tracing::warn!(?addr, %peer_id, "banning a peer that sent corrupt data or broke the protocol");
         }
-        if let Some(addr) = addr {
-            state.banned.addrs.insert(addr);
-        }
-        true
     }
 }

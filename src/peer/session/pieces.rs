@@ -1,42 +1,17 @@
-//! Blocks into pieces: assembling a piece from its blocks, verifying and storing it off the
-//! reactor, and finding the peers that sent bad blocks.
+//! Blocks into pieces, and pieces onto disk: the session's side of [`assembly::Assembly`].
+//! A block the picker accepts goes into its piece; a complete piece is verified and stored on
+//! a blocking thread, then the picker, the bans and the other peers are told the outcome.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use sha1::{Digest as _, Sha1};
-
-use super::{BLOCK_LEN, PeerKey, State, Torrent, send};
+use super::assembly::{self, Blame, Block, PartialPiece, Sender, SentBlock, Verdict};
+use super::bans::Fault;
+use super::{PeerKey, State, Torrent, send};
 use crate::peer::connection::{Command, Outbox};
 use crate::peer::picker::BlockOutcome;
-use crate::peer::storage::{StorageError, piece_matches};
+use crate::peer::storage::StorageError;
 use crate::peer::wire::BlockRequest;
-use crate::types::PeerId;
-
-/// A piece being assembled: its bytes and who sent each block.
-pub(super) struct PartialPiece {
-    pub(super) data: Vec<u8>,
-    /// Per 16 KiB block, the peer that sent it.
-    pub(super) senders: Vec<Option<(PeerId, Option<SocketAddr>)>>,
-}
-
-/// A block of a piece that failed verification.
-#[derive(Clone, Copy)]
-pub(super) struct SentBlock {
-    pub(super) block: usize,
-    pub(super) peer_id: PeerId,
-    pub(super) addr: Option<SocketAddr>,
-    pub(super) sha1: [u8; 20],
-}
-
-/// What verifying a complete piece found.
-enum Verdict {
-    /// Stored; these peers sent blocks that differ from the verified ones.
-    Good { liars: Vec<SentBlock> },
-    /// The hash did not match; the hash of each block, for telling liars apart later.
-    Bad { block_hashes: Vec<[u8; 20]> },
-}
 
 impl Torrent {
     /// A block arrived from `key`: store it in its piece buffer; a complete piece goes to be
@@ -72,32 +47,22 @@ impl Torrent {
                     }
                 }
                 let piece_len = self.geometry.piece_len(index).unwrap_or(0) as usize;
-                let sender = state.peers.get(&key).map(|s| (s.peer_id, s.addr));
-                let mut added = 0;
-                let piece = state.partial.entry(index).or_insert_with(|| {
-                    added = piece_len as u64;
-                    PartialPiece {
-                        // Reused buffers hold old bytes; every block of the piece overwrites
-                        // its part before the piece completes.
-                        data: self.pieces.take(piece_len),
-                        senders: vec![None; piece_len.div_ceil(BLOCK_LEN)],
-                    }
+                let sender = state.peers.get(&key).map(|s| Sender {
+                    peer_id: s.peer_id,
+                    addr: s.addr,
                 });
-                let start = begin as usize;
-                // The picker accepted the block, so it lies inside the piece.
-                if let Some(dst) = piece.data.get_mut(start..start + data.len()) {
-                    dst.copy_from_slice(data);
-                }
-                if let Some(slot) = piece.senders.get_mut(start / BLOCK_LEN) {
-                    *slot = sender;
-                }
-                state.partial_bytes += added;
-                if piece_complete && let Some(piece) = state.partial.remove(&index) {
-                    // The piece stays counted in `partial_bytes` until it is verified and
+                let block = Block { index, begin, data };
+                if let Some(done) =
+                    state
+                        .assembly
+                        .add_block(block, piece_len, sender, piece_complete, |len| {
+                            self.pieces.take(len)
+                        })
+                {
+                    // The piece stays counted in `Assembly::bytes` until it is verified and
                     // written (`verify_piece` releases it): if verification falls behind, no
                     // new pieces start, and memory stays bounded whatever the file's size.
-                    let suspects = state.suspects.remove(&index).unwrap_or_default();
-                    self.verify_piece(index, piece, suspects);
+                    self.verify_piece(index, done.piece, done.suspects);
                 }
             }
             BlockOutcome::Duplicate | BlockOutcome::Unrequested => {}
@@ -114,7 +79,7 @@ impl Torrent {
         let me = Arc::clone(self);
         let permits = Arc::clone(&self.verifiers);
         self.tasks.spawn(async move {
-            let release = |me: &Torrent| me.lock().partial_bytes -= piece.data.len() as u64;
+            let release = |me: &Torrent| me.lock().assembly.release(piece.data.len() as u64);
             let Ok(_permit) = permits.acquire_owned().await else {
                 release(&me);
                 return;
@@ -137,11 +102,11 @@ impl Torrent {
                 verdict
             })
             .await;
-            me.lock().partial_bytes -= piece_bytes;
+            me.lock().assembly.release(piece_bytes);
             match checked {
                 Ok(Ok(Verdict::Good { liars })) => {
                     for liar in liars {
-                        me.strike(liar.peer_id, liar.addr, 1);
+                        me.strike(liar.peer_id, liar.addr, Fault::CorruptData);
                         me.close_peer(liar.peer_id);
                     }
                     me.piece_done(index);
@@ -166,33 +131,21 @@ impl Torrent {
         offer: bool,
     ) -> Result<Verdict, StorageError> {
         let info = self.store.info();
-        let blocks = data.len().div_ceil(BLOCK_LEN);
         let Some(piece) = info.piece_index(index) else {
             return Ok(Verdict::Bad {
                 block_hashes: Vec::new(),
             });
         };
-        let block_sha1 = |b: usize| -> [u8; 20] {
-            let end = ((b + 1) * BLOCK_LEN).min(data.len());
-            Sha1::digest(&data[b * BLOCK_LEN..end]).into()
-        };
-        if !piece_matches(info, piece, data) {
-            let block_hashes = (0..blocks).map(block_sha1).collect();
-            return Ok(Verdict::Bad { block_hashes });
+        let verdict = assembly::judge(info.piece_hash(piece), data, suspects);
+        if let Verdict::Bad { .. } = verdict {
+            return Ok(verdict);
         }
-        let liars = suspects
-            .iter()
-            .filter(|s| s.block < blocks && block_sha1(s.block) != s.sha1)
-            .copied()
-            .collect();
         // Before the store decrypts the buffer in place. Nobody can ask for the piece before
         // `piece_done` marks it ours, and if the write fails the session ends.
         if offer {
             self.cache.offer_piece(index, data);
         }
-        self.store
-            .write_piece(piece, data)
-            .map(|()| Verdict::Good { liars })
+        self.store.write_piece(piece, data).map(|()| verdict)
     }
 
     fn piece_done(self: &Arc<Self>, index: u32) {
@@ -237,39 +190,17 @@ impl Torrent {
     }
 
     /// A piece failed its hash check: it is wanted again. A peer that alone sent all of it is
-    /// banned at once; otherwise who sent which block is kept, and the liars are found when
-    /// the piece verifies (see [`State::suspects`]).
-    fn piece_bad(
-        &self,
-        index: u32,
-        senders: &[Option<(PeerId, Option<SocketAddr>)>],
-        block_hashes: &[[u8; 20]],
-    ) {
+    /// banned at once; otherwise the liars are found when the piece verifies
+    /// ([`assembly::Assembly::piece_failed`]).
+    fn piece_bad(&self, index: u32, senders: &[Option<Sender>], block_hashes: &[[u8; 20]]) {
         let mut state = self.lock();
         state.picker.piece_failed(index);
-        let mut distinct: Vec<(PeerId, Option<SocketAddr>)> = Vec::new();
-        for (peer_id, addr) in senders.iter().flatten() {
-            if !distinct.iter().any(|(p, _)| p == peer_id) {
-                distinct.push((*peer_id, *addr));
-            }
-        }
-        tracing::warn!(index, peers = distinct.len(), "piece failed verification");
-        if let [(peer_id, addr)] = distinct[..] {
-            Self::strike_locked(&mut state, peer_id, addr, 1);
-            for slot in state.peers.values().filter(|s| s.peer_id == peer_id) {
+        let blame = state.assembly.piece_failed(index, senders, block_hashes);
+        tracing::warn!(index, peers = blame.peers(), "piece failed verification");
+        if let Blame::Sole(liar) = blame {
+            Self::strike_locked(&mut state, liar.peer_id, liar.addr, Fault::CorruptData);
+            for slot in state.peers.values().filter(|s| s.peer_id == liar.peer_id) {
                 send(&slot.handle, Command::Close);
-            }
-        } else {
-            let record = state.suspects.entry(index).or_default();
-            for (block, sender) in senders.iter().enumerate() {
-                if let (Some((peer_id, addr)), Some(sha1)) = (sender, block_hashes.get(block)) {
-                    record.push(SentBlock {
-                        block,
-                        peer_id: *peer_id,
-                        addr: *addr,
-                        sha1: *sha1,
-                    });
-                }
             }
         }
         let keys: Vec<PeerKey> = state.peers.keys().copied().collect();

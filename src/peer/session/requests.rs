@@ -19,7 +19,7 @@ impl Torrent {
             (r as usize).clamp(1, self.config.pipeline)
         });
         // Do not start new pieces while assembly buffers are over budget.
-        let budget_left = state.partial_bytes < self.config.piece_buffer_budget;
+        let budget_left = state.assembly.bytes() < self.config.piece_buffer_budget;
         let requests = if budget_left {
             state.picker.next_requests(key, pipeline, Instant::now())
         } else {
