@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 
 use sha1::{Digest as _, Sha1};
 
+use crate::metainfo::PieceIndex;
 use crate::types::PeerId;
 
 /// The size of the blocks we request: 16 KiB.
@@ -50,7 +51,7 @@ pub(super) struct SentBlock {
 /// A block that arrived, as the picker accepted it.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Block<'a> {
-    pub(super) index: u32,
+    pub(super) index: PieceIndex,
     pub(super) begin: u32,
     pub(super) data: &'a [u8],
 }
@@ -96,12 +97,12 @@ impl Blame {
 #[derive(Default)]
 pub(super) struct Assembly {
     /// Pieces being assembled; each buffer has the piece's length.
-    partial: HashMap<u32, PartialPiece>,
+    partial: HashMap<PieceIndex, PartialPiece>,
     /// Bytes of piece buffers in memory: a piece counts from its first block until it is
     /// verified and written, so that no new pieces start while verification falls behind.
     bytes: u64,
     /// Pieces that failed verification: who sent which block, and its hash.
-    suspects: HashMap<u32, Vec<SentBlock>>,
+    suspects: HashMap<PieceIndex, Vec<SentBlock>>,
 }
 
 impl Assembly {
@@ -160,7 +161,7 @@ impl Assembly {
     /// [`judge`] to name the liars once the piece verifies.
     pub(super) fn piece_failed(
         &mut self,
-        index: u32,
+        index: PieceIndex,
         senders: &[Option<Sender>],
         block_hashes: &[[u8; 20]],
     ) -> Blame {
@@ -217,6 +218,12 @@ mod tests {
 
     const PIECE_LEN: usize = 2 * BLOCK_LEN;
 
+    /// Piece 5 of a torrent of eight pieces of two blocks.
+    fn piece_5() -> PieceIndex {
+        let geometry = crate::metainfo::Geometry::new(PIECE_LEN as u64, 8 * PIECE_LEN as u64);
+        geometry.unwrap().piece_index(5).unwrap()
+    }
+
     fn sender(n: u8) -> Sender {
         Sender {
             peer_id: PeerId([n; 20]),
@@ -246,7 +253,7 @@ mod tests {
     ) -> Option<Assembled> {
         let range = block * BLOCK_LEN..(block + 1) * BLOCK_LEN;
         let block = Block {
-            index: 5,
+            index: piece_5(),
             begin: range.start as u32,
             data: &data[range],
         };
@@ -271,7 +278,7 @@ mod tests {
         };
         assert_eq!(block_hashes.len(), 2);
         assert_eq!(
-            assembly.piece_failed(5, &first.piece.senders, &block_hashes),
+            assembly.piece_failed(piece_5(), &first.piece.senders, &block_hashes),
             Blame::Shared { peers: 2 },
             "nobody is blamed while either could have lied"
         );
@@ -300,7 +307,7 @@ mod tests {
             panic!("a corrupt piece verified");
         };
         assert_eq!(
-            assembly.piece_failed(5, &piece.piece.senders, &block_hashes),
+            assembly.piece_failed(piece_5(), &piece.piece.senders, &block_hashes),
             Blame::Sole(sender(4))
         );
         // Nothing is kept for later: the sole sender is banned.
@@ -323,7 +330,7 @@ mod tests {
             dirty_buffer(len)
         };
         let first = Block {
-            index: 5,
+            index: piece_5(),
             begin: 0,
             data: &good[..BLOCK_LEN],
         };
@@ -334,7 +341,7 @@ mod tests {
         );
         assert_eq!(assembly.bytes(), PIECE_LEN as u64);
         let second = Block {
-            index: 5,
+            index: piece_5(),
             begin: BLOCK_LEN as u32,
             data: &good[BLOCK_LEN..],
         };

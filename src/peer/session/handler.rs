@@ -5,7 +5,27 @@ use std::sync::Arc;
 
 use super::choking::Choking;
 use super::{PeerKey, Torrent};
+use crate::metainfo::PieceIndex;
 use crate::peer::connection::{Command, Event, Handler, HandlerError, Outbox};
+
+/// Why the session closes a connection from its handler.
+#[derive(Debug, thiserror::Error)]
+enum PeerEventError {
+    /// The connection validates every message against the torrent (docs/protocol.md section
+    /// 7), so this is a bug on our side, not the peer's: the connection closes, unblamed.
+    #[error("piece {index} is past the torrent's {piece_count} pieces")]
+    PieceOutOfRange { index: u32, piece_count: u32 },
+}
+
+/// Piece `index` of a checked wire message, as the picker and the assembly name it.
+fn piece_index(torrent: &Torrent, index: u32) -> Result<PieceIndex, PeerEventError> {
+    let info = torrent.info();
+    info.piece_index(index)
+        .ok_or(PeerEventError::PieceOutOfRange {
+            index,
+            piece_count: info.piece_count(),
+        })
+}
 
 /// The session's side of one connection.
 pub struct PeerHandler {
@@ -38,12 +58,13 @@ impl Handler for PeerHandler {
                 torrent.fill_requests(&mut state, key, Some(out));
             }
             Event::Have(index) => {
+                let index = piece_index(torrent, index)?;
                 // Once every connected peer has the piece, nobody will ask us for it: its
                 // cached ciphertext only keeps pieces that are still wanted out of the cache.
                 if state.picker.peer_have(key, index)
                     && state.picker.availability(index) as usize >= state.peers.len()
                 {
-                    torrent.cache.forget_piece(index);
+                    torrent.cache.forget_piece(index.get());
                 }
                 Torrent::update_interest(&mut state, key, out);
                 torrent.fill_requests(&mut state, key, Some(out));
@@ -107,6 +128,7 @@ impl Handler for PeerHandler {
                 // The connection drops a cancelled block if it is still queued.
             }
             Event::Block { index, begin, data } => {
+                let index = piece_index(torrent, index)?;
                 torrent.on_block(&mut state, key, index, begin, data, out);
             }
             Event::Rejected(request) => {

@@ -160,7 +160,7 @@ impl Torrent {
         let geometry = Geometry::new(info.piece_length, info.total_length)
             .map_err(|e| SessionError::Geometry(e.to_string()))?;
         let complete = have.is_full();
-        let picker = Picker::new(geometry, have);
+        let picker = Picker::new(*info.geometry(), have);
         let cache = BlockCache::new(
             Arc::clone(&store),
             config.upload_cache_bytes,

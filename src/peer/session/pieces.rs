@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use super::assembly::{self, Blame, Block, PartialPiece, Sender, SentBlock, Verdict};
 use super::bans::Fault;
 use super::{PeerKey, State, Torrent, send};
+use crate::metainfo::PieceIndex;
 use crate::peer::connection::{Command, Outbox};
 use crate::peer::picker::BlockOutcome;
 use crate::peer::storage::StorageError;
@@ -20,7 +21,7 @@ impl Torrent {
         self: &Arc<Self>,
         state: &mut State,
         key: PeerKey,
-        index: u32,
+        index: PieceIndex,
         begin: u32,
         data: &[u8],
         out: &mut Outbox,
@@ -37,7 +38,7 @@ impl Torrent {
                 piece_complete,
             } => {
                 let request = BlockRequest {
-                    index,
+                    index: index.get(),
                     begin,
                     length: data.len() as u32,
                 };
@@ -46,7 +47,7 @@ impl Torrent {
                         send(&slot.handle, Command::Cancel(request));
                     }
                 }
-                let piece_len = self.geometry.piece_len(index).unwrap_or(0) as usize;
+                let piece_len = self.info().piece_len(index) as usize;
                 let sender = state.peers.get(&key).map(|s| Sender {
                     peer_id: s.peer_id,
                     addr: s.addr,
@@ -67,7 +68,7 @@ impl Torrent {
             }
             BlockOutcome::Duplicate | BlockOutcome::Unrequested => {}
             BlockOutcome::Invalid => {
-                tracing::debug!(key, index, begin, "block of the wrong shape");
+                tracing::debug!(key, index = index.get(), begin, "block of the wrong shape");
             }
         }
         self.fill_requests(state, key, Some(out));
@@ -75,7 +76,12 @@ impl Torrent {
 
     /// Hashes and stores a complete piece off the reactor, then records the outcome.
     /// `suspects` are the blocks of earlier failed attempts at this piece.
-    fn verify_piece(self: &Arc<Self>, index: u32, piece: PartialPiece, suspects: Vec<SentBlock>) {
+    fn verify_piece(
+        self: &Arc<Self>,
+        index: PieceIndex,
+        piece: PartialPiece,
+        suspects: Vec<SentBlock>,
+    ) {
         let me = Arc::clone(self);
         let permits = Arc::clone(&self.verifiers);
         self.tasks.spawn(async move {
@@ -125,17 +131,12 @@ impl Torrent {
     /// `offer`) and stores it. Runs on a blocking thread.
     fn check_and_store(
         &self,
-        index: u32,
+        piece: PieceIndex,
         data: &mut [u8],
         suspects: &[SentBlock],
         offer: bool,
     ) -> Result<Verdict, StorageError> {
         let info = self.store.info();
-        let Some(piece) = info.piece_index(index) else {
-            return Ok(Verdict::Bad {
-                block_hashes: Vec::new(),
-            });
-        };
         let verdict = assembly::judge(info.piece_hash(piece), data, suspects);
         if let Verdict::Bad { .. } = verdict {
             return Ok(verdict);
@@ -143,13 +144,13 @@ impl Torrent {
         // Before the store decrypts the buffer in place. Nobody can ask for the piece before
         // `piece_done` marks it ours, and if the write fails the session ends.
         if offer {
-            self.cache.offer_piece(index, data);
+            self.cache.offer_piece(piece.get(), data);
         }
         self.store.write_piece(piece, data).map(|()| verdict)
     }
 
-    fn piece_done(self: &Arc<Self>, index: u32) {
-        let len = u64::from(self.geometry.piece_len(index).unwrap_or(0));
+    fn piece_done(self: &Arc<Self>, index: PieceIndex) {
+        let len = u64::from(self.info().piece_len(index));
         self.downloaded.fetch_add(len, Ordering::Relaxed);
         self.config.traffic.add_downloaded(len);
         let mut state = self.lock();
@@ -158,7 +159,7 @@ impl Torrent {
         }
         state.resume_dirty = true;
         for slot in state.peers.values() {
-            send(&slot.handle, Command::Have(index));
+            send(&slot.handle, Command::Have(index.get()));
         }
         let now_complete = state.picker.is_complete();
         if now_complete && !state.complete {
@@ -192,11 +193,15 @@ impl Torrent {
     /// A piece failed its hash check: it is wanted again. A peer that alone sent all of it is
     /// banned at once; otherwise the liars are found when the piece verifies
     /// ([`assembly::Assembly::piece_failed`]).
-    fn piece_bad(&self, index: u32, senders: &[Option<Sender>], block_hashes: &[[u8; 20]]) {
+    fn piece_bad(&self, index: PieceIndex, senders: &[Option<Sender>], block_hashes: &[[u8; 20]]) {
         let mut state = self.lock();
         state.picker.piece_failed(index);
         let blame = state.assembly.piece_failed(index, senders, block_hashes);
-        tracing::warn!(index, peers = blame.peers(), "piece failed verification");
+        tracing::warn!(
+            index = index.get(),
+            peers = blame.peers(),
+            "piece failed verification"
+        );
         if let Blame::Sole(liar) = blame {
             Self::strike_locked(&mut state, liar.peer_id, liar.addr, Fault::CorruptData);
             for slot in state.peers.values().filter(|s| s.peer_id == liar.peer_id) {

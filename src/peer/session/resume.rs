@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::Torrent;
+use crate::metainfo::PieceIndex;
 use crate::peer::bitfield::Bitfield;
 use crate::peer::resume;
 
@@ -62,14 +63,14 @@ impl Torrent {
     /// Writes the resume record with the `bad` pieces taken out, and none again: the next
     /// start trusts the good pieces and fetches the bad ones. If the record cannot be
     /// written it is deleted, and the next start verifies everything.
-    pub(super) async fn save_resume_without(&self, record: &Path, bad: &[u32]) {
+    pub(super) async fn save_resume_without(&self, record: &Path, bad: &[PieceIndex]) {
         let mut have = {
             let mut state = self.lock();
             state.resume_frozen = true;
             state.picker.have().clone()
         };
         for &index in bad {
-            have.clear(index);
+            have.clear(index.get());
         }
         if let Err(e) = self.write_resume(record, have).await {
             tracing::warn!("{e} (without the damaged pieces)");

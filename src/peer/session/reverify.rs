@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Torrent;
+use crate::metainfo::{Geometry, PieceIndex};
+use crate::peer::bitfield::Bitfield;
 
 /// What [`Torrent::reverify_every`] does when pieces on disk no longer match.
 #[derive(Debug, Clone)]
@@ -25,7 +27,8 @@ impl Torrent {
     /// Hashes every piece on disk again every `every` (the first time `every` after this
     /// call), off the reactor, and stops the torrent with an error as soon as one no longer
     /// matches. A seeder or relay that runs for months must notice data that rots, or is
-    /// changed without its size or modification time moving (which [`StorageError::Changed`]
+    /// changed without its size or modification time moving (which
+    /// [`crate::peer::storage::StorageError::Changed`]
     /// catches), before downloaders reject it piece by piece. It runs on one blocking thread,
     /// a piece at a time, so that serving keeps the other cores (unlike the check before
     /// seeding, which someone waits for and which takes them all). What happens to the
@@ -53,10 +56,7 @@ impl Torrent {
                 if me.shutdown.is_cancelled() {
                     return;
                 }
-                let bad: Vec<u32> = had
-                    .iter_set()
-                    .filter(|&index| !good.get(index as usize).copied().unwrap_or(false))
-                    .collect();
+                let bad = damaged(me.info().geometry(), &had, &good);
                 let Some(&first) = bad.first() else {
                     tracing::info!(
                         info_hash = %me.info_hash,
@@ -101,5 +101,36 @@ impl Torrent {
                 return;
             }
         });
+    }
+}
+
+/// The pieces that were verified (`had`) and no longer are: `good` says, per piece, whether
+/// it is intact on disk now; a piece it does not cover counts as damaged.
+fn damaged(geometry: &Geometry, had: &Bitfield, good: &[bool]) -> Vec<PieceIndex> {
+    geometry
+        .pieces()
+        .filter(|i| had.get(i.get()) && !good.get(i.as_usize()).copied().unwrap_or(false))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_pieces_verified_before_can_be_damaged() {
+        let geometry = Geometry::new(16 * 1024, 5 * 16 * 1024).unwrap();
+        let mut had = Bitfield::new(5);
+        for index in [0, 1, 3, 4] {
+            had.set(index);
+        }
+        // Piece 2 was never ours, so it is not damaged; 1 and 4 are; the pass stopped before
+        // piece 4.
+        let good = [true, false, false, true];
+        let damaged: Vec<u32> = damaged(&geometry, &had, &good)
+            .into_iter()
+            .map(PieceIndex::get)
+            .collect();
+        assert_eq!(damaged, vec![1, 4]);
     }
 }
