@@ -11,6 +11,9 @@ use crate::peer::connection::{Command, Event, Handler, HandlerError, Outbox};
 /// Why the session closes a connection from its handler.
 #[derive(Debug, thiserror::Error)]
 enum PeerEventError {
+    /// The peer was removed (its connection is ending) while an event was on its way.
+    #[error("peer removed from the session")]
+    PeerRemoved,
     /// The connection validates every message against the torrent (docs/protocol.md section
     /// 7), so this is a bug on our side, not the peer's: the connection closes, unblamed.
     #[error("piece {index} is past the torrent's {piece_count} pieces")]
@@ -39,7 +42,7 @@ impl Handler for PeerHandler {
         let key = self.key;
         let mut state = torrent.lock();
         if !state.peers.contains_key(&key) {
-            return Err("peer removed from the session".into());
+            return Err(PeerEventError::PeerRemoved.into());
         }
         match event {
             Event::ExtendedHandshake(h) => {

@@ -5,7 +5,7 @@
 //! # Layout
 //! This file holds the [`Torrent`] and its shared [`State`], and starts and stops the session.
 //! Each job is a file of its own:
-//! - `config.rs`: [`SessionConfig`];
+//! - `config.rs`: [`SessionConfig`]; `failure.rs`: the fatal failures that stop a session;
 //! - `peers.rs`: the registry of connected peers, dialing, and closing peers that are banned;
 //! - `handler.rs`: [`PeerHandler`], every event a connection reports;
 //! - `requests.rs`: what to ask each peer for, and interest;
@@ -42,6 +42,7 @@ mod assembly;
 mod bans;
 mod choking;
 mod config;
+mod failure;
 mod handler;
 mod maintenance;
 mod peers;
@@ -68,7 +69,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::metainfo::Info;
+use crate::metainfo::{GeometryError, Info};
 use crate::peer::bitfield::Bitfield;
 use crate::peer::block_cache::BlockCache;
 use crate::peer::buffers::BufferPool;
@@ -82,6 +83,7 @@ use crate::types::InfoHash;
 use assembly::Assembly;
 use bans::Bans;
 use choking::Choking;
+use failure::Failure;
 use peers::PeerSlot;
 
 /// A connection's id inside one torrent.
@@ -138,7 +140,7 @@ pub struct Torrent {
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("the torrent's geometry is unusable: {0}")]
-    Geometry(String),
+    Geometry(#[source] GeometryError),
 }
 
 impl Torrent {
@@ -157,8 +159,8 @@ impl Torrent {
         shutdown: CancellationToken,
     ) -> Result<Arc<Torrent>, SessionError> {
         let info = store.info();
-        let geometry = Geometry::new(info.piece_length, info.total_length)
-            .map_err(|e| SessionError::Geometry(e.to_string()))?;
+        let geometry =
+            Geometry::new(info.piece_length, info.total_length).map_err(SessionError::Geometry)?;
         let complete = have.is_full();
         let picker = Picker::new(*info.geometry(), have);
         let cache = BlockCache::new(
@@ -273,7 +275,8 @@ impl Torrent {
     /// Only the first error is kept: the ones after it (other pieces failing on the same full
     /// disk) add nothing. It is reported through [`Progress::error`], so that the command shows
     /// one clear line; the log has it at debug level.
-    fn fail(&self, message: String) {
+    fn fail(&self, failure: Failure) {
+        let message = failure.to_string();
         tracing::debug!(info_hash = %self.info_hash, "{message}");
         let first = self.progress.send_if_modified(|p| {
             if p.error.is_some() {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use super::assembly::{self, Blame, Block, PartialPiece, Sender, SentBlock, Verdict};
 use super::bans::Fault;
-use super::{PeerKey, State, Torrent, send};
+use super::{Failure, PeerKey, State, Torrent, send};
 use crate::metainfo::PieceIndex;
 use crate::peer::connection::{Command, Outbox};
 use crate::peer::picker::BlockOutcome;
@@ -121,8 +121,8 @@ impl Torrent {
                     me.config.traffic.add_rejected_piece();
                     me.piece_bad(index, &senders, &block_hashes)
                 }
-                Ok(Err(e)) => me.fail(format!("cannot store piece {index}: {e}")),
-                Err(e) => me.fail(format!("piece {index}: verification task failed: {e}")),
+                Ok(Err(source)) => me.fail(Failure::StorePiece { index, source }),
+                Err(source) => me.fail(Failure::VerifyTask { index, source }),
             }
         });
     }

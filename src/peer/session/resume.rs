@@ -1,13 +1,38 @@
 //! The session's fast-resume records ([`crate::peer::resume`]): written after the data is
 //! synced, rewritten without damaged pieces, or deleted.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Torrent;
 use crate::metainfo::PieceIndex;
 use crate::peer::bitfield::Bitfield;
 use crate::peer::resume;
+use crate::peer::storage::StorageError;
+
+/// Why a resume record could not be written. Each names the record.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ResumeError {
+    /// The data was not made durable, so no record may name it.
+    #[error("cannot write the resume record {}: {source}", path.display())]
+    SyncData {
+        path: PathBuf,
+        #[source]
+        source: StorageError,
+    },
+    #[error("cannot write the resume record {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the resume record {}: the task failed: {source}", path.display())]
+    Task {
+        path: PathBuf,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
 
 impl Torrent {
     /// Writes the fast-resume record if pieces were verified since the last one (after an
@@ -31,18 +56,36 @@ impl Torrent {
 
     /// Writes `have` as the resume record at `path`, after an fsync of the data so that the
     /// record never names a piece that is not durable. Off the reactor.
-    pub(super) async fn write_resume(&self, path: &Path, have: Bitfield) -> Result<(), String> {
+    ///
+    /// # Errors
+    /// The data cannot be synced, the record cannot be written, or the blocking task failed.
+    pub(super) async fn write_resume(
+        &self,
+        path: &Path,
+        have: Bitfield,
+    ) -> Result<(), ResumeError> {
         let store = Arc::clone(&self.store);
         let (record, info_hash) = (path.to_owned(), self.info_hash);
-        tokio::task::spawn_blocking(move || -> Result<(), String> {
-            store.sync().map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || {
+            store.sync().map_err(|source| ResumeError::SyncData {
+                path: record.clone(),
+                source,
+            })?;
             let files = store.file_paths();
-            resume::save(&record, info_hash, &have, files.iter().map(|p| p.as_path()))
-                .map_err(|e| e.to_string())
+            resume::save(&record, info_hash, &have, files.iter().map(|p| p.as_path())).map_err(
+                |source| ResumeError::Write {
+                    path: record.clone(),
+                    source,
+                },
+            )
         })
         .await
-        .unwrap_or_else(|e| Err(format!("the task failed: {e}")))
-        .map_err(|e| format!("cannot write the resume record {}: {e}", path.display()))
+        .unwrap_or_else(|source| {
+            Err(ResumeError::Task {
+                path: path.to_owned(),
+                source,
+            })
+        })
     }
 
     /// Deletes the resume record and writes none again, so that the next start verifies

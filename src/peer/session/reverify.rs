@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Torrent;
+use super::failure::{Damage, Failure};
 use crate::metainfo::{Geometry, PieceIndex};
 use crate::peer::bitfield::Bitfield;
 
@@ -65,33 +66,27 @@ impl Torrent {
                     );
                     continue;
                 };
-                let damage = format!(
-                    "{} of {} pieces no longer match the torrent (the first: piece {first})",
-                    bad.len(),
-                    good.len()
-                );
+                let damage = Damage {
+                    damaged: bad.len(),
+                    checked: good.len(),
+                    first,
+                };
                 let record = me.resume_path.as_deref();
-                let message = match on_damage {
+                let failure = match on_damage {
                     OnDamage::StopServing => {
                         if let Some(record) = record {
                             me.forget_resume_record(record).await;
                         }
-                        format!(
-                            "{damage}: the data changed or is damaged on disk; stopped serving \
-                             it (restore the data, or seed it again to verify it)"
-                        )
+                        Failure::DamagedData(damage)
                     }
                     OnDamage::Refetch { .. } => {
                         if let Some(record) = record {
                             me.save_resume_without(record, &bad).await;
                         }
-                        format!(
-                            "{damage}: damaged on disk; stopped, and those pieces are fetched \
-                             again when it starts again"
-                        )
+                        Failure::DamagedCiphertext(damage)
                     }
                 };
-                me.fail(message);
+                me.fail(failure);
                 if let OnDamage::Refetch {
                     restart: Some(restart),
                 } = &on_damage

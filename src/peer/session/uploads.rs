@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::{PeerKey, Torrent};
+use super::{Failure, PeerKey, Torrent};
 use crate::peer::connection::{Command, ConnectionHandle};
 use crate::peer::storage::StorageError;
 use crate::peer::wire::BlockRequest;
@@ -47,7 +47,7 @@ impl Torrent {
                 // Content changed under a seeder: nothing it serves can be trusted any more.
                 Err(e @ StorageError::Changed { .. }) => {
                     let _ = handle.send(Command::Reject(request)).await;
-                    me.fail(e.to_string());
+                    me.fail(Failure::ContentChanged(e));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read a block to upload");
