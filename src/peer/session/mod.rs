@@ -17,7 +17,8 @@
 //! apply: `assembly.rs` (blocks into pieces, and which peer lied about a piece), `bans.rs`
 //! (strikes and bans) and `choking.rs` (whom to unchoke, round after round).
 //! - `resume.rs`: fast-resume records; `reverify.rs`: verifying the data on disk again;
-//! - `announce.rs`: the announce loop; `progress.rs`: [`Progress`].
+//! - `announce.rs`: the announce loop; `progress.rs`: [`Progress`];
+//! - `spans.rs`: the tracing spans of the session (see below).
 //!
 //! # Tasks
 //! - one task per connection (`Connection::run` in [`crate::peer::connection`]); its
@@ -29,6 +30,13 @@
 //!   peers;
 //! - an announce task: started, every interval (with back-off while the tracker is away),
 //!   completed, and stopped at the end.
+//!
+//! # Spans
+//! Every task of the session runs in its `torrent` span (the info hash in short hex), and each
+//! connection, and each dial, in a `peer` span inside it (the peer's address), so that a log
+//! line of a seeder of many torrents, or of a relay, says which torrent and which peer it is
+//! about. Blocking work logs nothing of its own: its outcome is logged by the task that waits
+//! for it.
 //!
 //! # Lock order
 //! There is one `std::sync::Mutex` ([`Torrent::state`]); it is never held across an `.await`,
@@ -51,6 +59,7 @@ mod progress;
 mod requests;
 mod resume;
 mod reverify;
+mod spans;
 mod uploads;
 
 pub use config::SessionConfig;
@@ -68,6 +77,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::{Instrument as _, Span};
 
 use crate::metainfo::{GeometryError, Info};
 use crate::peer::bitfield::Bitfield;
@@ -134,6 +144,8 @@ pub struct Torrent {
     resume_path: Option<PathBuf>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// The `torrent` span that every task of the session runs in.
+    span: Span,
 }
 
 /// Why a session could not start.
@@ -203,6 +215,7 @@ impl Torrent {
             resume_path,
             shutdown,
             tasks: TaskTracker::new(),
+            span: spans::torrent_span(info_hash),
             store,
         });
         torrent.publish_progress();
@@ -262,13 +275,22 @@ impl Torrent {
 
     /// Starts the maintenance and announce tasks, and dials `initial_peers`.
     pub fn start(self: &Arc<Self>, initial_peers: &[SocketAddr]) {
-        let me = Arc::clone(self);
-        self.tasks.spawn(async move { me.maintain().await });
+        self.spawn(Arc::clone(self).maintain());
         if self.tracker.is_some() {
-            let me = Arc::clone(self);
-            self.tasks.spawn(async move { me.announce_loop().await });
+            self.spawn(Arc::clone(self).announce_loop());
         }
         self.dial(initial_peers);
+    }
+
+    /// Runs `task` as a task of the session, in its `torrent` span.
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task.instrument(self.span.clone()));
+    }
+
+    /// The span of the connection to (or the dial of) the peer at `addr`, inside the
+    /// `torrent` span.
+    fn peer_span(&self, addr: Option<SocketAddr>) -> Span {
+        spans::peer_span(&self.span, addr)
     }
 
     /// A fatal error: report it and stop.
@@ -300,9 +322,12 @@ fn send(handle: &ConnectionHandle, command: Command) {
         Ok(()) | Err(TrySendError::Closed(_)) => {}
         Err(TrySendError::Full(command)) => {
             let handle = handle.clone();
-            tokio::spawn(async move {
-                let _ = handle.send(command).await;
-            });
+            tokio::spawn(
+                async move {
+                    let _ = handle.send(command).await;
+                }
+                .in_current_span(),
+            );
         }
     }
 }

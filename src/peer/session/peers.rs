@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
+use tracing::Instrument as _;
 
 use super::bans::{Fault, Strike};
 use super::handler::PeerHandler;
@@ -37,13 +38,16 @@ impl Torrent {
         let addr = handshaken.peer_addr();
         let peer_id = handshaken.peer_id();
         let fast = handshaken.fast();
+        let span = self.peer_span(addr);
         let mut state = self.lock();
         if self.shutdown.is_cancelled()
             || state.peers.len() >= self.config.max_peers
             || state.bans.refuses(peer_id, addr)
             || state.peers.values().any(|p| p.peer_id == peer_id)
         {
-            tracing::debug!(?addr, "connection not taken (full, banned or duplicate)");
+            span.in_scope(|| {
+                tracing::debug!(?addr, "connection not taken (full, banned or duplicate)");
+            });
             return;
         }
         let key = state.next_key;
@@ -79,7 +83,7 @@ impl Torrent {
         self.publish_progress();
         let me = Arc::clone(self);
         let token = self.shutdown.child_token();
-        self.tasks.spawn(async move {
+        let run = async move {
             let result = connection.run(token).await;
             match &result {
                 Ok(()) => tracing::debug!(?addr, "connection closed"),
@@ -91,7 +95,10 @@ impl Torrent {
                 me.strike(peer_id, addr, Fault::BrokeProtocol);
             }
             me.remove_peer(key);
-        });
+        };
+        // In the peer's span: its handler's log lines (and the tasks it starts for the peer)
+        // name the torrent and the peer.
+        self.tasks.spawn(run.instrument(span));
     }
 
     pub(super) fn remove_peer(&self, key: PeerKey) {
@@ -137,7 +144,8 @@ impl Torrent {
             state.dialing.insert(addr);
             room -= 1;
             let me = Arc::clone(self);
-            self.tasks.spawn(async move {
+            let span = self.peer_span(Some(addr));
+            let dial = async move {
                 let dialed = tokio::time::timeout(
                     me.config.connection.handshake_timeout,
                     TcpStream::connect(addr),
@@ -169,7 +177,8 @@ impl Torrent {
                 if !state.peers.values().any(|p| p.addr == Some(addr)) {
                     state.dialing.remove(&addr);
                 }
-            });
+            };
+            self.tasks.spawn(dial.instrument(span));
         }
     }
 

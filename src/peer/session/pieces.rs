@@ -84,7 +84,8 @@ impl Torrent {
     ) {
         let me = Arc::clone(self);
         let permits = Arc::clone(&self.verifiers);
-        self.tasks.spawn(async move {
+        // In the torrent's span, not the span of the peer whose block completed the piece.
+        self.spawn(async move {
             let release = |me: &Torrent| me.lock().assembly.release(piece.data.len() as u64);
             let Ok(_permit) = permits.acquire_owned().await else {
                 release(&me);
@@ -181,7 +182,7 @@ impl Torrent {
         self.publish_progress();
         if now_complete {
             let me = Arc::clone(self);
-            self.tasks.spawn(async move {
+            self.spawn(async move {
                 me.save_resume().await;
                 tracing::info!(info_hash = %me.info_hash, "download complete and verified");
                 me.completed.notify_waiters();

@@ -36,7 +36,7 @@ impl Torrent {
     /// session's resume record (if it has one) on a mismatch is `on_damage`'s.
     pub fn reverify_every(self: &Arc<Self>, every: Duration, on_damage: OnDamage) {
         let me = Arc::clone(self);
-        self.tasks.spawn(async move {
+        self.spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

@@ -3,13 +3,16 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use tracing::{Instrument as _, Span};
+
 use super::{Failure, PeerKey, Torrent};
 use crate::peer::connection::{Command, ConnectionHandle};
 use crate::peer::storage::StorageError;
 use crate::peer::wire::BlockRequest;
 
 impl Torrent {
-    /// Answers a request of `key` with the block's ciphertext, read off the reactor.
+    /// Answers a request of `key` with the block's ciphertext, read off the reactor. Called by
+    /// the peer's handler: the task runs in the current span, the peer's.
     pub(super) fn serve(
         self: &Arc<Self>,
         key: PeerKey,
@@ -17,7 +20,7 @@ impl Torrent {
         request: BlockRequest,
     ) {
         let me = Arc::clone(self);
-        self.tasks.spawn(async move {
+        let upload = async move {
             match me
                 .cache
                 .block(request.index, request.begin, request.length)
@@ -54,6 +57,7 @@ impl Torrent {
                     let _ = handle.send(Command::Reject(request)).await;
                 }
             }
-        });
+        };
+        self.tasks.spawn(upload.instrument(Span::current()));
     }
 }
