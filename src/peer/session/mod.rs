@@ -39,8 +39,8 @@
 //! for it.
 //!
 //! # Lock order
-//! There is one `std::sync::Mutex` ([`Torrent::state`]); it is never held across an `.await`,
-//! so it cannot deadlock with anything async.
+//! There is one `parking_lot::Mutex` ([`Torrent::state`]); it is never held across an
+//! `.await`, so it cannot deadlock with anything async.
 //!
 //! What it will not do: know how bytes are stored or whether they are encrypted on disk; the
 //! [`PieceStore`] does that, and everything here is ciphertext.
@@ -70,10 +70,11 @@ pub use reverify::OnDamage;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -268,9 +269,10 @@ impl Torrent {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock is a bug; the state is still usable for shutdown.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// The session's state. A panic while holding it is a bug; the lock does not poison, so
+    /// the state is still usable for shutdown.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     /// Starts the maintenance and announce tasks, and dials `initial_peers`.

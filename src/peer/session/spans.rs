@@ -33,7 +33,9 @@ pub(super) fn peer_span(torrent: &Span, addr: Option<SocketAddr>) -> Span {
 #[cfg(test)]
 mod tests {
     use std::io;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
 
     use super::*;
 
@@ -43,7 +45,7 @@ mod tests {
 
     impl io::Write for Output {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
+            self.0.lock().extend_from_slice(buf);
             Ok(buf.len())
         }
 
@@ -68,7 +70,7 @@ mod tests {
             torrent.in_scope(|| tracing::warn!("announce failed"));
             peer_span(&torrent, None).in_scope(|| tracing::warn!("connection ended"));
         });
-        let text = String::from_utf8(output.0.lock().unwrap().clone()).unwrap();
+        let text = String::from_utf8(output.0.lock().clone()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         assert!(
