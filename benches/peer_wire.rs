@@ -59,18 +59,21 @@ fn picker_download(c: &mut Criterion) {
     group.throughput(Throughput::Elements(u64::from(geometry.piece_count()) * 16));
     group.bench_function("download 65536 pieces, pipeline 64", |b| {
         b.iter(|| {
-            let mut p: Picker<u32> = Picker::with_seed(geometry, Bitfield::new(65_536), 1);
+            let mut p: Picker<u32> =
+                Picker::with_seed(*geometry.metainfo(), Bitfield::new(65_536), 1);
             p.add_peer(0);
             p.peer_bitfield(0, Bitfield::full(65_536));
             let now = Instant::now();
             while !p.is_complete() {
                 for r in p.next_requests(0, 64, now) {
+                    // The picker's own requests name real pieces.
+                    let index = geometry.metainfo().piece_index(r.index).unwrap();
                     if let BlockOutcome::Accepted {
                         piece_complete: true,
                         ..
-                    } = p.block_received(0, r.index, r.begin, r.length)
+                    } = p.block_received(0, index, r.begin, r.length)
                     {
-                        p.piece_verified(r.index);
+                        p.piece_verified(index);
                     }
                 }
             }
@@ -97,8 +100,9 @@ impl Handler for Seeder {
     }
 }
 
-/// Requests every block through the picker, 64 in flight, and closes when done.
-struct Downloader(Picker<u32>);
+/// Requests every block through the picker, 64 in flight, and closes when done. The geometry
+/// turns the wire's piece indices into the picker's.
+struct Downloader(Picker<u32>, ivcsd::metainfo::Geometry);
 
 impl Handler for Downloader {
     fn on_event(&mut self, event: Event<'_>, out: &mut Outbox) -> Result<(), HandlerError> {
@@ -110,6 +114,11 @@ impl Handler for Downloader {
             }
             Event::Unchoke => {}
             Event::Block { index, begin, data } => {
+                // The connection checked the index against the torrent.
+                let index = self
+                    .1
+                    .piece_index(index)
+                    .ok_or("piece index past the end")?;
                 if let BlockOutcome::Accepted {
                     piece_complete: true,
                     ..
@@ -166,12 +175,12 @@ fn loopback_transfer(c: &mut Criterion) {
                 let config = ConnectionConfig::new(generate_peer_id());
                 let stream = TcpStream::connect(addr).await.unwrap();
                 let hs = connect(stream, info_hash, &config).await.unwrap();
-                let mut picker = Picker::new(geometry, Bitfield::new(pieces));
+                let mut picker = Picker::new(*geometry.metainfo(), Bitfield::new(pieces));
                 picker.add_peer(0);
                 let (conn, _handle) = hs.into_connection(
                     geometry,
                     &Bitfield::new(pieces),
-                    Downloader(picker),
+                    Downloader(picker, *geometry.metainfo()),
                     &config,
                 );
                 conn.run(CancellationToken::new()).await.unwrap();

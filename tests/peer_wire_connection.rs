@@ -92,9 +92,13 @@ impl Handler for Downloader {
             }
             Event::Unchoke => self.request_more(out),
             Event::Block { index, begin, data } => {
+                let piece_index = geometry()
+                    .metainfo()
+                    .piece_index(index)
+                    .ok_or("piece index past the end")?;
                 match self
                     .picker
-                    .block_received(0, index, begin, data.len() as u32)
+                    .block_received(0, piece_index, begin, data.len() as u32)
                 {
                     BlockOutcome::Accepted { piece_complete, .. } => {
                         let piece = &mut self.pieces[index as usize];
@@ -103,7 +107,7 @@ impl Handler for Downloader {
                             if piece[..] != self.expected[piece_range(index)] {
                                 return Err(format!("piece {index} is corrupt").into());
                             }
-                            self.picker.piece_verified(index);
+                            self.picker.piece_verified(piece_index);
                         }
                     }
                     other => return Err(format!("unexpected block: {other:?}").into()),
@@ -166,7 +170,7 @@ async fn two_connections_transfer_a_torrent() {
     assert_eq!(hs.info_hash(), INFO_HASH);
     assert_eq!(&hs.peer_id().0[..3], b"-IV");
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut picker = Picker::new(geometry(), Bitfield::new(pieces));
+    let mut picker = Picker::new(*geometry().metainfo(), Bitfield::new(pieces));
     picker.add_peer(0);
     let downloader = Downloader {
         picker,

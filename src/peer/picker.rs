@@ -22,6 +22,10 @@
 //! tells the picker what happened. The picker keeps a copy of each peer's bitfield, because
 //! availability must stay exactly the sum of those bitfields.
 //!
+//! Pieces are named by [`PieceIndex`], which only the torrent's [`Geometry`] makes, so nothing
+//! here handles an index past the end; wire messages keep their `u32` ([`BlockRequest`]) and
+//! the picker checks those against the geometry.
+//!
 //! # Cost
 //! Requests for pieces in progress cost O(pieces in progress × blocks per piece); starting a
 //! new piece scans all pieces once (O(piece count)), which happens once per piece.
@@ -33,8 +37,9 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
+use crate::metainfo::{Geometry, PieceIndex};
 use crate::peer::bitfield::Bitfield;
-use crate::peer::wire::{BlockRequest, Geometry, MAX_BLOCK_LEN};
+use crate::peer::wire::{BlockRequest, MAX_BLOCK_LEN};
 
 /// The size of the blocks the picker requests: the wire maximum and the cipher's block.
 pub const BLOCK_LEN: u32 = MAX_BLOCK_LEN;
@@ -43,7 +48,7 @@ pub const BLOCK_LEN: u32 = MAX_BLOCK_LEN;
 const RECENT_HAVES: usize = 32;
 
 /// A block of a piece, by number (`begin / BLOCK_LEN`).
-type BlockKey = (u32, u32);
+type BlockKey = (PieceIndex, u32);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BlockState {
@@ -77,7 +82,7 @@ struct PeerState {
     /// call for a peer that has nothing new.
     nothing_to_start: bool,
     /// The last [`RECENT_HAVES`] pieces it announced with `have`, newest last.
-    recent: VecDeque<u32>,
+    recent: VecDeque<PieceIndex>,
 }
 
 /// Which pieces a call of [`Picker::pick`] may request.
@@ -85,13 +90,13 @@ struct PeerState {
 enum Scope<'a> {
     All,
     /// Only these pieces (BEP 6 allowed-fast while choked).
-    Only(&'a [u32]),
+    Only(&'a [PieceIndex]),
     /// Only pieces already started.
     InProgress,
 }
 
 impl Scope<'_> {
-    fn allows(self, index: u32) -> bool {
+    fn allows(self, index: PieceIndex) -> bool {
         match self {
             Scope::All | Scope::InProgress => true,
             Scope::Only(pieces) => pieces.contains(&index),
@@ -128,7 +133,7 @@ pub struct Picker<P> {
     /// pieces not started yet.
     rarity: Rarity,
     /// Started, unverified pieces. Never a piece in `have`.
-    pieces: BTreeMap<u32, PartialPiece<P>>,
+    pieces: BTreeMap<PieceIndex, PartialPiece<P>>,
     peers: BTreeMap<P, PeerState>,
     /// Blocks of pieces we lack that are `Missing` (pieces not started count in full). Zero
     /// with pieces still missing means end game.
@@ -160,12 +165,13 @@ impl<P: Copy + Ord + Debug> Picker<P> {
             geometry.piece_count(),
             "the bitfield of verified pieces must have one bit per piece"
         );
-        let unrequested = have
-            .iter_missing()
+        let unrequested = geometry
+            .pieces()
+            .filter(|i| !have.get(i.get()))
             .map(|i| u64::from(blocks_in(&geometry, i)))
             .sum();
         Picker {
-            rarity: Rarity::new(&have),
+            rarity: Rarity::new(&geometry, &have),
             geometry,
             have,
             pieces: BTreeMap::new(),
@@ -191,8 +197,11 @@ impl<P: Copy + Ord + Debug> Picker<P> {
     }
 
     /// How many known peers have piece `index`.
-    pub fn availability(&self, index: u32) -> u32 {
-        self.rarity.count.get(index as usize).copied().unwrap_or(0)
+    ///
+    /// # Panics
+    /// If `index` was made by the geometry of another, larger torrent: a bug in the caller.
+    pub fn availability(&self, index: PieceIndex) -> u32 {
+        self.rarity.count[index.as_usize()]
     }
 
     /// The pieces a peer has, as far as it told us.
@@ -236,10 +245,10 @@ impl<P: Copy + Ord + Debug> Picker<P> {
         let Some(state) = self.peers.get_mut(&peer) else {
             return false;
         };
-        for i in state.has.iter_set() {
+        for i in pieces_in(&self.geometry, &state.has) {
             self.rarity.decrement(i);
         }
-        for i in has.iter_set() {
+        for i in pieces_in(&self.geometry, &has) {
             self.rarity.increment(i);
         }
         state.has = has;
@@ -248,11 +257,11 @@ impl<P: Copy + Ord + Debug> Picker<P> {
     }
 
     /// The peer announced piece `index`. Returns whether that is news.
-    pub fn peer_have(&mut self, peer: P, index: u32) -> bool {
+    pub fn peer_have(&mut self, peer: P, index: PieceIndex) -> bool {
         let Some(state) = self.peers.get_mut(&peer) else {
             return false;
         };
-        let new = state.has.set(index);
+        let new = state.has.set(index.get());
         if new {
             state.nothing_to_start = false;
             if state.recent.len() == RECENT_HAVES {
@@ -269,7 +278,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
     pub fn remove_peer(&mut self, peer: P) {
         self.release_all(peer);
         if let Some(state) = self.peers.remove(&peer) {
-            for i in state.has.iter_set() {
+            for i in pieces_in(&self.geometry, &state.has) {
                 self.rarity.decrement(i);
             }
         }
@@ -332,7 +341,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
     pub fn next_requests_among(
         &mut self,
         peer: P,
-        pieces: &[u32],
+        pieces: &[PieceIndex],
         pipeline: usize,
         now: Instant,
     ) -> Vec<BlockRequest> {
@@ -376,7 +385,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
             if room == 0 {
                 break;
             }
-            if !state.has.get(index) || !scope.allows(index) {
+            if !state.has.get(index.get()) || !scope.allows(index) {
                 continue;
             }
             for (block, s) in piece.blocks.iter().enumerate() {
@@ -422,7 +431,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
                 if room == 0 {
                     break;
                 }
-                if !state.has.get(index) || !scope.allows(index) {
+                if !state.has.get(index.get()) || !scope.allows(index) {
                     continue;
                 }
                 for (block, s) in piece.blocks.iter().enumerate() {
@@ -446,15 +455,18 @@ impl<P: Copy + Ord + Debug> Picker<P> {
     }
 
     /// A block arrived from `peer`. See [`BlockOutcome`].
-    pub fn block_received(&mut self, peer: P, index: u32, begin: u32, len: u32) -> BlockOutcome<P> {
-        let Some(key) = self.block_key(&BlockRequest {
-            index,
-            begin,
-            length: len,
-        }) else {
+    pub fn block_received(
+        &mut self,
+        peer: P,
+        index: PieceIndex,
+        begin: u32,
+        len: u32,
+    ) -> BlockOutcome<P> {
+        let Some(block) = self.block_number(index, begin, len) else {
             return BlockOutcome::Invalid;
         };
-        if self.have.get(index) {
+        let key = (index, block);
+        if self.have.get(index.get()) {
             return BlockOutcome::Duplicate;
         }
         let Some(piece) = self.pieces.get_mut(&index) else {
@@ -496,11 +508,11 @@ impl<P: Copy + Ord + Debug> Picker<P> {
 
     /// The piece's hash matched: it is ours. Returns `false` if it was not a complete piece
     /// in progress (nothing changes then).
-    pub fn piece_verified(&mut self, index: u32) -> bool {
+    pub fn piece_verified(&mut self, index: PieceIndex) -> bool {
         match self.pieces.get(&index) {
             Some(piece) if piece.received as usize == piece.blocks.len() => {
                 self.pieces.remove(&index);
-                self.have.set(index);
+                self.have.set(index.get());
                 true
             }
             _ => false,
@@ -510,7 +522,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
     /// The piece's hash did not match: all its blocks are wanted again. Returns the peers
     /// that sent its blocks (one of them lied; the caller decides whom to ban). Empty if it
     /// was not a complete piece in progress.
-    pub fn piece_failed(&mut self, index: u32) -> Vec<P> {
+    pub fn piece_failed(&mut self, index: PieceIndex) -> Vec<P> {
         match self.pieces.get_mut(&index) {
             Some(piece) if piece.received as usize == piece.blocks.len() => {
                 piece.blocks.fill(BlockState::Missing);
@@ -522,24 +534,33 @@ impl<P: Copy + Ord + Debug> Picker<P> {
         }
     }
 
-    /// The block a request names, if it is exactly one of our blocks.
+    /// The block a request (a wire message) names, if it is exactly one of our blocks.
     fn block_key(&self, r: &BlockRequest) -> Option<BlockKey> {
-        let piece_len = self.geometry.piece_len(r.index)?;
-        if !r.begin.is_multiple_of(BLOCK_LEN) || r.begin >= piece_len {
-            return None;
-        }
-        let expected = (piece_len - r.begin).min(BLOCK_LEN);
-        (r.length == expected).then_some((r.index, r.begin / BLOCK_LEN))
+        let index = self.geometry.piece_index(r.index)?;
+        let block = self.block_number(index, r.begin, r.length)?;
+        Some((index, block))
     }
 
+    /// The number of the block of `len` bytes at `begin` in piece `index`, if it is exactly
+    /// one of our blocks.
+    fn block_number(&self, index: PieceIndex, begin: u32, len: u32) -> Option<u32> {
+        let piece_len = self.geometry.piece_len(index);
+        if !begin.is_multiple_of(BLOCK_LEN) || begin >= piece_len {
+            return None;
+        }
+        let expected = (piece_len - begin).min(BLOCK_LEN);
+        (len == expected).then_some(begin / BLOCK_LEN)
+    }
+
+    /// The wire request for block `key`. Only keys of real blocks are made (`block_key`,
+    /// `block_number`, or below [`blocks_in`]), so `begin` lies inside the piece.
     fn request_of(&self, (index, block): BlockKey) -> BlockRequest {
         let begin = block * BLOCK_LEN;
-        // Only keys of real blocks are made, so the piece exists and begin is inside it.
-        let piece_len = self.geometry.piece_len(index).unwrap_or(begin);
+        let piece_len = self.geometry.piece_len(index);
         BlockRequest {
-            index,
+            index: index.get(),
             begin,
-            length: (piece_len - begin).min(BLOCK_LEN),
+            length: piece_len.saturating_sub(begin).min(BLOCK_LEN),
         }
     }
 
@@ -593,15 +614,19 @@ impl<P: Copy + Ord + Debug> Picker<P> {
     /// Among the pieces we lack, have not started and `peer` has: one of the lowest
     /// availability. Ties are broken by starting the search of the rarest group at a random
     /// place (uniform when the peer has the whole group, as a seeder does).
-    fn rarest_new_piece(&mut self, peer: P, allowed: impl Fn(u32) -> bool) -> Option<u32> {
+    fn rarest_new_piece(
+        &mut self,
+        peer: P,
+        allowed: impl Fn(PieceIndex) -> bool,
+    ) -> Option<PieceIndex> {
         let state = self.peers.get(&peer)?;
         let has = &state.has;
         for group in self.rarity.groups() {
-            let availability = self.rarity.count[group[0] as usize];
+            let availability = self.rarity.count[group[0].as_usize()];
             if let Some(&piece) = state.recent.iter().rev().find(|&&index| {
-                has.get(index)
+                has.get(index.get())
                     && self.rarity.is_candidate(index)
-                    && self.rarity.count[index as usize] == availability
+                    && self.rarity.count[index.as_usize()] == availability
                     && allowed(index)
             }) {
                 return Some(piece);
@@ -611,7 +636,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
             if let Some(&piece) = head
                 .iter()
                 .chain(tail)
-                .find(|&&index| has.get(index) && allowed(index))
+                .find(|&&index| has.get(index.get()) && allowed(index))
             {
                 return Some(piece);
             }
@@ -629,22 +654,22 @@ impl<P: Copy + Ord + Debug> Picker<P> {
             }
         }
         assert_eq!(availability, self.rarity.count, "availability");
-        let candidates: Vec<u32> = self
-            .have
-            .iter_missing()
-            .filter(|i| !self.pieces.contains_key(i))
+        let candidates: Vec<PieceIndex> = self
+            .geometry
+            .pieces()
+            .filter(|i| !self.have.get(i.get()) && !self.pieces.contains_key(i))
             .collect();
         self.rarity.check(&candidates);
         for (peer, state) in &self.peers {
             if state.nothing_to_start {
                 assert!(
-                    !candidates.iter().any(|&i| state.has.get(i)),
+                    !candidates.iter().any(|&i| state.has.get(i.get())),
                     "{peer:?} has a piece to start"
                 );
             }
         }
         let mut unrequested = 0u64;
-        for index in self.have.iter_missing() {
+        for index in self.geometry.pieces().filter(|i| !self.have.get(i.get())) {
             match self.pieces.get(&index) {
                 None => unrequested += u64::from(blocks_in(&self.geometry, index)),
                 Some(piece) => {
@@ -678,7 +703,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
         assert_eq!(unrequested, self.unrequested, "unrequested");
         for index in self.pieces.keys() {
             assert!(
-                !self.have.get(*index),
+                !self.have.get(index.get()),
                 "piece {index} verified and in progress"
             );
         }
@@ -690,7 +715,8 @@ impl<P: Copy + Ord + Debug> Picker<P> {
     }
 }
 
-/// Marks a piece that is not in [`Rarity::order`].
+/// Marks a piece that is not in [`Rarity::order`]: no position in `order` is this high, as
+/// it holds at most `u32::MAX` pieces ([`crate::metainfo::MAX_PIECE_COUNT`]).
 const NOT_CANDIDATE: u32 = u32::MAX;
 
 /// Availability per piece, and the pieces not started yet kept grouped by availability, so
@@ -702,7 +728,7 @@ struct Rarity {
     count: Vec<u32>,
     /// The candidates (pieces we lack and have not started), by availability ascending; in
     /// no particular order within a group.
-    order: Vec<u32>,
+    order: Vec<PieceIndex>,
     /// Per piece: its index in `order`, or [`NOT_CANDIDATE`].
     pos: Vec<u32>,
     /// Group `a` (candidates of availability `a`) is `order[bucket_start[a]..bucket_start[a + 1]]`.
@@ -712,11 +738,11 @@ struct Rarity {
 }
 
 impl Rarity {
-    fn new(have: &Bitfield) -> Self {
-        let order: Vec<u32> = have.iter_missing().collect();
+    fn new(geometry: &Geometry, have: &Bitfield) -> Self {
+        let order: Vec<PieceIndex> = geometry.pieces().filter(|i| !have.get(i.get())).collect();
         let mut pos = vec![NOT_CANDIDATE; have.len() as usize];
         for (at, &piece) in order.iter().enumerate() {
-            pos[piece as usize] = at as u32;
+            pos[piece.as_usize()] = at as u32;
         }
         Rarity {
             count: vec![0; have.len() as usize],
@@ -728,14 +754,14 @@ impl Rarity {
 
     fn swap(&mut self, a: u32, b: u32) {
         self.order.swap(a as usize, b as usize);
-        self.pos[self.order[a as usize] as usize] = a;
-        self.pos[self.order[b as usize] as usize] = b;
+        self.pos[self.order[a as usize].as_usize()] = a;
+        self.pos[self.order[b as usize].as_usize()] = b;
     }
 
-    fn increment(&mut self, piece: u32) {
-        let a = self.count[piece as usize] as usize;
-        self.count[piece as usize] += 1;
-        let at = self.pos[piece as usize];
+    fn increment(&mut self, piece: PieceIndex) {
+        let a = self.count[piece.as_usize()] as usize;
+        self.count[piece.as_usize()] += 1;
+        let at = self.pos[piece.as_usize()];
         if at == NOT_CANDIDATE {
             return;
         }
@@ -748,10 +774,10 @@ impl Rarity {
         self.bucket_start[a + 1] -= 1;
     }
 
-    fn decrement(&mut self, piece: u32) {
-        let a = self.count[piece as usize] as usize;
-        self.count[piece as usize] -= 1;
-        let at = self.pos[piece as usize];
+    fn decrement(&mut self, piece: PieceIndex) {
+        let a = self.count[piece.as_usize()] as usize;
+        self.count[piece.as_usize()] -= 1;
+        let at = self.pos[piece.as_usize()];
         if at == NOT_CANDIDATE {
             return;
         }
@@ -762,12 +788,12 @@ impl Rarity {
     }
 
     /// The piece was started: no longer a candidate. Costs one swap per higher group.
-    fn remove(&mut self, piece: u32) {
-        let mut at = self.pos[piece as usize];
+    fn remove(&mut self, piece: PieceIndex) {
+        let mut at = self.pos[piece.as_usize()];
         if at == NOT_CANDIDATE {
             return;
         }
-        let a = self.count[piece as usize] as usize;
+        let a = self.count[piece.as_usize()] as usize;
         // Carry it to the end of each following group in turn, then off the end.
         for b in a + 1..self.bucket_start.len() {
             let last = self.bucket_start[b] - 1;
@@ -776,18 +802,16 @@ impl Rarity {
             self.bucket_start[b] -= 1;
         }
         self.order.pop();
-        self.pos[piece as usize] = NOT_CANDIDATE;
+        self.pos[piece.as_usize()] = NOT_CANDIDATE;
     }
 
     /// The groups of candidates that some peer has, rarest first.
     /// Whether `piece` is one we lack and have not started.
-    fn is_candidate(&self, piece: u32) -> bool {
-        self.pos
-            .get(piece as usize)
-            .is_some_and(|&at| at != NOT_CANDIDATE)
+    fn is_candidate(&self, piece: PieceIndex) -> bool {
+        self.pos[piece.as_usize()] != NOT_CANDIDATE
     }
 
-    fn groups(&self) -> impl Iterator<Item = &[u32]> {
+    fn groups(&self) -> impl Iterator<Item = &[PieceIndex]> {
         self.bucket_start[1..]
             .windows(2)
             .map(|w| &self.order[w[0] as usize..w[1] as usize])
@@ -795,7 +819,7 @@ impl Rarity {
     }
 
     #[cfg(test)]
-    fn check(&self, candidates: &[u32]) {
+    fn check(&self, candidates: &[PieceIndex]) {
         let mut sorted = self.order.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, candidates, "candidates");
@@ -804,8 +828,12 @@ impl Rarity {
             self.order.len()
         );
         for (at, &piece) in self.order.iter().enumerate() {
-            assert_eq!(self.pos[piece as usize] as usize, at, "position of {piece}");
-            let a = self.count[piece as usize] as usize;
+            assert_eq!(
+                self.pos[piece.as_usize()] as usize,
+                at,
+                "position of {piece}"
+            );
+            let a = self.count[piece.as_usize()] as usize;
             assert!(a + 1 < self.bucket_start.len(), "group of {piece}");
             let group = self.bucket_start[a] as usize..self.bucket_start[a + 1] as usize;
             assert!(
@@ -818,9 +846,15 @@ impl Rarity {
     }
 }
 
-/// How many blocks piece `index` has (0 past the end).
-fn blocks_in(geometry: &Geometry, index: u32) -> u32 {
-    geometry.piece_len(index).unwrap_or(0).div_ceil(BLOCK_LEN)
+/// How many blocks piece `index` has.
+fn blocks_in(geometry: &Geometry, index: PieceIndex) -> u32 {
+    geometry.piece_len(index).div_ceil(BLOCK_LEN)
+}
+
+/// The pieces set in `bits`, a bitfield of the torrent's length (the picker checks every
+/// bitfield's length before keeping it).
+fn pieces_in<'a>(geometry: &'a Geometry, bits: &'a Bitfield) -> impl Iterator<Item = PieceIndex> {
+    bits.iter_set().filter_map(|i| geometry.piece_index(i))
 }
 
 #[cfg(test)]
@@ -837,6 +871,12 @@ mod tests {
             u64::from(2 * B) * u64::from(pieces) - u64::from(B / 2),
         )
         .unwrap()
+    }
+
+    /// Piece `index` of the largest test torrent, [`geometry`]`(64)`: each test names only
+    /// pieces its own torrent has.
+    fn piece(index: u32) -> PieceIndex {
+        geometry(64).piece_index(index).unwrap()
     }
 
     fn picker(pieces: u32) -> Picker<u32> {
@@ -901,8 +941,8 @@ mod tests {
             // Peer 1 had 40 pieces, then announced 50 and 45 (in that order): all 42 are held
             // by two peers, and 45, its newest, comes first, then 50.
             p.peer_bitfield(1, bits(64, &(0..40).collect::<Vec<_>>()));
-            p.peer_have(1, 50);
-            p.peer_have(1, 45);
+            p.peer_have(1, piece(50));
+            p.peer_have(1, piece(45));
             let r = p.next_requests(1, 4, now);
             assert_eq!(
                 r,
@@ -916,8 +956,8 @@ mod tests {
             p.add_peer(1);
             p.peer_bitfield(0, bits(64, &[60, 61, 3]));
             p.peer_bitfield(1, bits(64, &(0..40).collect::<Vec<_>>()));
-            p.peer_have(1, 60);
-            p.peer_have(1, 61);
+            p.peer_have(1, piece(60));
+            p.peer_have(1, piece(61));
             // Availability: 3, 60 and 61 → 2; peer 1's other pieces → 1.
             let first = p.next_requests(1, 1, now)[0].index;
             assert!(first < 40 && first != 3, "seed {seed}: picked {first}");
@@ -981,27 +1021,30 @@ mod tests {
         let index = r[0].index;
         let len = |i| r[i as usize].length;
         assert_eq!(
-            p.block_received(0, index, 0, len(0)),
+            p.block_received(0, piece(index), 0, len(0)),
             BlockOutcome::Accepted {
                 cancel: vec![],
                 piece_complete: false
             }
         );
         assert_eq!(
-            p.block_received(0, index, 0, len(0)),
+            p.block_received(0, piece(index), 0, len(0)),
             BlockOutcome::Duplicate
         );
         assert_eq!(
-            p.block_received(0, index, B, len(1)),
+            p.block_received(0, piece(index), B, len(1)),
             BlockOutcome::Accepted {
                 cancel: vec![],
                 piece_complete: true
             }
         );
-        assert!(p.piece_verified(index));
-        assert!(!p.piece_verified(index));
+        assert!(p.piece_verified(piece(index)));
+        assert!(!p.piece_verified(piece(index)));
         assert!(p.have().get(index));
-        assert_eq!(p.block_received(0, index, 0, B), BlockOutcome::Duplicate);
+        assert_eq!(
+            p.block_received(0, piece(index), 0, B),
+            BlockOutcome::Duplicate
+        );
         p.check_invariants();
     }
 
@@ -1010,19 +1053,24 @@ mod tests {
         let mut p = picker(2);
         p.add_peer(0);
         p.peer_bitfield(0, Bitfield::full(2));
-        assert_eq!(p.block_received(0, 0, 1, B), BlockOutcome::Invalid);
-        assert_eq!(p.block_received(0, 0, 0, B - 1), BlockOutcome::Invalid);
+        assert_eq!(p.block_received(0, piece(0), 1, B), BlockOutcome::Invalid);
         assert_eq!(
-            p.block_received(0, 1, B, B),
+            p.block_received(0, piece(0), 0, B - 1),
+            BlockOutcome::Invalid
+        );
+        assert_eq!(
+            p.block_received(0, piece(1), B, B),
             BlockOutcome::Invalid,
             "last block is short"
         );
+        // No piece 2: a wire index past the end never becomes a `PieceIndex`, and a request
+        // naming it is none of ours.
+        assert_eq!(p.geometry.piece_index(2), None, "no piece 2");
+        assert!(!p.request_rejected(0, &req(2, 0, B)), "no piece 2");
         assert_eq!(
-            p.block_received(0, 2, 0, B),
-            BlockOutcome::Invalid,
-            "no piece 2"
+            p.block_received(0, piece(0), 0, B),
+            BlockOutcome::Unrequested
         );
-        assert_eq!(p.block_received(0, 0, 0, B), BlockOutcome::Unrequested);
         p.check_invariants();
     }
 
@@ -1041,7 +1089,7 @@ mod tests {
         assert_eq!(a, b, "peer 1 is asked for peer 0's outstanding blocks");
         p.check_invariants();
         assert_eq!(
-            p.block_received(1, 0, 0, B),
+            p.block_received(1, piece(0), 0, B),
             BlockOutcome::Accepted {
                 cancel: vec![0],
                 piece_complete: false
@@ -1050,7 +1098,7 @@ mod tests {
         assert_eq!(p.outstanding(0), 1);
         assert_eq!(p.outstanding(1), 1);
         // Peer 0 sends the block anyway (the cancel crossed it): a duplicate.
-        assert_eq!(p.block_received(0, 0, 0, B), BlockOutcome::Duplicate);
+        assert_eq!(p.block_received(0, piece(0), 0, B), BlockOutcome::Duplicate);
         p.check_invariants();
     }
 
@@ -1092,7 +1140,7 @@ mod tests {
         assert_ne!(a[0], b[0]);
         // A late answer from peer 0 after expiry is not wanted twice.
         assert!(matches!(
-            p.block_received(0, a[0].index, a[0].begin, a[0].length),
+            p.block_received(0, piece(a[0].index), a[0].begin, a[0].length),
             BlockOutcome::Accepted { .. }
         ));
         p.check_invariants();
@@ -1125,13 +1173,13 @@ mod tests {
         p.add_peer(1);
         p.peer_bitfield(0, Bitfield::full(4));
         p.peer_bitfield(1, bits(4, &[1]));
-        assert!(p.peer_have(1, 2));
-        assert!(!p.peer_have(1, 2));
-        assert_eq!(p.availability(2), 2);
+        assert!(p.peer_have(1, piece(2)));
+        assert!(!p.peer_have(1, piece(2)));
+        assert_eq!(p.availability(piece(2)), 2);
         p.next_requests(1, 3, now);
         p.remove_peer(1);
-        assert_eq!(p.availability(1), 1);
-        assert_eq!(p.availability(2), 1);
+        assert_eq!(p.availability(piece(1)), 1);
+        assert_eq!(p.availability(piece(2)), 1);
         p.check_invariants();
         assert_eq!(p.next_requests(0, 100, now).len(), 8);
     }
@@ -1146,8 +1194,8 @@ mod tests {
         p.peer_bitfield(1, Bitfield::full(1));
         p.next_requests(0, 1, now);
         p.next_requests(1, 1, now);
-        p.block_received(0, 0, 0, B);
-        let outcome = p.block_received(1, 0, B, B / 2);
+        p.block_received(0, piece(0), 0, B);
+        let outcome = p.block_received(1, piece(0), B, B / 2);
         assert_eq!(
             outcome,
             BlockOutcome::Accepted {
@@ -1155,8 +1203,8 @@ mod tests {
                 piece_complete: true
             }
         );
-        assert_eq!(p.piece_failed(0), vec![0, 1]);
-        assert!(p.piece_failed(0).is_empty(), "no longer complete");
+        assert_eq!(p.piece_failed(piece(0)), vec![0, 1]);
+        assert!(p.piece_failed(piece(0)).is_empty(), "no longer complete");
         assert!(!p.in_end_game());
         p.check_invariants();
         assert_eq!(p.next_requests(1, 5, now).len(), 2);
@@ -1167,10 +1215,10 @@ mod tests {
         let mut p = picker(4);
         p.add_peer(0);
         p.peer_bitfield(0, Bitfield::full(4));
-        let r = p.next_requests_among(0, &[2], 10, Instant::now());
+        let r = p.next_requests_among(0, &[piece(2)], 10, Instant::now());
         assert_eq!(r, vec![req(2, 0, B), req(2, 1, B)]);
         assert!(
-            p.next_requests_among(0, &[2], 10, Instant::now())
+            p.next_requests_among(0, &[piece(2)], 10, Instant::now())
                 .is_empty()
         );
         p.check_invariants();
@@ -1200,11 +1248,11 @@ mod tests {
         p.peer_bitfield(1, bits(4, &[1]));
         // Peer 0 is asked for all of piece 1; peer 1 then has nothing to start (and it is not
         // end game: pieces 0, 2 and 3 are not started).
-        assert_eq!(p.next_requests_among(0, &[1], 100, now).len(), 2);
+        assert_eq!(p.next_requests_among(0, &[piece(1)], 100, now).len(), 2);
         assert!(p.next_requests(1, 4, now).is_empty());
         assert!(p.peers[&1].nothing_to_start);
         p.check_invariants();
-        assert!(p.peer_have(1, 2));
+        assert!(p.peer_have(1, piece(2)));
         assert!(!p.peers[&1].nothing_to_start);
         p.check_invariants();
     }
@@ -1275,7 +1323,7 @@ mod tests {
                         let set: Vec<u32> = (0..5).filter(|&i| b[i as usize]).collect();
                         p.peer_bitfield(peer, bits(5, &set));
                     }
-                    Op::Have(peer, i) => { p.peer_have(peer, i); }
+                    Op::Have(peer, i) => { p.peer_have(peer, piece(i)); }
                     Op::Next(peer, n) => {
                         let before = p.outstanding(peer);
                         let r = p.next_requests(peer, n, now);
@@ -1286,13 +1334,13 @@ mod tests {
                         prop_assert_eq!(seen.len(), r.len(), "a request twice in one batch");
                     }
                     Op::NextInProgress(peer, n) => {
-                        let started: Vec<u32> = p.pieces.keys().copied().collect();
+                        let started: Vec<u32> = p.pieces.keys().map(|i| i.get()).collect();
                         for r in p.next_requests_in_progress(peer, n, now) {
                             prop_assert!(started.contains(&r.index));
                         }
                     }
                     Op::NextAmong(peer, index, n) => {
-                        for r in p.next_requests_among(peer, &[index], n, now) {
+                        for r in p.next_requests_among(peer, &[piece(index)], n, now) {
                             prop_assert_eq!(r.index, index);
                         }
                     }
@@ -1301,13 +1349,13 @@ mod tests {
                             .map(|s| s.outstanding.keys().copied().collect()).unwrap_or_default();
                         if !outstanding.is_empty() {
                             let r = p.request_of(outstanding[pick as usize % outstanding.len()]);
-                            let outcome = p.block_received(peer, r.index, r.begin, r.length);
+                            let outcome = p.block_received(peer, piece(r.index), r.begin, r.length);
                             prop_assert!(matches!(outcome, BlockOutcome::Accepted { .. }), "{:?}", outcome);
                         }
                     }
                     Op::ReceiveAny(peer, i, b) => {
-                        let len = g.piece_len(i).unwrap().saturating_sub(b * B).min(B);
-                        p.block_received(peer, i, b * B, len);
+                        let len = g.piece_len(piece(i)).saturating_sub(b * B).min(B);
+                        p.block_received(peer, piece(i), b * B, len);
                     }
                     Op::Reject(peer, pick) => {
                         let outstanding: Vec<BlockKey> = p.peers.get(&peer)
@@ -1322,7 +1370,7 @@ mod tests {
                     Op::Add(peer) => p.add_peer(peer),
                     Op::Expire(secs) => { p.expire_requests(now, Duration::from_secs(secs)); }
                     Op::Verify(i, ok) => {
-                        if ok { p.piece_verified(i); } else { p.piece_failed(i); }
+                        if ok { p.piece_verified(piece(i)); } else { p.piece_failed(piece(i)); }
                     }
                     Op::Tick(secs) => now += Duration::from_secs(secs),
                 }
@@ -1337,14 +1385,14 @@ mod tests {
                 }
                 for r in p.next_requests(9, 4, now) {
                     if let BlockOutcome::Accepted { piece_complete: true, .. } =
-                        p.block_received(9, r.index, r.begin, r.length)
+                        p.block_received(9, piece(r.index), r.begin, r.length)
                     {
-                        p.piece_verified(r.index);
+                        p.piece_verified(piece(r.index));
                     }
                 }
                 // Pieces completed by others earlier but never verified.
                 for i in 0..5 {
-                    p.piece_verified(i);
+                    p.piece_verified(piece(i));
                 }
                 // Requests stuck at peers that never answer.
                 now += Duration::from_secs(100);
