@@ -34,7 +34,7 @@ fn int(n: u64) -> Value<'static> {
 }
 
 fn torrent_dict(state: &State, t: &TorrentRecord) -> Value<'static> {
-    let counts = super::lock(&state.swarms).counts(&t.info_hash);
+    let counts = state.swarms.lock().counts(&t.info_hash);
     let mut d = Dict::new();
     d.insert(&b"info hash"[..], Value::from(t.info_hash.0.to_vec()));
     d.insert(&b"name"[..], Value::from(t.name.clone()));
@@ -129,7 +129,6 @@ fn known(state: &State, hash: &InfoHash) -> Result<TorrentRecord, Refusal> {
     state
         .torrents
         .read()
-        .unwrap_or_else(|p| p.into_inner())
         .get(hash)
         .cloned()
         .ok_or_else(|| Refusal::not_found("unknown torrent"))
@@ -145,13 +144,7 @@ async fn dispatch(
     match path {
         "torrents" => {
             require_method(req, Method::GET)?;
-            let mut all: Vec<TorrentRecord> = state
-                .torrents
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .values()
-                .cloned()
-                .collect();
+            let mut all: Vec<TorrentRecord> = state.torrents.read().values().cloned().collect();
             all.sort_by_key(|t| (t.published_ms, t.info_hash));
             let list = all.iter().map(|t| torrent_dict(state, t)).collect();
             Ok((
@@ -179,12 +172,7 @@ async fn dispatch(
             if !changed {
                 return Err(Refusal::not_found("torrent vanished from the store"));
             }
-            if let Some(t) = state
-                .torrents
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_mut(&hash)
-            {
+            if let Some(t) = state.torrents.write().get_mut(&hash) {
                 t.authority = authority;
             }
             let mut d = Dict::new();
@@ -215,12 +203,7 @@ async fn dispatch(
                 .set_relay(hash, relay.clone(), assign)
                 .await
                 .map_err(|e| Refusal::internal(e.to_string()))?;
-            if let Some(t) = state
-                .torrents
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_mut(&hash)
-            {
+            if let Some(t) = state.torrents.write().get_mut(&hash) {
                 t.relays.retain(|r| *r != relay);
                 if assign {
                     t.relays.push(relay.clone());
@@ -281,13 +264,9 @@ async fn remove(state: &State, hash: InfoHash) -> Result<(Response<Body>, String
     if !removed {
         return Err(Refusal::not_found("torrent vanished from the store"));
     }
-    state
-        .torrents
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&hash);
-    super::lock(&state.sealed_keys).remove(&before.key_id);
-    super::lock(&state.swarms).remove(&hash);
+    state.torrents.write().remove(&hash);
+    state.sealed_keys.lock().remove(&before.key_id);
+    state.swarms.lock().remove(&hash);
     let mut d = Dict::new();
     d.insert(&b"info hash"[..], Value::from(hash.0.to_vec()));
     d.insert(&b"name"[..], Value::from(before.name.clone()));

@@ -171,7 +171,7 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
             if req.audit_refused() {
                 return response::refusal(&Refusal::audit_unavailable(), RefusalStatus::ByKind);
             }
-            let out = super::lock(&state.swarms).announce(&input, state.clock.instant());
+            let out = state.swarms.lock().announce(&input, state.clock.instant());
             let (interval, min_interval) =
                 answer_intervals(&state.config, &params, out.peers.len());
             let mut d = encode_answer(&out, params.compact, interval, min_interval);

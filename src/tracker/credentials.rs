@@ -18,7 +18,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -143,12 +145,6 @@ pub struct Credentials {
     argon2: Semaphore,
 }
 
-/// Locks a mutex, recovering from a poisoned one: the maps stay consistent after any panic
-/// because every update is a single insert or remove.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// IPv6 clients usually own a whole /64, so failures are counted per /64.
 fn throttle_key(ip: IpAddr) -> IpAddr {
     crate::conn_limit::source_key(ip)
@@ -229,7 +225,7 @@ impl Credentials {
     }
 
     fn check_throttle(&self, source: IpAddr, now: u64) -> Result<(), Refusal> {
-        let failures = lock(&self.failures);
+        let failures = self.failures.lock();
         match failures.get(&throttle_key(source)) {
             Some(f) if f.blocked_until > now => Err(Refusal {
                 kind: super::refusal::RefusalKind::Identity,
@@ -242,7 +238,7 @@ impl Credentials {
 
     fn record_failure(&self, source: IpAddr, now: u64) {
         let key = throttle_key(source);
-        let mut failures = lock(&self.failures);
+        let mut failures = self.failures.lock();
         if !failures.contains_key(&key) && failures.len() >= self.limits.throttle_entries {
             let window = self.limits.throttle_window_secs;
             failures.retain(|_, f| f.blocked_until > now || f.window_start + window > now);
@@ -294,7 +290,9 @@ impl Credentials {
         }
         let generation = user.token_generation();
         let remembered = mac(&self.cache_key, &[name.as_bytes(), &psw, &generation]);
-        let cached = lock(&self.cache)
+        let cached = self
+            .cache
+            .lock()
             .get(&name)
             .is_some_and(|c| c.expires > now && bool::from(c.mac.ct_eq(&remembered)));
         if !cached {
@@ -339,7 +337,7 @@ impl Credentials {
     }
 
     fn remember(&self, name: &str, remembered: [u8; 32], now: u64) {
-        let mut cache = lock(&self.cache);
+        let mut cache = self.cache.lock();
         if !cache.contains_key(name) && cache.len() >= self.limits.cache_entries {
             cache.retain(|_, c| c.expires > now);
             if cache.len() >= self.limits.cache_entries {
@@ -439,9 +437,11 @@ impl Credentials {
     /// Drops expired cache and throttle entries; run periodically.
     pub fn clean(&self) {
         let now = self.clock.unix_secs();
-        lock(&self.cache).retain(|_, c| c.expires > now);
+        self.cache.lock().retain(|_, c| c.expires > now);
         let window = self.limits.throttle_window_secs;
-        lock(&self.failures).retain(|_, f| f.blocked_until > now || f.window_start + window > now);
+        self.failures
+            .lock()
+            .retain(|_, f| f.blocked_until > now || f.window_start + window > now);
     }
 }
 

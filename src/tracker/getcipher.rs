@@ -296,7 +296,7 @@ async fn getcipher(
         .await
         .map_err(|_| Refusal::internal("tracker is shutting down"))?;
     // A requester's key is parsed once and then served from the cache (key_cache.rs).
-    let cached = super::lock(&state.public_keys).get(&params.key_der);
+    let cached = state.public_keys.lock().get(&params.key_der);
     let was_cached = cached.is_some();
     let verify = {
         let params = params.clone();
@@ -323,9 +323,12 @@ async fn getcipher(
         .map_err(identity_refusal)?;
     drop(permit);
     if !was_cached {
-        super::lock(&state.public_keys).insert(key.clone());
+        state.public_keys.lock().insert(key.clone());
     }
-    let nonce = super::lock(&state.nonces).insert(&params.nonce, now, now + 2 * window + 1);
+    let nonce = state
+        .nonces
+        .lock()
+        .insert(&params.nonce, now, now + 2 * window + 1);
     match nonce {
         Ok(()) => {}
         Err(NonceRefusal::Replayed) => return Err(Refusal::identity("nonce already used")),
@@ -406,7 +409,7 @@ async fn sealed_torrent_key(
     key_id: KeyId,
     hash: &InfoHash,
 ) -> Result<std::sync::Arc<[u8]>, Refusal> {
-    if let Some(sealed) = super::lock(&state.sealed_keys).get(&key_id) {
+    if let Some(sealed) = state.sealed_keys.lock().get(&key_id) {
         return Ok(sealed.clone());
     }
     let row = state
@@ -421,7 +424,7 @@ async fn sealed_torrent_key(
         )));
     }
     let sealed: std::sync::Arc<[u8]> = row.sealed.into();
-    super::lock(&state.sealed_keys).insert(key_id, sealed.clone());
+    state.sealed_keys.lock().insert(key_id, sealed.clone());
     Ok(sealed)
 }
 
@@ -435,7 +438,7 @@ fn torrent_key(
     let grant = state.with_access(hash, auth.username(), |t| {
         decide(&requester, t, Action::Getcipher)
     })?;
-    let torrents = state.torrents.read().unwrap_or_else(|p| p.into_inner());
+    let torrents = state.torrents.read();
     let (cipher, key_id) = torrents
         .get(hash)
         .map(|t| (t.cipher, t.key_id))

@@ -42,8 +42,10 @@ pub mod swarm;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+
+use parking_lot::{Mutex, RwLock};
 
 use crate::types::InfoHash;
 
@@ -74,12 +76,6 @@ pub enum TrackerError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::ListenError),
-}
-
-/// Locks a std mutex, recovering from poisoning: every critical section here leaves the data
-/// consistent at each step, so a panic elsewhere does not make it unusable.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Everything the request handlers share.
@@ -155,7 +151,7 @@ impl State {
         username: &str,
         f: impl FnOnce(Option<&TorrentAccess<'_>>) -> T,
     ) -> T {
-        let torrents = self.torrents.read().unwrap_or_else(|p| p.into_inner());
+        let torrents = self.torrents.read();
         match torrents.get(info_hash) {
             None => f(None),
             Some(t) => f(Some(&TorrentAccess {
@@ -192,7 +188,7 @@ impl State {
             decision,
             reason,
         };
-        let slot = lock(&req.audit_slot).take();
+        let slot = req.audit_slot.lock().take();
         let recorded = match slot {
             // A change that must not go unrecorded: answered only once its line is written.
             Some(slot) => {
@@ -224,7 +220,7 @@ impl State {
     ) -> Result<(), hyper::Response<response::Body>> {
         match self.audit.reserve().await {
             Ok(slot) => {
-                *lock(&req.audit_slot) = Some(slot);
+                *req.audit_slot.lock() = Some(slot);
                 Ok(())
             }
             Err(audit::AuditUnavailable) => Err(response::refusal(

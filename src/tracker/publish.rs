@@ -169,7 +169,6 @@ async fn publish_valid(
             state
                 .torrents
                 .write()
-                .unwrap_or_else(|p| p.into_inner())
                 .insert(record.info_hash, record.clone());
             Ok((record, "published"))
         }

@@ -26,7 +26,7 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
         Err(response) => return response,
     };
     let mut hashes: Vec<[u8; 20]> = {
-        let torrents = state.torrents.read().unwrap_or_else(|p| p.into_inner());
+        let torrents = state.torrents.read();
         torrents
             .values()
             .filter(|t| t.relays.iter().any(|r| r == auth.username()))

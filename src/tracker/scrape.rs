@@ -42,7 +42,7 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
     };
     let requester = auth.requester();
     let candidates: Vec<InfoHash> = if requested.is_empty() {
-        let torrents = state.torrents.read().unwrap_or_else(|p| p.into_inner());
+        let torrents = state.torrents.read();
         torrents.keys().copied().collect()
     } else {
         requested.clone()
@@ -70,7 +70,7 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
     }
     let mut files = Dict::new();
     {
-        let swarms = super::lock(&state.swarms);
+        let swarms = state.swarms.lock();
         for hash in &visible {
             let c = swarms.counts(hash);
             let int = |n: u64| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));

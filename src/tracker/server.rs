@@ -12,7 +12,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,6 +23,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use parking_lot::{Mutex, RwLock};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -213,9 +214,9 @@ async fn maintain(state: Arc<State>, cancel: CancellationToken) {
             () = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        super::lock(&state.swarms).clean(state.clock.instant());
+        state.swarms.lock().clean(state.clock.instant());
         state.credentials.clean();
-        super::lock(&state.nonces).clean(state.clock.unix_secs());
+        state.nonces.lock().clean(state.clock.unix_secs());
         let ttl_ms = state.config.pending_key_ttl_secs.saturating_mul(1000);
         match state
             .store
@@ -352,16 +353,12 @@ async fn handle(
 /// when monitoring matters most, and records nothing.
 fn metrics_page(state: &State) -> String {
     let (seeders, leechers, active_swarms) = {
-        let swarms = super::lock(&state.swarms);
+        let swarms = state.swarms.lock();
         let (seeders, leechers) = swarms.peer_totals();
         (seeders, leechers, swarms.number_of_torrents())
     };
     let gauges = super::metrics::Gauges {
-        torrents: state
-            .torrents
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .len(),
+        torrents: state.torrents.read().len(),
         active_swarms,
         seeders,
         leechers,

@@ -1,7 +1,7 @@
 //! Swarm state: who holds which torrent (SPEC 4.1).
 //!
 //! Sync and free of I/O, so plain tests drive it with an explicit `now`. The server keeps one
-//! [`Swarms`] behind a `std::sync::Mutex`: every operation is short and never awaits.
+//! [`Swarms`] behind a `parking_lot` mutex: every operation is short and never awaits.
 //! Live peers are kept in memory only, as stock trackers do; a restart forgets them and they
 //! come back with their next announce.
 //!
