@@ -24,7 +24,7 @@ use super::query::Query;
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
 use super::store::TorrentRecord;
-use super::{Request, State};
+use super::{ApiRequest, TrackerState};
 
 /// Most audit entries one call returns.
 const MAX_AUDIT_ENTRIES: usize = 1000;
@@ -33,7 +33,7 @@ fn int(n: u64) -> Value<'static> {
     Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
-fn torrent_dict(state: &State, t: &TorrentRecord) -> Value<'static> {
+fn torrent_dict(state: &TrackerState, t: &TorrentRecord) -> Value<'static> {
     let counts = state.swarms.lock().counts(&t.info_hash);
     let mut d = Dict::new();
     d.insert(&b"info hash"[..], Value::from(t.info_hash.0.to_vec()));
@@ -59,7 +59,7 @@ fn single(key: &'static str, value: Value<'static>) -> Response<Body> {
     response::bencoded(&Value::Dict(d))
 }
 
-pub async fn handle(state: &State, req: &Request<'_>, path: &str) -> Response<Body> {
+pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>, path: &str) -> Response<Body> {
     let endpoint: &'static str = match path {
         "torrents" => "admin/torrents",
         "torrent" => "admin/torrent",
@@ -114,7 +114,7 @@ pub async fn handle(state: &State, req: &Request<'_>, path: &str) -> Response<Bo
     }
 }
 
-fn require_method(req: &Request<'_>, method: Method) -> Result<(), Refusal> {
+fn require_method(req: &ApiRequest<'_>, method: Method) -> Result<(), Refusal> {
     if *req.method == method {
         Ok(())
     } else {
@@ -125,7 +125,7 @@ fn require_method(req: &Request<'_>, method: Method) -> Result<(), Refusal> {
 }
 
 /// The admin sees every torrent, so an unknown hash is simply "not found".
-fn known(state: &State, hash: &InfoHash) -> Result<TorrentRecord, Refusal> {
+fn known(state: &TrackerState, hash: &InfoHash) -> Result<TorrentRecord, Refusal> {
     state
         .torrents
         .read()
@@ -135,8 +135,8 @@ fn known(state: &State, hash: &InfoHash) -> Result<TorrentRecord, Refusal> {
 }
 
 async fn dispatch(
-    state: &State,
-    req: &Request<'_>,
+    state: &TrackerState,
+    req: &ApiRequest<'_>,
     query: &Query<'_>,
     _auth: &Authenticated,
     path: &str,
@@ -254,7 +254,7 @@ async fn dispatch(
 /// already hold the key or the data keep them: removal stops distribution, it cannot recall
 /// what was shared. SPEC 4.5 has no such call; an operator who published the wrong data, or
 /// must withdraw it, needs one.
-async fn remove(state: &State, hash: InfoHash) -> Result<(Response<Body>, String), Refusal> {
+async fn remove(state: &TrackerState, hash: InfoHash) -> Result<(Response<Body>, String), Refusal> {
     let before = known(state, &hash)?;
     let removed = state
         .store

@@ -22,8 +22,8 @@ use super::decide::{Action, decide};
 use super::query::{Query, QueryError};
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
-use super::swarm::{AnnounceInput, AnnounceOutput, Event};
-use super::{Request, State};
+use super::swarm::{AnnounceEvent, AnnounceInput, AnnounceOutput};
+use super::{ApiRequest, TrackerState};
 
 /// The BEP 3 parameters of an announce, parsed and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub struct AnnounceParams {
     pub peer_id: PeerId,
     pub port: u16,
     pub left: u64,
-    pub event: Event,
+    pub event: AnnounceEvent,
     pub numwant: Option<u64>,
     /// BEP 23: compact unless `compact=0`.
     pub compact: bool,
@@ -60,8 +60,8 @@ impl AnnounceParams {
         q.get_u64("downloaded")?;
         let left = q.require_u64("left")?;
         let event = match q.get("event")? {
-            None => Event::None,
-            Some(raw) => Event::parse(raw).ok_or(QueryError::Invalid {
+            None => AnnounceEvent::None,
+            Some(raw) => AnnounceEvent::parse(raw).ok_or(QueryError::Invalid {
                 name: "event",
                 reason: "not started, stopped, completed or empty",
             })?,
@@ -82,7 +82,7 @@ impl AnnounceParams {
 /// configured ones, or the short waiting interval for a downloader that got no peer to
 /// download from (a seeder gets the full interval: it waits for downloaders to call it).
 pub fn answer_intervals(config: &Config, params: &AnnounceParams, peers: usize) -> (u64, u64) {
-    if peers == 0 && params.left > 0 && params.event != Event::Stopped {
+    if peers == 0 && params.left > 0 && params.event != AnnounceEvent::Stopped {
         let wait = config.waiting_interval_secs.min(config.interval_secs);
         (wait, wait.min(config.min_interval_secs))
     } else {
@@ -140,7 +140,7 @@ pub fn encode_answer(
     d
 }
 
-pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
+pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body> {
     let query = match state
         .parse_query(req, "announce", RefusalStatus::Always200)
         .await
@@ -195,7 +195,7 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
 
 /// Decides the announce: its parameters, the grant and what the swarm is to record.
 fn decide_announce(
-    state: &State,
+    state: &TrackerState,
     source: IpAddr,
     query: &Query<'_>,
     auth: &super::credentials::Authenticated,
@@ -235,7 +235,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(p.port, 6881);
-        assert_eq!(p.event, Event::Started);
+        assert_eq!(p.event, AnnounceEvent::Started);
         assert_eq!(p.numwant, Some(30));
         assert!(p.compact);
     }
@@ -355,23 +355,23 @@ mod tests {
             compact: true,
         };
         assert_eq!(
-            answer_intervals(&config, &params(5, Event::Started), 0),
+            answer_intervals(&config, &params(5, AnnounceEvent::Started), 0),
             (30, 30)
         );
         assert_eq!(
-            answer_intervals(&config, &params(5, Event::None), 0),
+            answer_intervals(&config, &params(5, AnnounceEvent::None), 0),
             (30, 30)
         );
         assert_eq!(
-            answer_intervals(&config, &params(5, Event::None), 1),
+            answer_intervals(&config, &params(5, AnnounceEvent::None), 1),
             (1800, 900)
         );
         assert_eq!(
-            answer_intervals(&config, &params(0, Event::None), 0),
+            answer_intervals(&config, &params(0, AnnounceEvent::None), 0),
             (1800, 900)
         );
         assert_eq!(
-            answer_intervals(&config, &params(5, Event::Stopped), 0),
+            answer_intervals(&config, &params(5, AnnounceEvent::Stopped), 0),
             (1800, 900)
         );
         // Never longer than the configured intervals.
@@ -381,7 +381,7 @@ mod tests {
             ..config
         };
         assert_eq!(
-            answer_intervals(&short, &params(5, Event::None), 0),
+            answer_intervals(&short, &params(5, AnnounceEvent::None), 0),
             (20, 10)
         );
     }

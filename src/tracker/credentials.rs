@@ -42,7 +42,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// Longest username or password accepted, in bytes (argon2 input is bounded too).
 const MAX_SECRET_LEN: usize = 1024;
 
-/// The limits of [`Credentials`], from the config.
+/// The limits of [`Authenticator`], from the config.
 #[derive(Debug, Clone, Copy)]
 pub struct CredentialLimits {
     pub token_ttl_secs: u64,
@@ -130,7 +130,7 @@ struct FailureCount {
 }
 
 /// Verifies credentials; one per tracker, shared by every request.
-pub struct Credentials {
+pub struct Authenticator {
     users: Arc<AuthoritySource>,
     clock: Clock,
     limits: CredentialLimits,
@@ -161,7 +161,7 @@ fn mac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
     m.finalize().into_bytes().into()
 }
 
-impl Credentials {
+impl Authenticator {
     pub fn new(
         users: Arc<AuthoritySource>,
         clock: Clock,
@@ -171,7 +171,7 @@ impl Credentials {
     ) -> Self {
         let mut cache_key = Zeroizing::new([0u8; 32]);
         rand::fill(&mut cache_key[..]);
-        Credentials {
+        Authenticator {
             users,
             clock,
             limits,
@@ -480,7 +480,7 @@ mod tests {
 
     const SOURCE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
-    async fn login(c: &Credentials, query: &str) -> Result<Authenticated, Refusal> {
+    async fn login(c: &Authenticator, query: &str) -> Result<Authenticated, Refusal> {
         c.authenticate(&Query::parse(query).unwrap(), SOURCE).await
     }
 
@@ -490,7 +490,7 @@ mod tests {
         let path = dir.path().join("authority.xml");
         write_users(&path, "pw", 1);
         let users = Arc::new(AuthoritySource::load(&path).unwrap());
-        let c = Credentials::new(users, Clock::start(), limits(), [1; 32], 1);
+        let c = Authenticator::new(users, Clock::start(), limits(), [1; 32], 1);
         let token = login(&c, "username=u&psw=pw&getToken=y")
             .await
             .unwrap()
@@ -505,7 +505,7 @@ mod tests {
         assert_eq!(refused.public, super::super::refusal::BAD_CREDENTIALS);
         assert!(refused.audit.contains("expired"));
         // a token signed with another key is refused
-        let other = Credentials::new(
+        let other = Authenticator::new(
             Arc::new(AuthoritySource::load(&path).unwrap()),
             Clock::start(),
             limits(),
@@ -530,7 +530,7 @@ mod tests {
         let path = dir.path().join("authority.xml");
         write_users(&path, "pw", 1);
         let users = Arc::new(AuthoritySource::load(&path).unwrap());
-        let c = Credentials::new(users, Clock::start(), limits(), [1; 32], 1);
+        let c = Authenticator::new(users, Clock::start(), limits(), [1; 32], 1);
         assert!(login(&c, "username=u&psw=bad").await.is_err());
         assert!(login(&c, "username=u&psw=bad").await.is_err());
         let blocked = login(&c, "username=u&psw=pw").await.err().unwrap();
@@ -546,7 +546,7 @@ mod tests {
         let path = dir.path().join("authority.xml");
         write_users(&path, "old", 1);
         let users = Arc::new(AuthoritySource::load(&path).unwrap());
-        let c = Credentials::new(users.clone(), Clock::start(), limits(), [1; 32], 1);
+        let c = Authenticator::new(users.clone(), Clock::start(), limits(), [1; 32], 1);
         assert!(login(&c, "username=u&psw=old").await.is_ok());
         assert!(login(&c, "username=u&psw=old").await.is_ok()); // from the cache
         write_users(&path, "new", 1);

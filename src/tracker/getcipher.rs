@@ -33,7 +33,7 @@ use super::decide::{Action, decide};
 use super::query::{Query, QueryError};
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
-use super::{Request, State};
+use super::{ApiRequest, TrackerState};
 
 /// Longest `key` accepted after base64 (an 8192-bit SPKI is about 1.1 KB).
 const MAX_KEY_DER: usize = 2048;
@@ -165,7 +165,7 @@ impl NonceCache {
     }
 }
 
-pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
+pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body> {
     match Query::parse(req.query) {
         Ok(q) => handle_query(state, req, &q, "getcipher").await,
         Err(e) => {
@@ -180,8 +180,8 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
 
 /// Serves a parsed getcipher query; `endpoint` names the route in the audit log.
 pub async fn handle_query(
-    state: &State,
-    req: &Request<'_>,
+    state: &TrackerState,
+    req: &ApiRequest<'_>,
     query: &Query<'_>,
     endpoint: &'static str,
 ) -> Response<Body> {
@@ -230,7 +230,7 @@ pub async fn handle_query(
 }
 
 /// Deletes a new pending key that was not handed out after all.
-async fn forget_new_key(state: &State, key_id: KeyId) {
+async fn forget_new_key(state: &TrackerState, key_id: KeyId) {
     match state.store.forget_pending_key(key_id).await {
         Ok(_) => tracing::warn!(
             "new pending key {key_id} was not handed out (its audit line could not be written \
@@ -264,7 +264,7 @@ fn identity_refusal(e: IdentityError) -> Refusal {
 }
 
 async fn getcipher(
-    state: &State,
+    state: &TrackerState,
     query: &Query<'_>,
     auth: &super::credentials::Authenticated,
 ) -> Result<Granted, Refusal> {
@@ -405,7 +405,7 @@ async fn getcipher(
 /// A published torrent's key never changes, and sealed keys are no secret without the master
 /// key, so they are kept (one per published torrent) to spare a database round trip.
 async fn sealed_torrent_key(
-    state: &State,
+    state: &TrackerState,
     key_id: KeyId,
     hash: &InfoHash,
 ) -> Result<std::sync::Arc<[u8]>, Refusal> {
@@ -430,7 +430,7 @@ async fn sealed_torrent_key(
 
 /// The suite and key id of a torrent the requester may read, with the grant's reason.
 fn torrent_key(
-    state: &State,
+    state: &TrackerState,
     hash: &InfoHash,
     auth: &super::credentials::Authenticated,
 ) -> Result<(Cipher, KeyId, &'static str), Refusal> {

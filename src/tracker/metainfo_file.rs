@@ -6,9 +6,9 @@ use hyper::Response;
 use super::decide::{Action, decide};
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
-use super::{Request, State};
+use super::{ApiRequest, TrackerState};
 
-pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
+pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body> {
     const ENDPOINT: &str = "torrent";
     let query = match state
         .parse_query(req, ENDPOINT, RefusalStatus::ByKind)

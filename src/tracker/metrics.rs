@@ -2,7 +2,7 @@
 //! endpoint and decision, swarm and catalogue sizes, and whether requests are refused for want
 //! of an audit log. Scrapes are not API requests: they are not counted or audited.
 //!
-//! Counting is one relaxed atomic add per request, in [`super::State::audit`], the one place
+//! Counting is one relaxed atomic add per request, in [`super::TrackerState::audit`], the one place
 //! every answered request passes through with its endpoint and decision; 503s are counted
 //! where every response passes, in the server, whichever check refused them.
 

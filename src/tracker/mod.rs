@@ -53,7 +53,7 @@ use audit::{AuditEntry, AuditLog, AuditSlot, Decision};
 use authority::AuthoritySource;
 use clock::Clock;
 use config::Config;
-use credentials::Credentials;
+use credentials::Authenticator;
 use decide::TorrentAccess;
 use refusal::Refusal;
 use store::{MasterKey, Store, TorrentRecord};
@@ -63,7 +63,7 @@ pub use server::run;
 
 /// Why the tracker stopped with an error.
 #[derive(Debug, thiserror::Error)]
-pub enum TrackerError {
+pub enum TrackerRunError {
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]
@@ -79,11 +79,11 @@ pub enum TrackerError {
 }
 
 /// Everything the request handlers share.
-pub struct State {
+pub struct TrackerState {
     pub(crate) config: Config,
     pub(crate) clock: Clock,
     pub(crate) users: Arc<AuthoritySource>,
-    pub(crate) credentials: Credentials,
+    pub(crate) authenticator: Authenticator,
     pub(crate) swarms: Mutex<Swarms>,
     /// Every stored torrent (without its bytes), mirrored from the store after each commit,
     /// so that announce and scrape decide without touching the database.
@@ -104,7 +104,7 @@ pub struct State {
 }
 
 /// One request, as the endpoint handlers see it.
-pub struct Request<'a> {
+pub struct ApiRequest<'a> {
     pub source: IpAddr,
     /// The raw query string (without `?`), still percent-encoded.
     pub query: &'a str,
@@ -115,19 +115,19 @@ pub struct Request<'a> {
     /// written and `audit_on_failure = "refuse"`): `server::route` then answers 503 instead of
     /// what the handler answered.
     pub audit_refused: AtomicBool,
-    /// A place in the audit queue taken by [`State::reserve_audit`] before a change that must
+    /// A place in the audit queue taken by [`TrackerState::reserve_audit`] before a change that must
     /// not happen unrecorded; the request's next entry goes there and cannot be refused.
     pub audit_slot: Mutex<Option<AuditSlot>>,
 }
 
-impl<'a> Request<'a> {
+impl<'a> ApiRequest<'a> {
     pub fn new(
         source: IpAddr,
         query: &'a str,
         method: &'a hyper::Method,
         body: bytes::Bytes,
     ) -> Self {
-        Request {
+        ApiRequest {
             source,
             query,
             method,
@@ -143,7 +143,7 @@ impl<'a> Request<'a> {
     }
 }
 
-impl State {
+impl TrackerState {
     /// The rules' view of a torrent for `username`; `None` if it is unknown.
     pub(crate) fn with_access<T>(
         &self,
@@ -162,13 +162,13 @@ impl State {
         }
     }
 
-    /// Writes one audit entry: in the place [`State::reserve_audit`] took, if any, else
+    /// Writes one audit entry: in the place [`TrackerState::reserve_audit`] took, if any, else
     /// through the queue. When the log cannot take it (`audit_on_failure = "refuse"` and the
     /// file cannot be written) the request is marked, and `server::route` answers 503 instead
     /// of the handler's answer: one place for every handler, so none can answer unrecorded.
     pub(crate) async fn audit(
         &self,
-        req: &Request<'_>,
+        req: &ApiRequest<'_>,
         endpoint: &'static str,
         user: Option<&str>,
         info_hash: Option<InfoHash>,
@@ -216,7 +216,7 @@ impl State {
     /// change is not made. A refusal is answered here (503).
     pub(crate) async fn reserve_audit(
         &self,
-        req: &Request<'_>,
+        req: &ApiRequest<'_>,
     ) -> Result<(), hyper::Response<response::Body>> {
         match self.audit.reserve().await {
             Ok(slot) => {
@@ -233,7 +233,7 @@ impl State {
     /// Parses the request's query; a malformed one is audited and answered here.
     pub(crate) async fn parse_query<'q>(
         &self,
-        req: &Request<'q>,
+        req: &ApiRequest<'q>,
         endpoint: &'static str,
         status: response::RefusalStatus,
     ) -> Result<query::Query<'q>, hyper::Response<response::Body>> {
@@ -251,13 +251,13 @@ impl State {
     /// user the request claims to be, and answered here.
     pub(crate) async fn authenticate(
         &self,
-        req: &Request<'_>,
+        req: &ApiRequest<'_>,
         query: &query::Query<'_>,
         endpoint: &'static str,
         info_hash: Option<InfoHash>,
         status: response::RefusalStatus,
     ) -> Result<credentials::Authenticated, hyper::Response<response::Body>> {
-        match self.credentials.authenticate(query, req.source).await {
+        match self.authenticator.authenticate(query, req.source).await {
             Ok(auth) => Ok(auth),
             Err(refusal) => {
                 let user = claimed_user(query);

@@ -16,11 +16,11 @@ use super::credentials::Authenticated;
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
 use super::store::{PublishOutcome, TorrentRecord};
-use super::{Request, State};
+use super::{ApiRequest, TrackerState};
 
 const ENDPOINT: &str = "publish";
 
-pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
+pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body> {
     let query = match state
         .parse_query(req, ENDPOINT, RefusalStatus::ByKind)
         .await
@@ -63,8 +63,8 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
 type Published = (TorrentRecord, &'static str);
 
 async fn publish(
-    state: &State,
-    req: &Request<'_>,
+    state: &TrackerState,
+    req: &ApiRequest<'_>,
     auth: &Authenticated,
 ) -> (Option<crate::types::InfoHash>, Result<Published, Refusal>) {
     // Parsing a 16 MiB torrent takes milliseconds: off the reactor.
@@ -88,8 +88,8 @@ async fn publish(
 }
 
 async fn publish_valid(
-    state: &State,
-    req: &Request<'_>,
+    state: &TrackerState,
+    req: &ApiRequest<'_>,
     auth: &Authenticated,
     metainfo: Metainfo,
 ) -> Result<Published, Refusal> {

@@ -7,9 +7,9 @@ use hyper::Response;
 use crate::bencode::{Dict, Value};
 
 use super::response::{self, Body, RefusalStatus};
-use super::{Request, State};
+use super::{ApiRequest, TrackerState};
 
-pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
+pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body> {
     const ENDPOINT: &str = "relay/assignments";
     let query = match state
         .parse_query(req, ENDPOINT, RefusalStatus::ByKind)

@@ -13,9 +13,9 @@ use crate::types::InfoHash;
 use super::decide::{Action, decide};
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
-use super::{Request, State};
+use super::{ApiRequest, TrackerState};
 
-pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
+pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body> {
     let query = match state
         .parse_query(req, "scrape", RefusalStatus::Always200)
         .await

@@ -34,13 +34,13 @@ use super::audit::{AUDIT_FILE, AuditLog};
 use super::authority::AuthoritySource;
 use super::clock::Clock;
 use super::config::Config;
-use super::credentials::{CredentialLimits, Credentials};
+use super::credentials::{Authenticator, CredentialLimits};
 use super::getcipher::NonceCache;
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
 use super::store::Store;
 use super::swarm::{SwarmLimits, Swarms, canonical_ip};
-use super::{Request, State, TrackerError};
+use super::{ApiRequest, TrackerRunError, TrackerState};
 
 /// How often expired peers, logins, nonces and pending keys are swept.
 const MAINTENANCE_PERIOD: Duration = Duration::from_secs(10);
@@ -56,13 +56,13 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 ///
 /// # Errors
 /// The data directory, master key, database or audit log cannot be opened, a signal handler
-/// cannot be installed, or a background task died ([`TrackerError::TaskDied`]).
+/// cannot be installed, or a background task died ([`TrackerRunError::TaskDied`]).
 pub async fn run(
     listener: TcpListener,
     config: Config,
     users: Arc<AuthoritySource>,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), TrackerError> {
+) -> Result<(), TrackerRunError> {
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tokio_rustls::TlsAcceptor::from(
             crate::tls::server_config(cert, key)?,
@@ -75,7 +75,7 @@ pub async fn run(
     let (store, store_thread, master) =
         tokio::task::spawn_blocking(move || Store::open(&data_dir, &master_key))
             .await
-            .map_err(|_| TrackerError::TaskDied("store start"))??;
+            .map_err(|_| TrackerRunError::TaskDied("store start"))??;
     let torrents = store.torrents().await?;
     let audit_path = config.audit.then(|| config.data_dir.join(AUDIT_FILE));
     let (audit, audit_writer) = AuditLog::start(
@@ -83,7 +83,7 @@ pub async fn run(
         config.audit_queue,
         config.audit_on_failure,
     )?;
-    let credentials = Credentials::new(
+    let authenticator = Authenticator::new(
         users.clone(),
         clock,
         CredentialLimits::from_config(&config),
@@ -104,10 +104,10 @@ pub async fn run(
         torrents.len(),
         users.current().len()
     );
-    let state = Arc::new(State {
+    let state = Arc::new(TrackerState {
         clock,
         users: users.clone(),
-        credentials,
+        authenticator,
         swarms: Mutex::new(swarms),
         torrents: RwLock::new(torrents.into_iter().map(|t| (t.info_hash, t)).collect()),
         store,
@@ -139,7 +139,7 @@ pub async fn run(
         cancel.clone(),
     );
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .map_err(TrackerError::Signal)?;
+        .map_err(TrackerRunError::Signal)?;
     let mut maintenance = tokio::spawn(maintain(state.clone(), cancel.clone()));
     let server = tokio::spawn(serve(listener, state.clone(), tls, cancel.clone()));
     let metrics_server = metrics_listener.map(|listener| {
@@ -201,13 +201,13 @@ pub async fn run(
     })
     .await;
     match failure {
-        Some(task) => Err(TrackerError::TaskDied(task)),
+        Some(task) => Err(TrackerRunError::TaskDied(task)),
         None => Ok(()),
     }
 }
 
 /// Expires what is keyed by remote input; returns only when cancelled.
-async fn maintain(state: Arc<State>, cancel: CancellationToken) {
+async fn maintain(state: Arc<TrackerState>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(MAINTENANCE_PERIOD);
     loop {
         tokio::select! {
@@ -215,7 +215,7 @@ async fn maintain(state: Arc<State>, cancel: CancellationToken) {
             _ = tick.tick() => {}
         }
         state.swarms.lock().clean(state.clock.instant());
-        state.credentials.clean();
+        state.authenticator.clean();
         state.nonces.lock().clean(state.clock.unix_secs());
         let ttl_ms = state.config.pending_key_ttl_secs.saturating_mul(1000);
         match state
@@ -232,7 +232,7 @@ async fn maintain(state: Arc<State>, cancel: CancellationToken) {
 
 async fn serve(
     listener: TcpListener,
-    state: Arc<State>,
+    state: Arc<TrackerState>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     stop: CancellationToken,
 ) {
@@ -330,7 +330,7 @@ async fn serve(
 }
 
 async fn handle(
-    state: &State,
+    state: &TrackerState,
     remote: SocketAddr,
     req: hyper::Request<Incoming>,
 ) -> Response<Body> {
@@ -351,7 +351,7 @@ async fn handle(
 
 /// The page of `metrics_listen`. It is served while the audit log refuses requests, which is
 /// when monitoring matters most, and records nothing.
-fn metrics_page(state: &State) -> String {
+fn metrics_page(state: &TrackerState) -> String {
     let (seeders, leechers, active_swarms) = {
         let swarms = state.swarms.lock();
         let (seeders, leechers) = swarms.peer_totals();
@@ -385,7 +385,11 @@ async fn read_body(body: Incoming, max: usize) -> Result<Bytes, Refusal> {
 
 /// Answers a request; when one of its audit entries could not be recorded, a 503 instead
 /// (docs/security.md 2.6: the tracker fails closed by default).
-async fn route(state: &State, remote: SocketAddr, req: hyper::Request<Incoming>) -> Response<Body> {
+async fn route(
+    state: &TrackerState,
+    remote: SocketAddr,
+    req: hyper::Request<Incoming>,
+) -> Response<Body> {
     // First, before any work: while the audit log cannot be written (and
     // audit_on_failure = "refuse") nothing is answered.
     if state.audit.check().is_err() {
@@ -394,7 +398,7 @@ async fn route(state: &State, remote: SocketAddr, req: hyper::Request<Incoming>)
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or("");
-    let mut request = Request::new(
+    let mut request = ApiRequest::new(
         canonical_ip(remote.ip()),
         query,
         &parts.method,
@@ -409,8 +413,8 @@ async fn route(state: &State, remote: SocketAddr, req: hyper::Request<Incoming>)
 
 /// Reads a POST body and runs the endpoint `path` names.
 async fn endpoint(
-    state: &State,
-    request: &mut Request<'_>,
+    state: &TrackerState,
+    request: &mut ApiRequest<'_>,
     path: &str,
     body: Incoming,
 ) -> Response<Body> {
