@@ -13,13 +13,13 @@
 //!
 //! Changes go to the store first and to the in-memory mirror only once committed.
 
-use hyper::{Method, Response, StatusCode};
+use hyper::{Response, StatusCode};
 
 use crate::bencode::{Dict, Value};
 use crate::types::{Authority, InfoHash};
 
-use super::credentials::Authenticated;
 use super::decide::decide_admin;
+use super::endpoint::Endpoint;
 use super::query::Query;
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
@@ -59,17 +59,14 @@ fn single(key: &'static str, value: Value<'static>) -> Response<Body> {
     response::bencoded(&Value::Dict(d))
 }
 
-pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>, path: &str) -> Response<Body> {
-    let endpoint: &'static str = match path {
-        "torrents" => "admin/torrents",
-        "torrent" => "admin/torrent",
-        "set-authority" => "admin/set-authority",
-        "relay/assign" => "admin/relay/assign",
-        "relay/unassign" => "admin/relay/unassign",
-        "audit" => "admin/audit",
-        "remove" => "admin/remove",
-        _ => "admin",
-    };
+/// Serves the admin call `endpoint`; `call` is the path after `/admin/`, which names an
+/// unknown call in its refusal.
+pub async fn handle(
+    state: &TrackerState,
+    req: &ApiRequest<'_>,
+    endpoint: Endpoint,
+    call: &str,
+) -> Response<Body> {
     let query = match state
         .parse_query(req, endpoint, RefusalStatus::ByKind)
         .await
@@ -94,7 +91,7 @@ pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>, path: &str) -> R
         return response;
     }
     let info_hash = query.info_hash().ok();
-    match dispatch(state, req, &query, &auth, path).await {
+    match dispatch(state, req, &query, endpoint, call).await {
         Ok((response, reason)) => {
             state
                 .audit(req, endpoint, user, info_hash, Ok(&reason))
@@ -106,7 +103,7 @@ pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>, path: &str) -> R
                 .audit(req, endpoint, user, info_hash, Err(&refusal))
                 .await;
             let mut r = response::refusal(&refusal, RefusalStatus::ByKind);
-            if endpoint == "admin" {
+            if endpoint == Endpoint::AdminUnknown {
                 *r.status_mut() = StatusCode::NOT_FOUND;
             }
             r
@@ -114,13 +111,14 @@ pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>, path: &str) -> R
     }
 }
 
-fn require_method(req: &ApiRequest<'_>, method: Method) -> Result<(), Refusal> {
-    if *req.method == method {
-        Ok(())
-    } else {
-        Err(Refusal::malformed(format!(
+/// Refuses a call made with another method than its own (checked after authentication, so
+/// that the refusal is audited).
+fn require_method(req: &ApiRequest<'_>, endpoint: Endpoint) -> Result<(), Refusal> {
+    match endpoint.method() {
+        Some(method) if *req.method != method => Err(Refusal::malformed(format!(
             "this admin call takes {method}"
-        )))
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -138,12 +136,12 @@ async fn dispatch(
     state: &TrackerState,
     req: &ApiRequest<'_>,
     query: &Query<'_>,
-    _auth: &Authenticated,
-    path: &str,
+    endpoint: Endpoint,
+    call: &str,
 ) -> Result<(Response<Body>, String), Refusal> {
-    match path {
-        "torrents" => {
-            require_method(req, Method::GET)?;
+    require_method(req, endpoint)?;
+    match endpoint {
+        Endpoint::AdminTorrents => {
             let mut all: Vec<TorrentRecord> = state.torrents.read().values().cloned().collect();
             all.sort_by_key(|t| (t.published_ms, t.info_hash));
             let list = all.iter().map(|t| torrent_dict(state, t)).collect();
@@ -152,13 +150,11 @@ async fn dispatch(
                 format!("listed {} torrents", all.len()),
             ))
         }
-        "torrent" => {
-            require_method(req, Method::GET)?;
+        Endpoint::AdminTorrent => {
             let t = known(state, &query.info_hash()?)?;
             Ok((single("torrent", torrent_dict(state, &t)), "shown".into()))
         }
-        "set-authority" => {
-            require_method(req, Method::POST)?;
+        Endpoint::AdminSetAuthority => {
             let hash = query.info_hash()?;
             let authority = u32::try_from(query.require_u64("authority")?)
                 .map(Authority)
@@ -184,9 +180,8 @@ async fn dispatch(
                 format!("authority {} -> {}", before.authority, authority),
             ))
         }
-        "relay/assign" | "relay/unassign" => {
-            require_method(req, Method::POST)?;
-            let assign = path == "relay/assign";
+        Endpoint::AdminRelayAssign | Endpoint::AdminRelayUnassign => {
+            let assign = endpoint == Endpoint::AdminRelayAssign;
             let hash = query.info_hash()?;
             let relay = query
                 .get_str("user")?
@@ -218,8 +213,7 @@ async fn dispatch(
             };
             Ok((single("changed", Value::Int(i64::from(changed))), reason))
         }
-        "audit" => {
-            require_method(req, Method::GET)?;
+        Endpoint::AdminAudit => {
             let since = query.get_u64("since")?.unwrap_or(0);
             let limit = query
                 .get_u64("limit")?
@@ -240,11 +234,8 @@ async fn dispatch(
                 format!("audit tail after {since}"),
             ))
         }
-        "remove" => {
-            require_method(req, Method::POST)?;
-            remove(state, query.info_hash()?).await
-        }
-        _ => Err(Refusal::malformed(format!("no admin call {path:?}"))),
+        Endpoint::AdminRemove => remove(state, query.info_hash()?).await,
+        _ => Err(Refusal::malformed(format!("no admin call {call:?}"))),
     }
 }
 

@@ -19,6 +19,7 @@ use crate::types::{InfoHash, PeerId};
 
 use super::config::Config;
 use super::decide::{Action, decide};
+use super::endpoint::Endpoint;
 use super::query::{Query, QueryError};
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
@@ -142,18 +143,25 @@ pub fn encode_answer(
 
 pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body> {
     let query = match state
-        .parse_query(req, "announce", RefusalStatus::Always200)
+        .parse_query(req, Endpoint::Announce, RefusalStatus::Always200)
         .await
     {
         Ok(q) => q,
         Err(response) => return response,
     };
     if matches!(query.get("getCipher"), Ok(Some(v)) if v.eq_ignore_ascii_case(b"yes")) {
-        return super::getcipher::handle_query(state, req, &query, "announce?getCipher").await;
+        return super::getcipher::handle_query(state, req, &query, Endpoint::AnnounceGetCipher)
+            .await;
     }
     let info_hash = query.info_hash().ok();
     let auth = match state
-        .authenticate(req, &query, "announce", info_hash, RefusalStatus::Always200)
+        .authenticate(
+            req,
+            &query,
+            Endpoint::Announce,
+            info_hash,
+            RefusalStatus::Always200,
+        )
         .await
     {
         Ok(auth) => auth,
@@ -166,7 +174,13 @@ pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body
             // Recorded before the swarm changes: while the audit log refuses entries the peer
             // is answered 503 and does not join the swarm.
             state
-                .audit(req, "announce", user, Some(params.info_hash), Ok(grant))
+                .audit(
+                    req,
+                    Endpoint::Announce,
+                    user,
+                    Some(params.info_hash),
+                    Ok(grant),
+                )
                 .await;
             if req.audit_refused() {
                 return response::refusal(&Refusal::audit_unavailable(), RefusalStatus::ByKind);
@@ -186,7 +200,7 @@ pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body
         }
         Err(refusal) => {
             state
-                .audit(req, "announce", user, info_hash, Err(&refusal))
+                .audit(req, Endpoint::Announce, user, info_hash, Err(&refusal))
                 .await;
             response::refusal(&refusal, RefusalStatus::Always200)
         }

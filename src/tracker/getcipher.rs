@@ -30,6 +30,7 @@ use crate::crypto::identity::{
 use crate::types::{InfoHash, KeyId};
 
 use super::decide::{Action, decide};
+use super::endpoint::Endpoint;
 use super::query::{Query, QueryError};
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
@@ -167,11 +168,11 @@ impl NonceCache {
 
 pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body> {
     match Query::parse(req.query) {
-        Ok(q) => handle_query(state, req, &q, "getcipher").await,
+        Ok(q) => handle_query(state, req, &q, Endpoint::Getcipher).await,
         Err(e) => {
             let refusal = Refusal::from(e);
             state
-                .audit(req, "getcipher", None, None, Err(&refusal))
+                .audit(req, Endpoint::Getcipher, None, None, Err(&refusal))
                 .await;
             response::refusal(&refusal, RefusalStatus::ByKind)
         }
@@ -183,7 +184,7 @@ pub async fn handle_query(
     state: &TrackerState,
     req: &ApiRequest<'_>,
     query: &Query<'_>,
-    endpoint: &'static str,
+    endpoint: Endpoint,
 ) -> Response<Body> {
     let info_hash = query.info_hash().ok();
     let auth = match state

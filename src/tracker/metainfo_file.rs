@@ -4,12 +4,13 @@
 use hyper::Response;
 
 use super::decide::{Action, decide};
+use super::endpoint::Endpoint;
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
 use super::{ApiRequest, TrackerState};
 
 pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body> {
-    const ENDPOINT: &str = "torrent";
+    const ENDPOINT: Endpoint = Endpoint::Torrent;
     let query = match state
         .parse_query(req, ENDPOINT, RefusalStatus::ByKind)
         .await

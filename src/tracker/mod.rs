@@ -25,6 +25,7 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod decide;
+pub mod endpoint;
 pub mod getcipher;
 pub mod key_cache;
 pub mod master_key;
@@ -55,6 +56,7 @@ use clock::Clock;
 use config::Config;
 use credentials::Authenticator;
 use decide::TorrentAccess;
+use endpoint::Endpoint;
 use refusal::Refusal;
 use store::{MasterKey, Store, TorrentRecord};
 use swarm::Swarms;
@@ -169,7 +171,7 @@ impl TrackerState {
     pub(crate) async fn audit(
         &self,
         req: &ApiRequest<'_>,
-        endpoint: &'static str,
+        endpoint: Endpoint,
         user: Option<&str>,
         info_hash: Option<InfoHash>,
         outcome: Result<&str, &Refusal>,
@@ -234,7 +236,7 @@ impl TrackerState {
     pub(crate) async fn parse_query<'q>(
         &self,
         req: &ApiRequest<'q>,
-        endpoint: &'static str,
+        endpoint: Endpoint,
         status: response::RefusalStatus,
     ) -> Result<query::Query<'q>, hyper::Response<response::Body>> {
         match query::Query::parse(req.query) {
@@ -253,7 +255,7 @@ impl TrackerState {
         &self,
         req: &ApiRequest<'_>,
         query: &query::Query<'_>,
-        endpoint: &'static str,
+        endpoint: Endpoint,
         info_hash: Option<InfoHash>,
         status: response::RefusalStatus,
     ) -> Result<credentials::Authenticated, hyper::Response<response::Body>> {

@@ -13,12 +13,13 @@ use crate::crypto::content::{Cipher, ContentKey};
 use crate::metainfo::Metainfo;
 
 use super::credentials::Authenticated;
+use super::endpoint::Endpoint;
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
 use super::store::{PublishOutcome, TorrentRecord};
 use super::{ApiRequest, TrackerState};
 
-const ENDPOINT: &str = "publish";
+const ENDPOINT: Endpoint = Endpoint::Publish;
 
 pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body> {
     let query = match state

@@ -6,11 +6,12 @@ use hyper::Response;
 
 use crate::bencode::{Dict, Value};
 
+use super::endpoint::Endpoint;
 use super::response::{self, Body, RefusalStatus};
 use super::{ApiRequest, TrackerState};
 
 pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body> {
-    const ENDPOINT: &str = "relay/assignments";
+    const ENDPOINT: Endpoint = Endpoint::RelayAssignments;
     let query = match state
         .parse_query(req, ENDPOINT, RefusalStatus::ByKind)
         .await

@@ -11,20 +11,27 @@ use crate::bencode::{Dict, Value};
 use crate::types::InfoHash;
 
 use super::decide::{Action, decide};
+use super::endpoint::Endpoint;
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
 use super::{ApiRequest, TrackerState};
 
 pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body> {
     let query = match state
-        .parse_query(req, "scrape", RefusalStatus::Always200)
+        .parse_query(req, Endpoint::Scrape, RefusalStatus::Always200)
         .await
     {
         Ok(q) => q,
         Err(response) => return response,
     };
     let auth = match state
-        .authenticate(req, &query, "scrape", None, RefusalStatus::Always200)
+        .authenticate(
+            req,
+            &query,
+            Endpoint::Scrape,
+            None,
+            RefusalStatus::Always200,
+        )
         .await
     {
         Ok(auth) => auth,
@@ -35,7 +42,13 @@ pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body
         Err(e) => {
             let refusal = Refusal::from(e);
             state
-                .audit(req, "scrape", Some(auth.username()), None, Err(&refusal))
+                .audit(
+                    req,
+                    Endpoint::Scrape,
+                    Some(auth.username()),
+                    None,
+                    Err(&refusal),
+                )
                 .await;
             return response::refusal(&refusal, RefusalStatus::Always200);
         }
@@ -58,7 +71,7 @@ pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body
                 state
                     .audit(
                         req,
-                        "scrape",
+                        Endpoint::Scrape,
                         Some(auth.username()),
                         Some(hash),
                         Err(&refusal),
@@ -96,7 +109,13 @@ pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body
         }
     );
     state
-        .audit(req, "scrape", Some(auth.username()), single, Ok(&reason))
+        .audit(
+            req,
+            Endpoint::Scrape,
+            Some(auth.username()),
+            single,
+            Ok(&reason),
+        )
         .await;
     let mut top = Dict::new();
     top.insert(&b"files"[..], Value::Dict(files));

@@ -35,6 +35,7 @@ use super::authority::AuthoritySource;
 use super::clock::Clock;
 use super::config::Config;
 use super::credentials::{Authenticator, CredentialLimits};
+use super::endpoint::{ADMIN_PREFIX, Endpoint};
 use super::getcipher::NonceCache;
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
@@ -428,39 +429,61 @@ async fn endpoint(
                     .ok()
                     .and_then(|q| super::claimed_user(&q));
                 state
-                    .audit(request, "http", user.as_deref(), None, Err(&refusal))
+                    .audit(
+                        request,
+                        Endpoint::Http,
+                        user.as_deref(),
+                        None,
+                        Err(&refusal),
+                    )
                     .await;
                 return response::refusal(&refusal, RefusalStatus::ByKind);
             }
         }
     }
     let request = &*request;
-    let get = *method == Method::GET;
-    match path {
-        "/announce" if get => super::announce::handle(state, request).await,
-        "/scrape" if get => super::scrape::handle(state, request).await,
-        "/getcipher" if get => super::getcipher::handle(state, request).await,
-        "/publish" if *method == Method::POST => super::publish::handle(state, request).await,
-        "/torrent" if get => super::metainfo_file::handle(state, request).await,
-        "/relay/assignments" if get => super::relay::handle(state, request).await,
-        p if p.starts_with("/admin/") => super::admin::handle(state, request, &p[7..]).await,
-        "/announce" | "/scrape" | "/getcipher" | "/torrent" | "/relay/assignments" => {
-            response::refusal(
-                &Refusal::malformed(format!("{path} takes GET")),
-                RefusalStatus::ByKind,
-            )
-        }
-        "/publish" => response::refusal(
-            &Refusal::malformed("/publish takes POST"),
+    let Some(endpoint) = Endpoint::from_path(path) else {
+        return no_such_endpoint(path);
+    };
+    // Admin calls check their method after authentication, so that a wrong one is audited.
+    if let Some(takes) = endpoint.method()
+        && !endpoint.is_admin()
+        && takes != *method
+    {
+        return response::refusal(
+            &Refusal::malformed(format!("{path} takes {takes}")),
             RefusalStatus::ByKind,
-        ),
-        _ => {
-            let mut r = response::refusal(
-                &Refusal::malformed(format!("no such endpoint {path}")),
-                RefusalStatus::ByKind,
-            );
-            *r.status_mut() = hyper::StatusCode::NOT_FOUND;
-            r
-        }
+        );
     }
+    match endpoint {
+        Endpoint::Announce => super::announce::handle(state, request).await,
+        Endpoint::Scrape => super::scrape::handle(state, request).await,
+        Endpoint::Getcipher => super::getcipher::handle(state, request).await,
+        Endpoint::Publish => super::publish::handle(state, request).await,
+        Endpoint::Torrent => super::metainfo_file::handle(state, request).await,
+        Endpoint::RelayAssignments => super::relay::handle(state, request).await,
+        Endpoint::AdminTorrents
+        | Endpoint::AdminTorrent
+        | Endpoint::AdminSetAuthority
+        | Endpoint::AdminRelayAssign
+        | Endpoint::AdminRelayUnassign
+        | Endpoint::AdminAudit
+        | Endpoint::AdminRemove
+        | Endpoint::AdminUnknown => {
+            let call = path.strip_prefix(ADMIN_PREFIX).unwrap_or(path);
+            super::admin::handle(state, request, endpoint, call).await
+        }
+        // Never named by a path (see `Endpoint::from_path`).
+        Endpoint::AnnounceGetCipher | Endpoint::Http => no_such_endpoint(path),
+    }
+}
+
+/// 404 for a path that names no endpoint.
+fn no_such_endpoint(path: &str) -> Response<Body> {
+    let mut r = response::refusal(
+        &Refusal::malformed(format!("no such endpoint {path}")),
+        RefusalStatus::ByKind,
+    );
+    *r.status_mut() = hyper::StatusCode::NOT_FOUND;
+    r
 }
