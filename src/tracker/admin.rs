@@ -11,13 +11,15 @@
 //! - `GET /admin/audit?since=SEQ&limit=N`: recent audit entries (JSON lines) after `since`, as
 //!   `{"entries": [...], "last": SEQ}`; `ivcsd admin audit --follow` polls it.
 //!
-//! Changes go to the store first and to the in-memory mirror only once committed.
+//! Changes go through [`super::catalogue`], which commits each to the store before it changes
+//! the copy in memory.
 
 use hyper::{Response, StatusCode};
 
 use crate::bencode::{Dict, Value};
 use crate::types::{Authority, InfoHash};
 
+use super::catalogue::CatalogueError;
 use super::decide::decide_admin;
 use super::endpoint::Endpoint;
 use super::query::Query;
@@ -125,11 +127,9 @@ fn require_method(req: &ApiRequest<'_>, endpoint: Endpoint) -> Result<(), Refusa
 /// The admin sees every torrent, so an unknown hash is simply "not found".
 fn known(state: &TrackerState, hash: &InfoHash) -> Result<TorrentRecord, Refusal> {
     state
-        .torrents
-        .read()
+        .catalogue
         .get(hash)
-        .cloned()
-        .ok_or_else(|| Refusal::not_found("unknown torrent"))
+        .ok_or_else(|| CatalogueError::UnknownTorrent.into())
 }
 
 async fn dispatch(
@@ -142,8 +142,7 @@ async fn dispatch(
     require_method(req, endpoint)?;
     match endpoint {
         Endpoint::AdminTorrents => {
-            let mut all: Vec<TorrentRecord> = state.torrents.read().values().cloned().collect();
-            all.sort_by_key(|t| (t.published_ms, t.info_hash));
+            let all = state.catalogue.all();
             let list = all.iter().map(|t| torrent_dict(state, t)).collect();
             Ok((
                 single("torrents", Value::List(list)),
@@ -159,25 +158,14 @@ async fn dispatch(
             let authority = u32::try_from(query.require_u64("authority")?)
                 .map(Authority)
                 .map_err(|_| Refusal::malformed("authority must fit in 32 bits"))?;
-            let before = known(state, &hash)?;
-            let changed = state
-                .store
-                .set_authority(hash, authority)
-                .await
-                .map_err(|e| Refusal::internal(e.to_string()))?;
-            if !changed {
-                return Err(Refusal::not_found("torrent vanished from the store"));
-            }
-            if let Some(t) = state.torrents.write().get_mut(&hash) {
-                t.authority = authority;
-            }
+            let previous = state.catalogue.set_authority(hash, authority).await?;
             let mut d = Dict::new();
             d.insert(&b"info hash"[..], Value::from(hash.0.to_vec()));
             d.insert(&b"authority"[..], Value::from(authority.0));
-            d.insert(&b"previous"[..], Value::from(before.authority.0));
+            d.insert(&b"previous"[..], Value::from(previous.0));
             Ok((
                 response::bencoded(&Value::Dict(d)),
-                format!("authority {} -> {}", before.authority, authority),
+                format!("authority {previous} -> {authority}"),
             ))
         }
         Endpoint::AdminRelayAssign | Endpoint::AdminRelayUnassign => {
@@ -193,18 +181,11 @@ async fn dispatch(
                     "no user {relay:?} in authority.xml"
                 )));
             }
-            let changed = state
-                .store
-                .set_relay(hash, relay.clone(), assign)
-                .await
-                .map_err(|e| Refusal::internal(e.to_string()))?;
-            if let Some(t) = state.torrents.write().get_mut(&hash) {
-                t.relays.retain(|r| *r != relay);
-                if assign {
-                    t.relays.push(relay.clone());
-                    t.relays.sort();
-                }
-            }
+            let changed = if assign {
+                state.catalogue.assign_relay(hash, &relay).await?
+            } else {
+                state.catalogue.unassign_relay(hash, &relay).await?
+            };
             let verb = if assign { "assigned" } else { "unassigned" };
             let reason = if changed {
                 format!("relay {relay:?} {verb}")
@@ -246,18 +227,7 @@ async fn dispatch(
 /// what was shared. SPEC 4.5 has no such call; an operator who published the wrong data, or
 /// must withdraw it, needs one.
 async fn remove(state: &TrackerState, hash: InfoHash) -> Result<(Response<Body>, String), Refusal> {
-    let before = known(state, &hash)?;
-    let removed = state
-        .store
-        .remove_torrent(hash)
-        .await
-        .map_err(|e| Refusal::internal(e.to_string()))?;
-    if !removed {
-        return Err(Refusal::not_found("torrent vanished from the store"));
-    }
-    state.torrents.write().remove(&hash);
-    state.sealed_keys.lock().remove(&before.key_id);
-    state.swarms.lock().remove(&hash);
+    let before = state.catalogue.remove(hash).await?;
     let mut d = Dict::new();
     d.insert(&b"info hash"[..], Value::from(hash.0.to_vec()));
     d.insert(&b"name"[..], Value::from(before.name.clone()));

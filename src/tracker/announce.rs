@@ -216,9 +216,11 @@ fn decide_announce(
 ) -> Result<(AnnounceParams, &'static str, AnnounceInput), Refusal> {
     let params = AnnounceParams::parse(query)?;
     let requester = auth.requester();
-    let grant = state.with_access(&params.info_hash, auth.username(), |t| {
-        decide(&requester, t, Action::Announce)
-    })?;
+    let grant = state
+        .catalogue
+        .with_access(&params.info_hash, auth.username(), |t| {
+            decide(&requester, t, Action::Announce)
+        })?;
     let input = AnnounceInput {
         info_hash: params.info_hash,
         peer_id: params.peer_id,

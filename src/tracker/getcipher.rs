@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use hyper::Response;
 
 use crate::bencode::{Dict, Value};
-use crate::crypto::content::{Cipher, ContentKey};
+use crate::crypto::content::Cipher;
 use crate::crypto::identity::{
     CipherTarget, GetcipherMessage, IdentityError, PublicIdentity, decode_base64_lenient,
 };
@@ -232,7 +232,7 @@ pub async fn handle_query(
 
 /// Deletes a new pending key that was not handed out after all.
 async fn forget_new_key(state: &TrackerState, key_id: KeyId) {
-    match state.store.forget_pending_key(key_id).await {
+    match state.catalogue.forget_pending_key(key_id).await {
         Ok(_) => tracing::warn!(
             "new pending key {key_id} was not handed out (its audit line could not be written \
              in time) and is deleted"
@@ -339,42 +339,22 @@ async fn getcipher(
     }
     let (cipher, key_id, content_key, reason) = match params.target {
         CipherTarget::Torrent(hash) => {
-            let (cipher, key_id, grant) = torrent_key(state, &hash, auth)?;
-            let sealed = sealed_torrent_key(state, key_id, &hash).await?;
-            let raw = state
-                .master
-                .open(&key_id, &sealed)
-                .map_err(|e| Refusal::internal(e.to_string()))?;
-            (
-                cipher,
-                key_id,
-                ContentKey::from_bytes(*raw),
-                format!("key handed out ({grant})"),
-            )
+            let grant = may_read(state, &hash, auth)?;
+            let (cipher, key_id, key) = state.catalogue.content_key(&hash).await?;
+            (cipher, key_id, key, format!("key handed out ({grant})"))
         }
         CipherTarget::New => {
-            let key = ContentKey::generate();
-            let mut id = [0u8; KeyId::LEN];
-            rand::fill(&mut id);
-            let key_id = KeyId(id);
-            let sealed = state.master.seal(&key_id, key.as_bytes());
-            let stored = state
-                .store
-                .insert_pending_key(
-                    key_id,
-                    username.clone(),
-                    sealed,
-                    state.clock.unix_ms(),
-                    state.config.pending_keys_per_user,
-                )
+            let max_pending = state.config.pending_keys_per_user;
+            let made = state
+                .catalogue
+                .new_pending_key(&username, state.clock.unix_ms(), max_pending)
                 .await
                 .map_err(|e| Refusal::internal(e.to_string()))?;
-            if !stored {
+            let Some((key_id, key)) = made else {
                 return Err(Refusal::malformed(format!(
-                    "too many unpublished keys (at most {}); publish or wait for them to expire",
-                    state.config.pending_keys_per_user
+                    "too many unpublished keys (at most {max_pending}); publish or wait for them to expire"
                 )));
-            }
+            };
             (
                 // The key serves any suite; the answer names the one this tracker prefers for
                 // new torrents, which `peer publish` uses unless told otherwise.
@@ -402,49 +382,17 @@ async fn getcipher(
     })
 }
 
-/// The sealed key of a published torrent: from memory, or from the store the first time.
-/// A published torrent's key never changes, and sealed keys are no secret without the master
-/// key, so they are kept (one per published torrent) to spare a database round trip.
-async fn sealed_torrent_key(
-    state: &TrackerState,
-    key_id: KeyId,
-    hash: &InfoHash,
-) -> Result<std::sync::Arc<[u8]>, Refusal> {
-    if let Some(sealed) = state.sealed_keys.lock().get(&key_id) {
-        return Ok(sealed.clone());
-    }
-    let row = state
-        .store
-        .sealed_key(key_id)
-        .await
-        .map_err(|e| Refusal::internal(e.to_string()))?
-        .ok_or_else(|| Refusal::internal(format!("key {key_id} of {hash} missing")))?;
-    if row.info_hash != Some(*hash) {
-        return Err(Refusal::internal(format!(
-            "key {key_id} is not bound to {hash}"
-        )));
-    }
-    let sealed: std::sync::Arc<[u8]> = row.sealed.into();
-    state.sealed_keys.lock().insert(key_id, sealed.clone());
-    Ok(sealed)
-}
-
-/// The suite and key id of a torrent the requester may read, with the grant's reason.
-fn torrent_key(
+/// Whether the requester may read the torrent, with the grant's reason.
+fn may_read(
     state: &TrackerState,
     hash: &InfoHash,
     auth: &super::credentials::Authenticated,
-) -> Result<(Cipher, KeyId, &'static str), Refusal> {
+) -> Result<&'static str, Refusal> {
     let requester = auth.requester();
-    let grant = state.with_access(hash, auth.username(), |t| {
+    let grant = state.catalogue.with_access(hash, auth.username(), |t| {
         decide(&requester, t, Action::Getcipher)
     })?;
-    let torrents = state.torrents.read();
-    let (cipher, key_id) = torrents
-        .get(hash)
-        .map(|t| (t.cipher, t.key_id))
-        .ok_or_else(|| Refusal::not_found("unknown torrent"))?;
-    Ok((cipher, key_id, grant.as_str()))
+    Ok(grant.as_str())
 }
 
 #[cfg(test)]

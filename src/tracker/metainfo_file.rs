@@ -35,12 +35,14 @@ pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body
         }
     };
     let requester = auth.requester();
-    let decision = state.with_access(&info_hash, auth.username(), |t| {
-        decide(&requester, t, Action::Metainfo)
-    });
+    let decision = state
+        .catalogue
+        .with_access(&info_hash, auth.username(), |t| {
+            decide(&requester, t, Action::Metainfo)
+        });
     let result = match decision {
         Err(refusal) => Err(refusal),
-        Ok(grant) => match state.store.metainfo(info_hash).await {
+        Ok(grant) => match state.catalogue.metainfo(info_hash).await {
             Ok(Some(bytes)) => Ok((grant, bytes)),
             Ok(None) => Err(Refusal::not_found("torrent vanished from the store")),
             Err(e) => Err(Refusal::internal(e.to_string())),

@@ -4,9 +4,11 @@
 //! - Pure parts, no I/O: [`query`] (raw query → bytes), [`swarm`] (who holds what),
 //!   [`decide`] (the authority rules), [`refusal`] (public and audit reasons), [`config`].
 //! - Identity: [`authority`] (authority.xml, written on main), [`credentials`].
-//! - Durable state and the record: [`store`] (SQLite thread), [`master_key`] (content keys
-//!   sealed at rest), [`audit`].
-//! - HTTP: [`server`] (accept loop, limits, routing, shutdown) and one file per endpoint:
+//! - Durable state and the record: [`catalogue`] (torrents, their keys, authorities and
+//!   relays: the store and its copy in memory, changed together), [`store`] (SQLite thread),
+//!   [`master_key`] (content keys sealed at rest), [`audit`].
+//! - HTTP: [`server`] (accept loop, limits, routing, shutdown), [`endpoint`] (every endpoint
+//!   named once, for routing, audit and metrics) and one file per endpoint:
 //!   [`announce`], [`scrape`], [`getcipher`] (with [`key_cache`]), [`publish`],
 //!   [`metainfo_file`], [`relay`], [`admin`]; [`metrics`] (served by [`crate::metrics`]).
 //!
@@ -21,6 +23,7 @@ pub mod admin;
 pub mod announce;
 pub mod audit;
 pub mod authority;
+pub mod catalogue;
 pub mod clock;
 pub mod config;
 pub mod credentials;
@@ -41,24 +44,22 @@ pub mod server;
 pub mod store;
 pub mod swarm;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use crate::types::InfoHash;
 
 use audit::{AuditEntry, AuditLog, AuditSlot, Decision};
 use authority::AuthoritySource;
+use catalogue::Catalogue;
 use clock::Clock;
 use config::Config;
 use credentials::Authenticator;
-use decide::TorrentAccess;
 use endpoint::Endpoint;
 use refusal::Refusal;
-use store::{MasterKey, Store, TorrentRecord};
 use swarm::Swarms;
 
 pub use server::run;
@@ -86,15 +87,11 @@ pub struct TrackerState {
     pub(crate) clock: Clock,
     pub(crate) users: Arc<AuthoritySource>,
     pub(crate) authenticator: Authenticator,
-    pub(crate) swarms: Mutex<Swarms>,
-    /// Every stored torrent (without its bytes), mirrored from the store after each commit,
-    /// so that announce and scrape decide without touching the database.
-    pub(crate) torrents: RwLock<HashMap<InfoHash, TorrentRecord>>,
-    pub(crate) store: Store,
-    pub(crate) master: MasterKey,
+    /// Live peers; shared with the catalogue, which drops a removed torrent's swarm.
+    pub(crate) swarms: Arc<Mutex<Swarms>>,
+    /// Torrents, their keys, authorities and relays: the store and its copy in memory.
+    pub(crate) catalogue: Catalogue,
     pub(crate) audit: AuditLog,
-    /// Sealed keys of published torrents, filled on first use (at most one per torrent).
-    pub(crate) sealed_keys: Mutex<HashMap<crate::types::KeyId, Arc<[u8]>>>,
     /// getcipher nonces seen within the window.
     pub(crate) nonces: Mutex<getcipher::NonceCache>,
     /// Parsed public keys of getcipher requesters whose signature verified.
@@ -146,24 +143,6 @@ impl<'a> ApiRequest<'a> {
 }
 
 impl TrackerState {
-    /// The rules' view of a torrent for `username`; `None` if it is unknown.
-    pub(crate) fn with_access<T>(
-        &self,
-        info_hash: &InfoHash,
-        username: &str,
-        f: impl FnOnce(Option<&TorrentAccess<'_>>) -> T,
-    ) -> T {
-        let torrents = self.torrents.read();
-        match torrents.get(info_hash) {
-            None => f(None),
-            Some(t) => f(Some(&TorrentAccess {
-                owner: &t.owner,
-                authority: t.authority,
-                requester_is_relay: t.relays.iter().any(|r| r == username),
-            })),
-        }
-    }
-
     /// Writes one audit entry: in the place [`TrackerState::reserve_audit`] took, if any, else
     /// through the queue. When the log cannot take it (`audit_on_failure = "refuse"` and the
     /// file cannot be written) the request is marked, and `server::route` answers 503 instead

@@ -9,7 +9,7 @@
 use hyper::Response;
 
 use crate::bencode::{Dict, Value};
-use crate::crypto::content::{Cipher, ContentKey};
+use crate::crypto::content::Cipher;
 use crate::metainfo::Metainfo;
 
 use super::credentials::Authenticated;
@@ -131,20 +131,12 @@ async fn publish_valid(
         now_ms.saturating_sub(state.config.pending_key_ttl_secs.saturating_mul(1000));
     let no_key = || Refusal::malformed("info.ivcsd.key id names no pending key of yours");
     // The check bytes must match the key, or every downloader would refuse the key later.
-    let row = state
-        .store
-        .sealed_key(ivcsd.key_id)
-        .await
-        .map_err(|e| Refusal::internal(e.to_string()))?
+    let key = state
+        .catalogue
+        .owned_key(ivcsd.key_id, &owner)
+        .await?
         .ok_or_else(no_key)?;
-    if row.owner != owner {
-        return Err(no_key());
-    }
-    let raw = state
-        .master
-        .open(&ivcsd.key_id, &row.sealed)
-        .map_err(|e| Refusal::internal(e.to_string()))?;
-    if !ContentKey::from_bytes(*raw).matches_check(&ivcsd.check) {
+    if !key.matches_check(&ivcsd.check) {
         return Err(Refusal::malformed(
             "info.ivcsd.check does not match the key named by info.ivcsd.key id",
         ));
@@ -161,18 +153,12 @@ async fn publish_valid(
         relays: Vec::new(),
     };
     let outcome = state
-        .store
+        .catalogue
         .publish(record, req.body.to_vec(), pending_since_ms)
         .await
         .map_err(|e| Refusal::internal(e.to_string()))?;
     match outcome {
-        PublishOutcome::Published(record) => {
-            state
-                .torrents
-                .write()
-                .insert(record.info_hash, record.clone());
-            Ok((record, "published"))
-        }
+        PublishOutcome::Published(record) => Ok((record, "published")),
         PublishOutcome::AlreadyPublished(record) => Ok((record, "already published by this owner")),
         PublishOutcome::UnknownKey => Err(no_key()),
         PublishOutcome::Conflict => Err(Refusal::malformed(

@@ -26,22 +26,14 @@ pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body
         Ok(auth) => auth,
         Err(response) => return response,
     };
-    let mut hashes: Vec<[u8; 20]> = {
-        let torrents = state.torrents.read();
-        torrents
-            .values()
-            .filter(|t| t.relays.iter().any(|r| r == auth.username()))
-            .map(|t| t.info_hash.0)
-            .collect()
-    };
-    hashes.sort_unstable();
+    let hashes = state.catalogue.relayed_by(auth.username());
     let reason = format!("{} assignments", hashes.len());
     state
         .audit(req, ENDPOINT, Some(auth.username()), None, Ok(&reason))
         .await;
     let list = hashes
         .into_iter()
-        .map(|h| Value::from(h.to_vec()))
+        .map(|h| Value::from(h.0.to_vec()))
         .collect::<Vec<_>>();
     let mut d = Dict::new();
     d.insert(&b"info hashes"[..], Value::List(list));

@@ -55,14 +55,13 @@ pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body
     };
     let requester = auth.requester();
     let candidates: Vec<InfoHash> = if requested.is_empty() {
-        let torrents = state.torrents.read();
-        torrents.keys().copied().collect()
+        state.catalogue.info_hashes()
     } else {
         requested.clone()
     };
     let mut visible = Vec::new();
     for hash in candidates {
-        let decision = state.with_access(&hash, auth.username(), |t| {
+        let decision = state.catalogue.with_access(&hash, auth.username(), |t| {
             decide(&requester, t, Action::Scrape)
         });
         match decision {

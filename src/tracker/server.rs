@@ -23,7 +23,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +32,7 @@ use crate::conn_limit::AddressLimit;
 
 use super::audit::{AUDIT_FILE, AuditLog};
 use super::authority::AuthoritySource;
+use super::catalogue::Catalogue;
 use super::clock::Clock;
 use super::config::Config;
 use super::credentials::{Authenticator, CredentialLimits};
@@ -77,7 +78,14 @@ pub async fn run(
         tokio::task::spawn_blocking(move || Store::open(&data_dir, &master_key))
             .await
             .map_err(|_| TrackerRunError::TaskDied("store start"))??;
-    let torrents = store.torrents().await?;
+    let token_key = master.derive("ivcsd token key v1");
+    let swarms = Arc::new(Mutex::new(Swarms::new(SwarmLimits {
+        peer_ttl: config.peer_ttl(),
+        max_peers_per_torrent: config.max_peers_per_torrent,
+        numwant_cap: config.numwant_cap,
+        numwant_default: config.numwant_default,
+    })));
+    let catalogue = Catalogue::load(store, master, swarms.clone()).await?;
     let audit_path = config.audit.then(|| config.data_dir.join(AUDIT_FILE));
     let (audit, audit_writer) = AuditLog::start(
         audit_path.as_deref(),
@@ -88,33 +96,24 @@ pub async fn run(
         users.clone(),
         clock,
         CredentialLimits::from_config(&config),
-        master.derive("ivcsd token key v1"),
+        token_key,
         config.argon2_concurrency,
     );
-    let swarms = Swarms::new(SwarmLimits {
-        peer_ttl: config.peer_ttl(),
-        max_peers_per_torrent: config.max_peers_per_torrent,
-        numwant_cap: config.numwant_cap,
-        numwant_default: config.numwant_default,
-    });
     tracing::info!(
         "tracker listening on {}, {} torrents, {} users",
         listener
             .local_addr()
             .map_or_else(|_| "?".into(), |a| a.to_string()),
-        torrents.len(),
+        catalogue.len(),
         users.current().len()
     );
     let state = Arc::new(TrackerState {
         clock,
         users: users.clone(),
         authenticator,
-        swarms: Mutex::new(swarms),
-        torrents: RwLock::new(torrents.into_iter().map(|t| (t.info_hash, t)).collect()),
-        store,
-        master,
+        swarms,
+        catalogue,
         audit,
-        sealed_keys: Mutex::new(std::collections::HashMap::new()),
         nonces: Mutex::new(NonceCache::new(config.nonce_cache_entries)),
         public_keys: Mutex::new(super::key_cache::PublicKeyCache::new(
             super::key_cache::PUBLIC_KEY_CACHE_ENTRIES,
@@ -194,7 +193,7 @@ pub async fn run(
     maintenance.abort();
     watcher.abort();
     state.audit.close();
-    state.store.close().await;
+    state.catalogue.close().await;
     drop(state);
     let _ = tokio::task::spawn_blocking(move || {
         audit_writer.finish();
@@ -220,8 +219,8 @@ async fn maintain(state: Arc<TrackerState>, cancel: CancellationToken) {
         state.nonces.lock().clean(state.clock.unix_secs());
         let ttl_ms = state.config.pending_key_ttl_secs.saturating_mul(1000);
         match state
-            .store
-            .purge_pending(state.clock.unix_ms().saturating_sub(ttl_ms))
+            .catalogue
+            .purge_pending_keys(state.clock.unix_ms().saturating_sub(ttl_ms))
             .await
         {
             Ok(0) => {}
@@ -359,7 +358,7 @@ fn metrics_page(state: &TrackerState) -> String {
         (seeders, leechers, swarms.number_of_torrents())
     };
     let gauges = super::metrics::Gauges {
-        torrents: state.torrents.read().len(),
+        torrents: state.catalogue.len(),
         active_swarms,
         seeders,
         leechers,
