@@ -12,17 +12,16 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use hyper::Response;
-
 use crate::bencode::{Dict, Value};
 use crate::types::{InfoHash, PeerId};
 
+use super::answer::{Answer, insert_token};
 use super::config::Config;
+use super::credentials::IssuedToken;
 use super::decide::{Action, decide};
 use super::endpoint::Endpoint;
 use super::query::{Query, QueryError};
 use super::refusal::Refusal;
-use super::response::{self, Body, RefusalStatus};
 use super::swarm::{AnnounceEvent, AnnounceInput, AnnounceOutput};
 use super::{ApiRequest, TrackerState};
 
@@ -141,70 +140,68 @@ pub fn encode_answer(
     d
 }
 
-pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body> {
-    let query = match state
-        .parse_query(req, Endpoint::Announce, RefusalStatus::Always200)
-        .await
-    {
-        Ok(q) => q,
-        Err(response) => return response,
-    };
-    if matches!(query.get("getCipher"), Ok(Some(v)) if v.eq_ignore_ascii_case(b"yes")) {
-        return super::getcipher::handle_query(state, req, &query, Endpoint::AnnounceGetCipher)
-            .await;
+/// The answer to an announce: the swarm's counts and peers, the intervals to wait, and a
+/// token if one was asked for.
+#[derive(Debug)]
+pub struct AnnounceAnswer {
+    pub out: AnnounceOutput,
+    /// BEP 23 compact peers.
+    pub compact: bool,
+    pub interval_secs: u64,
+    pub min_interval_secs: u64,
+    pub token: Option<IssuedToken>,
+}
+
+impl AnnounceAnswer {
+    pub fn to_bencode(&self) -> Dict<'static> {
+        let mut d = encode_answer(
+            &self.out,
+            self.compact,
+            self.interval_secs,
+            self.min_interval_secs,
+        );
+        insert_token(&mut d, self.token.as_ref());
+        d
     }
+}
+
+/// Whether the query is the paper's getcipher alias (`getCipher=yes`, docs/protocol.md 4.1).
+pub fn asks_for_cipher(query: &Query<'_>) -> bool {
+    matches!(query.get("getCipher"), Ok(Some(v)) if v.eq_ignore_ascii_case(b"yes"))
+}
+
+/// Serves an announce (not the getcipher alias, which the router sends to getcipher).
+///
+/// # Errors
+/// The refusal to answer, already recorded.
+pub async fn handle(
+    state: &TrackerState,
+    req: &ApiRequest<'_>,
+    query: &Query<'_>,
+) -> Result<Answer, Refusal> {
+    const ENDPOINT: Endpoint = Endpoint::Announce;
     let info_hash = query.info_hash().ok();
-    let auth = match state
-        .authenticate(
-            req,
-            &query,
-            Endpoint::Announce,
-            info_hash,
-            RefusalStatus::Always200,
-        )
-        .await
-    {
-        Ok(auth) => auth,
-        Err(response) => return response,
-    };
-    let result = decide_announce(state, req.source, &query, &auth);
+    let auth = state.authenticate(req, query, ENDPOINT, info_hash).await?;
     let user = Some(auth.username());
-    match result {
-        Ok((params, grant, input)) => {
-            // Recorded before the swarm changes: while the audit log refuses entries the peer
-            // is answered 503 and does not join the swarm.
-            state
-                .audit(
-                    req,
-                    Endpoint::Announce,
-                    user,
-                    Some(params.info_hash),
-                    Ok(grant),
-                )
-                .await;
-            if req.audit_refused() {
-                return response::refusal(&Refusal::audit_unavailable(), RefusalStatus::ByKind);
-            }
-            let out = state.swarms.lock().announce(&input, state.clock.instant());
-            let (interval, min_interval) =
-                answer_intervals(&state.config, &params, out.peers.len());
-            let mut d = encode_answer(&out, params.compact, interval, min_interval);
-            if let Some(token) = &auth.token {
-                d.insert(&b"token"[..], Value::from(token.token.clone()));
-                d.insert(
-                    &b"token expires"[..],
-                    Value::Int(i64::try_from(token.expires).unwrap_or(i64::MAX)),
-                );
-            }
-            response::bencoded(&Value::Dict(d))
-        }
-        Err(refusal) => {
-            state
-                .audit(req, Endpoint::Announce, user, info_hash, Err(&refusal))
-                .await;
-            response::refusal(&refusal, RefusalStatus::Always200)
-        }
-    }
+    let (params, grant, input) = match decide_announce(state, req.source, query, &auth) {
+        Ok(decided) => decided,
+        Err(refusal) => return Err(state.refuse(req, ENDPOINT, user, info_hash, refusal).await),
+    };
+    // Recorded before the swarm changes: while the audit log refuses entries the peer is
+    // answered 503 and does not join the swarm.
+    state
+        .audit(req, ENDPOINT, user, Some(params.info_hash), Ok(grant))
+        .await?;
+    let out = state.swarms.lock().announce(&input, state.clock.instant());
+    let (interval_secs, min_interval_secs) =
+        answer_intervals(&state.config, &params, out.peers.len());
+    Ok(Answer::Announce(AnnounceAnswer {
+        out,
+        compact: params.compact,
+        interval_secs,
+        min_interval_secs,
+        token: auth.token,
+    }))
 }
 
 /// Decides the announce: its parameters, the grant and what the swarm is to record.

@@ -20,8 +20,6 @@
 
 use std::collections::HashMap;
 
-use hyper::Response;
-
 use crate::bencode::{Dict, Value};
 use crate::crypto::content::Cipher;
 use crate::crypto::identity::{
@@ -29,11 +27,11 @@ use crate::crypto::identity::{
 };
 use crate::types::{InfoHash, KeyId};
 
+use super::answer::Answer;
 use super::decide::{Action, decide};
 use super::endpoint::Endpoint;
 use super::query::{Query, QueryError};
 use super::refusal::Refusal;
-use super::response::{self, Body, RefusalStatus};
 use super::{ApiRequest, TrackerState};
 
 /// Longest `key` accepted after base64 (an 8192-bit SPKI is about 1.1 KB).
@@ -166,66 +164,67 @@ impl NonceCache {
     }
 }
 
-pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body> {
-    match Query::parse(req.query) {
-        Ok(q) => handle_query(state, req, &q, Endpoint::Getcipher).await,
-        Err(e) => {
-            let refusal = Refusal::from(e);
-            state
-                .audit(req, Endpoint::Getcipher, None, None, Err(&refusal))
-                .await;
-            response::refusal(&refusal, RefusalStatus::ByKind)
-        }
+/// The answer to a getcipher: the content key wrapped for the requester. Built only once its
+/// handout is recorded: none is ever built and then not sent.
+#[derive(Debug)]
+pub struct CipherAnswer {
+    /// The torrent's suite; for a new key (which serves any suite), the tracker's preferred one.
+    pub cipher: Cipher,
+    pub key_id: KeyId,
+    /// The content key wrapped (RSA-OAEP) for the requester's key.
+    pub wrapped: Vec<u8>,
+}
+
+impl CipherAnswer {
+    pub fn to_bencode(&self) -> Dict<'static> {
+        let mut d = Dict::new();
+        d.insert(&b"cipher"[..], Value::from(self.cipher.name()));
+        d.insert(&b"key id"[..], Value::from(self.key_id.0.to_vec()));
+        d.insert(&b"key"[..], Value::from(self.wrapped.clone()));
+        d
     }
 }
 
-/// Serves a parsed getcipher query; `endpoint` names the route in the audit log.
-pub async fn handle_query(
+/// Serves a getcipher query; `endpoint` is /getcipher or the paper's announce alias, which
+/// the audit log and the metrics tell apart.
+///
+/// # Errors
+/// The refusal to answer, already recorded.
+pub async fn handle(
     state: &TrackerState,
     req: &ApiRequest<'_>,
     query: &Query<'_>,
     endpoint: Endpoint,
-) -> Response<Body> {
+) -> Result<Answer, Refusal> {
     let info_hash = query.info_hash().ok();
-    let auth = match state
-        .authenticate(req, query, endpoint, info_hash, RefusalStatus::ByKind)
-        .await
-    {
-        Ok(auth) => auth,
-        Err(response) => return response,
-    };
+    let auth = state.authenticate(req, query, endpoint, info_hash).await?;
     // A key goes out only with its entry accepted: the place is taken before any key work.
-    if let Err(response) = state.reserve_audit(req).await {
-        return response;
-    }
+    let slot = state.reserve_audit().await?;
     let user = Some(auth.username());
     match getcipher(state, query, &auth).await {
-        Ok(Granted {
-            cipher,
-            key_id,
-            wrapped,
-            reason,
-            new_key,
-        }) => {
-            state
-                .audit(req, endpoint, user, info_hash, Ok(&reason))
+        Ok(granted) => {
+            let recorded = state
+                .audit_change(slot, req, endpoint, user, info_hash, Ok(&granted.reason))
                 .await;
-            if new_key && req.audit_refused() {
-                // Answered 503 instead: the key never left, so it must not hold one of the
-                // user's `pending_keys_per_user` places until it expires.
-                forget_new_key(state, key_id).await;
+            if let Err(unavailable) = recorded {
+                if granted.new_key {
+                    // Answered 503 instead: the key never left, so it must not hold one of
+                    // the user's `pending_keys_per_user` places until it expires.
+                    forget_new_key(state, granted.key_id).await;
+                }
+                return Err(unavailable.into());
             }
-            let mut d = Dict::new();
-            d.insert(&b"cipher"[..], Value::from(cipher.name()));
-            d.insert(&b"key id"[..], Value::from(key_id.0.to_vec()));
-            d.insert(&b"key"[..], Value::from(wrapped));
-            response::bencoded(&Value::Dict(d))
+            Ok(Answer::Cipher(CipherAnswer {
+                cipher: granted.cipher,
+                key_id: granted.key_id,
+                wrapped: granted.wrapped,
+            }))
         }
         Err(refusal) => {
             state
-                .audit(req, endpoint, user, info_hash, Err(&refusal))
-                .await;
-            response::refusal(&refusal, RefusalStatus::ByKind)
+                .audit_change(slot, req, endpoint, user, info_hash, Err(&refusal))
+                .await?;
+            Err(refusal)
         }
     }
 }
@@ -241,12 +240,10 @@ async fn forget_new_key(state: &TrackerState, key_id: KeyId) {
     }
 }
 
-/// A key to hand out.
+/// A key granted, wrapped for the requester, whose handout is yet to be recorded.
 struct Granted {
-    /// The torrent's suite; for a new key (which serves any suite), the tracker's preferred one.
     cipher: Cipher,
     key_id: KeyId,
-    /// The content key wrapped for the requester.
     wrapped: Vec<u8>,
     /// For the audit log.
     reason: String,

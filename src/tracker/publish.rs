@@ -6,59 +6,60 @@
 //! after the transaction is on disk. Publishing the same torrent again by its owner is
 //! idempotent; anything else about a stored info hash is refused.
 
-use hyper::Response;
-
 use crate::bencode::{Dict, Value};
 use crate::crypto::content::Cipher;
 use crate::metainfo::Metainfo;
+use crate::types::{Authority, InfoHash};
 
+use super::answer::Answer;
 use super::credentials::Authenticated;
 use super::endpoint::Endpoint;
+use super::query::Query;
 use super::refusal::Refusal;
-use super::response::{self, Body, RefusalStatus};
 use super::store::{PublishOutcome, TorrentRecord};
 use super::{ApiRequest, TrackerState};
 
 const ENDPOINT: Endpoint = Endpoint::Publish;
 
-pub async fn handle(state: &TrackerState, req: &ApiRequest<'_>) -> Response<Body> {
-    let query = match state
-        .parse_query(req, ENDPOINT, RefusalStatus::ByKind)
-        .await
-    {
-        Ok(q) => q,
-        Err(response) => return response,
-    };
-    let auth = match state
-        .authenticate(req, &query, ENDPOINT, None, RefusalStatus::ByKind)
-        .await
-    {
-        Ok(auth) => auth,
-        Err(response) => return response,
-    };
-    // A torrent is stored only with its entry accepted: the place is taken first.
-    if let Err(response) = state.reserve_audit(req).await {
-        return response;
+/// The answer to a publish: the torrent as stored.
+#[derive(Debug)]
+pub struct PublishAnswer {
+    pub info_hash: InfoHash,
+    pub authority: Authority,
+}
+
+impl PublishAnswer {
+    pub fn to_bencode(&self) -> Dict<'static> {
+        let mut d = Dict::new();
+        d.insert(&b"info hash"[..], Value::from(self.info_hash.0.to_vec()));
+        d.insert(&b"authority"[..], Value::from(self.authority.0));
+        d
     }
+}
+
+/// Serves a publish.
+///
+/// # Errors
+/// The refusal to answer, already recorded.
+pub async fn handle(
+    state: &TrackerState,
+    req: &ApiRequest<'_>,
+    query: &Query<'_>,
+) -> Result<Answer, Refusal> {
+    let auth = state.authenticate(req, query, ENDPOINT, None).await?;
+    // A torrent is stored only with its entry accepted: the place is taken first.
+    let slot = state.reserve_audit().await?;
     let (info_hash, result) = publish(state, req, &auth).await;
     let user = Some(auth.username());
-    match result {
-        Ok((record, reason)) => {
-            state
-                .audit(req, ENDPOINT, user, info_hash, Ok(reason))
-                .await;
-            let mut d = Dict::new();
-            d.insert(&b"info hash"[..], Value::from(record.info_hash.0.to_vec()));
-            d.insert(&b"authority"[..], Value::from(record.authority.0));
-            response::bencoded(&Value::Dict(d))
-        }
-        Err(refusal) => {
-            state
-                .audit(req, ENDPOINT, user, info_hash, Err(&refusal))
-                .await;
-            response::refusal(&refusal, RefusalStatus::ByKind)
-        }
-    }
+    let outcome = result.as_ref().map(|(_, reason)| *reason);
+    state
+        .audit_change(slot, req, ENDPOINT, user, info_hash, outcome)
+        .await?;
+    let (record, _) = result?;
+    Ok(Answer::Published(PublishAnswer {
+        info_hash: record.info_hash,
+        authority: record.authority,
+    }))
 }
 
 type Published = (TorrentRecord, &'static str);
@@ -67,7 +68,7 @@ async fn publish(
     state: &TrackerState,
     req: &ApiRequest<'_>,
     auth: &Authenticated,
-) -> (Option<crate::types::InfoHash>, Result<Published, Refusal>) {
+) -> (Option<InfoHash>, Result<Published, Refusal>) {
     // Parsing a 16 MiB torrent takes milliseconds: off the reactor.
     let body = req.body.clone();
     let parsed = tokio::task::spawn_blocking(move || Metainfo::from_bytes(&body)).await;

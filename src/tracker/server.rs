@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn_limit::AddressLimit;
 
+use super::answer::Answer;
 use super::audit::{AUDIT_FILE, AuditLog};
 use super::authority::AuthoritySource;
 use super::catalogue::Catalogue;
@@ -37,9 +38,10 @@ use super::clock::Clock;
 use super::config::Config;
 use super::credentials::{Authenticator, CredentialLimits};
 use super::endpoint::{ADMIN_PREFIX, Endpoint};
-use super::getcipher::NonceCache;
+use super::query::Query;
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
+use super::state::claimed_user;
 use super::store::Store;
 use super::swarm::{SwarmLimits, Swarms, canonical_ip};
 use super::{ApiRequest, TrackerRunError, TrackerState};
@@ -107,23 +109,15 @@ pub async fn run(
         catalogue.len(),
         users.current().len()
     );
-    let state = Arc::new(TrackerState {
+    let state = Arc::new(TrackerState::new(
+        config,
         clock,
-        users: users.clone(),
+        users.clone(),
         authenticator,
         swarms,
         catalogue,
         audit,
-        nonces: Mutex::new(NonceCache::new(config.nonce_cache_entries)),
-        public_keys: Mutex::new(super::key_cache::PublicKeyCache::new(
-            super::key_cache::PUBLIC_KEY_CACHE_ENTRIES,
-        )),
-        rsa: Semaphore::new(
-            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
-        ),
-        metrics: super::metrics::Metrics::default(),
-        config,
-    });
+    ));
     let metrics_listener = match state.config.metrics_listen {
         Some(addr) => {
             let listener = crate::metrics::bind(addr).await?;
@@ -146,7 +140,7 @@ pub async fn run(
         let state = state.clone();
         tokio::spawn(crate::metrics::serve(
             listener,
-            Box::new(move || metrics_page(&state)),
+            Box::new(move || state.metrics_page()),
             cancel.clone(),
         ))
     });
@@ -161,7 +155,7 @@ pub async fn run(
             _ = &mut watcher => { failure = Some("authority watcher"); break }
             _ = hangup.recv() => {
                 // Log rotation: the operator renamed audit.log; write on in a new one.
-                state.audit.reopen();
+                state.reopen_audit();
                 let users = users.clone();
                 match tokio::task::spawn_blocking(move || users.reload()).await {
                     Ok(Ok(_)) => tracing::info!("SIGHUP: authority file reloaded"),
@@ -192,7 +186,7 @@ pub async fn run(
     }
     maintenance.abort();
     watcher.abort();
-    state.audit.close();
+    state.close_audit();
     state.catalogue.close().await;
     drop(state);
     let _ = tokio::task::spawn_blocking(move || {
@@ -344,30 +338,9 @@ async fn handle(
     };
     // Only a request the audit log could not take is answered 503, wherever it was refused.
     if response.status() == hyper::StatusCode::SERVICE_UNAVAILABLE {
-        state.metrics.count_audit_unavailable();
+        state.count_audit_unavailable();
     }
     response
-}
-
-/// The page of `metrics_listen`. It is served while the audit log refuses requests, which is
-/// when monitoring matters most, and records nothing.
-fn metrics_page(state: &TrackerState) -> String {
-    let (seeders, leechers, active_swarms) = {
-        let swarms = state.swarms.lock();
-        let (seeders, leechers) = swarms.peer_totals();
-        (seeders, leechers, swarms.number_of_torrents())
-    };
-    let gauges = super::metrics::Gauges {
-        torrents: state.catalogue.len(),
-        active_swarms,
-        seeders,
-        leechers,
-        users: state.users.current().len(),
-        audit_refusing: state.audit.is_refusing(),
-        audit_failing: state.audit.is_failing(),
-        uptime_secs: state.clock.uptime().as_secs(),
-    };
-    state.metrics.render(&gauges)
 }
 
 /// Reads a POST body of at most `max` bytes.
@@ -383,8 +356,9 @@ async fn read_body(body: Incoming, max: usize) -> Result<Bytes, Refusal> {
     }
 }
 
-/// Answers a request; when one of its audit entries could not be recorded, a 503 instead
-/// (docs/security.md 2.6: the tracker fails closed by default).
+/// Answers a request: reads a POST body, routes the path to its endpoint and turns the
+/// handler's answer or refusal into a response. A decision the audit log could not record
+/// comes back as a 503 refusal (docs/security.md 2.6: the tracker fails closed by default).
 async fn route(
     state: &TrackerState,
     remote: SocketAddr,
@@ -392,75 +366,81 @@ async fn route(
 ) -> Response<Body> {
     // First, before any work: while the audit log cannot be written (and
     // audit_on_failure = "refuse") nothing is answered.
-    if state.audit.check().is_err() {
-        return response::refusal(&Refusal::audit_unavailable(), RefusalStatus::ByKind);
+    if let Err(unavailable) = state.check_audit() {
+        return response::refusal(&unavailable.into(), RefusalStatus::ByKind);
     }
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
-    let query = parts.uri.query().unwrap_or("");
-    let mut request = ApiRequest::new(
-        canonical_ip(remote.ip()),
-        query,
-        &parts.method,
-        Bytes::new(),
-    );
-    let response = endpoint(state, &mut request, path, body).await;
-    if request.audit_refused() {
-        return response::refusal(&Refusal::audit_unavailable(), RefusalStatus::ByKind);
-    }
-    response
-}
-
-/// Reads a POST body and runs the endpoint `path` names.
-async fn endpoint(
-    state: &TrackerState,
-    request: &mut ApiRequest<'_>,
-    path: &str,
-    body: Incoming,
-) -> Response<Body> {
-    let query = request.query;
-    let method = request.method;
-    if *method == Method::POST {
+    let mut request = ApiRequest {
+        source: canonical_ip(remote.ip()),
+        query: parts.uri.query().unwrap_or(""),
+        method: &parts.method,
+        body: Bytes::new(),
+    };
+    if parts.method == Method::POST {
         match read_body(body, state.config.max_torrent_bytes).await {
             Ok(bytes) => request.body = bytes,
             Err(refusal) => {
-                let user = super::query::Query::parse(query)
+                let user = Query::parse(request.query)
                     .ok()
-                    .and_then(|q| super::claimed_user(&q));
-                state
-                    .audit(
-                        request,
-                        Endpoint::Http,
-                        user.as_deref(),
-                        None,
-                        Err(&refusal),
-                    )
+                    .and_then(|q| claimed_user(&q));
+                let refusal = state
+                    .refuse(&request, Endpoint::Http, user.as_deref(), None, refusal)
                     .await;
                 return response::refusal(&refusal, RefusalStatus::ByKind);
             }
         }
     }
-    let request = &*request;
     let Some(endpoint) = Endpoint::from_path(path) else {
-        return no_such_endpoint(path);
+        return response::refusal(&no_such_endpoint(path), RefusalStatus::ByKind);
     };
     // Admin calls check their method after authentication, so that a wrong one is audited.
     if let Some(takes) = endpoint.method()
         && !endpoint.is_admin()
-        && takes != *method
+        && takes != parts.method
     {
         return response::refusal(
             &Refusal::malformed(format!("{path} takes {takes}")),
             RefusalStatus::ByKind,
         );
     }
-    match endpoint {
-        Endpoint::Announce => super::announce::handle(state, request).await,
-        Endpoint::Scrape => super::scrape::handle(state, request).await,
-        Endpoint::Getcipher => super::getcipher::handle(state, request).await,
-        Endpoint::Publish => super::publish::handle(state, request).await,
-        Endpoint::Torrent => super::metainfo_file::handle(state, request).await,
-        Endpoint::RelayAssignments => super::relay::handle(state, request).await,
+    let (endpoint, outcome) = run_endpoint(state, &request, endpoint, path).await;
+    match outcome {
+        Ok(answer) => response::answer(answer),
+        Err(refusal) => response::refusal(&refusal, RefusalStatus::of(endpoint)),
+    }
+}
+
+/// Parses the query and runs the endpoint's handler; returns the endpoint that answered
+/// (`announce?getCipher=yes` is the getcipher alias, docs/protocol.md 4.1) with its answer or
+/// its refusal, either one already recorded in the audit log.
+async fn run_endpoint(
+    state: &TrackerState,
+    request: &ApiRequest<'_>,
+    endpoint: Endpoint,
+    path: &str,
+) -> (Endpoint, Result<Answer, Refusal>) {
+    let query = match Query::parse(request.query) {
+        Ok(query) => query,
+        Err(e) => {
+            let refusal = state.refuse(request, endpoint, None, None, e.into()).await;
+            return (endpoint, Err(refusal));
+        }
+    };
+    let endpoint = if endpoint == Endpoint::Announce && super::announce::asks_for_cipher(&query) {
+        Endpoint::AnnounceGetCipher
+    } else {
+        endpoint
+    };
+    let outcome = match endpoint {
+        Endpoint::Announce => super::announce::handle(state, request, &query).await,
+        Endpoint::Getcipher | Endpoint::AnnounceGetCipher => {
+            super::getcipher::handle(state, request, &query, endpoint).await
+        }
+        Endpoint::Scrape => super::scrape::handle(state, request, &query).await,
+        Endpoint::Publish => super::publish::handle(state, request, &query).await,
+        Endpoint::Torrent => super::metainfo_file::handle(state, request, &query).await,
+        Endpoint::RelayAssignments => super::relay::handle(state, request, &query).await,
         Endpoint::AdminTorrents
         | Endpoint::AdminTorrent
         | Endpoint::AdminSetAuthority
@@ -470,19 +450,15 @@ async fn endpoint(
         | Endpoint::AdminRemove
         | Endpoint::AdminUnknown => {
             let call = path.strip_prefix(ADMIN_PREFIX).unwrap_or(path);
-            super::admin::handle(state, request, endpoint, call).await
+            super::admin::handle(state, request, &query, endpoint, call).await
         }
         // Never named by a path (see `Endpoint::from_path`).
-        Endpoint::AnnounceGetCipher | Endpoint::Http => no_such_endpoint(path),
-    }
+        Endpoint::Http => Err(no_such_endpoint(path)),
+    };
+    (endpoint, outcome)
 }
 
-/// 404 for a path that names no endpoint.
-fn no_such_endpoint(path: &str) -> Response<Body> {
-    let mut r = response::refusal(
-        &Refusal::malformed(format!("no such endpoint {path}")),
-        RefusalStatus::ByKind,
-    );
-    *r.status_mut() = hyper::StatusCode::NOT_FOUND;
-    r
+/// A path that names no endpoint: 404.
+fn no_such_endpoint(path: &str) -> Refusal {
+    Refusal::no_such_endpoint(format!("no such endpoint {path}"))
 }
