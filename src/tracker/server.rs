@@ -27,6 +27,7 @@ use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::conn_limit::AddressLimit;
 
@@ -323,13 +324,23 @@ async fn serve(
     }
 }
 
+/// Answers one request within `request_timeout_secs`, inside a span naming its method, its
+/// endpoint (recorded once routed) and the peer's address, so that a log line about it says
+/// which request it is about. Never the query string: it carries passwords and tokens.
 async fn handle(
     state: &TrackerState,
     remote: SocketAddr,
     req: hyper::Request<Incoming>,
 ) -> Response<Body> {
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        endpoint = tracing::field::Empty,
+        peer = %remote,
+    );
     let timeout = Duration::from_secs(state.config.request_timeout_secs);
-    let response = match tokio::time::timeout(timeout, route(state, remote, req)).await {
+    let routed = tokio::time::timeout(timeout, route(state, remote, req)).instrument(span);
+    let response = match routed.await {
         Ok(response) => response,
         Err(_) => response::refusal(
             &Refusal::internal("request timed out"),
@@ -381,6 +392,7 @@ async fn route(
         match read_body(body, state.config.max_torrent_bytes).await {
             Ok(bytes) => request.body = bytes,
             Err(refusal) => {
+                tracing::Span::current().record("endpoint", Endpoint::Http.name());
                 let user = Query::parse(request.query)
                     .ok()
                     .and_then(|q| claimed_user(&q));
@@ -404,6 +416,7 @@ async fn route(
             RefusalStatus::ByKind,
         );
     }
+    tracing::Span::current().record("endpoint", endpoint.name());
     let (endpoint, outcome) = run_endpoint(state, &request, endpoint, path).await;
     match outcome {
         Ok(answer) => response::answer(answer),
@@ -428,6 +441,7 @@ async fn run_endpoint(
         }
     };
     let endpoint = if endpoint == Endpoint::Announce && super::announce::asks_for_cipher(&query) {
+        tracing::Span::current().record("endpoint", Endpoint::AnnounceGetCipher.name());
         Endpoint::AnnounceGetCipher
     } else {
         endpoint
