@@ -11,30 +11,93 @@
 //! - `GET /admin/audit?since=SEQ&limit=N`: recent audit entries (JSON lines) after `since`, as
 //!   `{"entries": [...], "last": SEQ}`; `ivcsd admin audit --follow` polls it.
 //!
-//! Changes go to the store first and to the in-memory mirror only once committed.
-
-use hyper::{Method, Response, StatusCode};
+//! Changes go through [`super::catalogue`], which commits each to the store before it changes
+//! the copy in memory.
 
 use crate::bencode::{Dict, Value};
 use crate::types::{Authority, InfoHash};
 
-use super::credentials::Authenticated;
+use super::answer::{Answer, int};
+use super::audit::AuditEntry;
+use super::catalogue::CatalogueError;
 use super::decide::decide_admin;
+use super::endpoint::Endpoint;
 use super::query::Query;
 use super::refusal::Refusal;
-use super::response::{self, Body, RefusalStatus};
 use super::store::TorrentRecord;
-use super::{Request, State};
+use super::swarm::SwarmCounts;
+use super::{ApiRequest, TrackerState};
 
 /// Most audit entries one call returns.
 const MAX_AUDIT_ENTRIES: usize = 1000;
 
-fn int(n: u64) -> Value<'static> {
-    Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
+/// What an admin call answers.
+#[derive(Debug)]
+pub enum AdminAnswer {
+    /// `{"torrents": [...]}`, oldest publish first.
+    Torrents(Vec<(TorrentRecord, SwarmCounts)>),
+    /// `{"torrent": {...}}`.
+    Torrent(TorrentRecord, SwarmCounts),
+    AuthoritySet {
+        info_hash: InfoHash,
+        authority: Authority,
+        previous: Authority,
+    },
+    /// Whether an assignment changed.
+    RelayChanged(bool),
+    /// The entries after `since`, and the `seq` to ask after next time.
+    AuditTail {
+        entries: Vec<AuditEntry>,
+        last: u64,
+    },
+    Removed {
+        info_hash: InfoHash,
+        name: String,
+    },
 }
 
-fn torrent_dict(state: &State, t: &TorrentRecord) -> Value<'static> {
-    let counts = super::lock(&state.swarms).counts(&t.info_hash);
+impl AdminAnswer {
+    pub fn to_bencode(&self) -> Dict<'static> {
+        let mut d = Dict::new();
+        match self {
+            AdminAnswer::Torrents(all) => {
+                let list = all.iter().map(|(t, c)| torrent_dict(t, c)).collect();
+                d.insert(&b"torrents"[..], Value::List(list));
+            }
+            AdminAnswer::Torrent(t, c) => {
+                d.insert(&b"torrent"[..], torrent_dict(t, c));
+            }
+            AdminAnswer::AuthoritySet {
+                info_hash,
+                authority,
+                previous,
+            } => {
+                d.insert(&b"info hash"[..], Value::from(info_hash.0.to_vec()));
+                d.insert(&b"authority"[..], Value::from(authority.0));
+                d.insert(&b"previous"[..], Value::from(previous.0));
+            }
+            AdminAnswer::RelayChanged(changed) => {
+                d.insert(&b"changed"[..], Value::Int(i64::from(*changed)));
+            }
+            AdminAnswer::AuditTail { entries, last } => {
+                let lines = entries
+                    .iter()
+                    .filter_map(|e| serde_json::to_string(e).ok())
+                    .map(Value::from)
+                    .collect();
+                d.insert(&b"entries"[..], Value::List(lines));
+                d.insert(&b"last"[..], int(*last));
+            }
+            AdminAnswer::Removed { info_hash, name } => {
+                d.insert(&b"info hash"[..], Value::from(info_hash.0.to_vec()));
+                d.insert(&b"name"[..], Value::from(name.clone()));
+            }
+        }
+        d
+    }
+}
+
+fn torrent_dict(t: &TorrentRecord, counts: &SwarmCounts) -> Value<'static> {
     let mut d = Dict::new();
     d.insert(&b"info hash"[..], Value::from(t.info_hash.0.to_vec()));
     d.insert(&b"name"[..], Value::from(t.name.clone()));
@@ -53,152 +116,99 @@ fn torrent_dict(state: &State, t: &TorrentRecord) -> Value<'static> {
     Value::Dict(d)
 }
 
-fn single(key: &'static str, value: Value<'static>) -> Response<Body> {
-    let mut d = Dict::new();
-    d.insert(key.as_bytes(), value);
-    response::bencoded(&Value::Dict(d))
-}
-
-pub async fn handle(state: &State, req: &Request<'_>, path: &str) -> Response<Body> {
-    let endpoint: &'static str = match path {
-        "torrents" => "admin/torrents",
-        "torrent" => "admin/torrent",
-        "set-authority" => "admin/set-authority",
-        "relay/assign" => "admin/relay/assign",
-        "relay/unassign" => "admin/relay/unassign",
-        "audit" => "admin/audit",
-        "remove" => "admin/remove",
-        _ => "admin",
-    };
-    let query = match state
-        .parse_query(req, endpoint, RefusalStatus::ByKind)
-        .await
-    {
-        Ok(q) => q,
-        Err(response) => return response,
-    };
-    let auth = match state
-        .authenticate(req, &query, endpoint, None, RefusalStatus::ByKind)
-        .await
-    {
-        Ok(auth) => auth,
-        Err(response) => return response,
-    };
+/// Serves the admin call `endpoint`; `call` is the path after `/admin/`, which names an
+/// unknown call in its refusal.
+///
+/// # Errors
+/// The refusal to answer, already recorded.
+pub async fn handle(
+    state: &TrackerState,
+    req: &ApiRequest<'_>,
+    query: &Query<'_>,
+    endpoint: Endpoint,
+    call: &str,
+) -> Result<Answer, Refusal> {
+    let auth = state.authenticate(req, query, endpoint, None).await?;
     let user = Some(auth.username());
     if let Err(refusal) = decide_admin(&auth.requester()) {
-        state.audit(req, endpoint, user, None, Err(&refusal)).await;
-        return response::refusal(&refusal, RefusalStatus::ByKind);
+        return Err(state.refuse(req, endpoint, user, None, refusal).await);
     }
     // A change is made only with its entry accepted: the place is taken first.
-    if let Err(response) = state.reserve_audit(req).await {
-        return response;
-    }
+    let slot = state.reserve_audit().await?;
     let info_hash = query.info_hash().ok();
-    match dispatch(state, req, &query, &auth, path).await {
-        Ok((response, reason)) => {
-            state
-                .audit(req, endpoint, user, info_hash, Ok(&reason))
-                .await;
-            response
-        }
-        Err(refusal) => {
-            state
-                .audit(req, endpoint, user, info_hash, Err(&refusal))
-                .await;
-            let mut r = response::refusal(&refusal, RefusalStatus::ByKind);
-            if endpoint == "admin" {
-                *r.status_mut() = StatusCode::NOT_FOUND;
-            }
-            r
-        }
-    }
+    let result = dispatch(state, req, query, endpoint, call).await;
+    let outcome = result.as_ref().map(|(_, reason)| reason.as_str());
+    state
+        .audit_change(slot, req, endpoint, user, info_hash, outcome)
+        .await?;
+    let (answer, _) = result?;
+    Ok(Answer::Admin(answer))
 }
 
-fn require_method(req: &Request<'_>, method: Method) -> Result<(), Refusal> {
-    if *req.method == method {
-        Ok(())
-    } else {
-        Err(Refusal::malformed(format!(
+/// Refuses a call made with another method than its own (checked after authentication, so
+/// that the refusal is audited).
+fn require_method(req: &ApiRequest<'_>, endpoint: Endpoint) -> Result<(), Refusal> {
+    match endpoint.method() {
+        Some(method) if *req.method != method => Err(Refusal::malformed(format!(
             "this admin call takes {method}"
-        )))
+        ))),
+        _ => Ok(()),
     }
 }
 
 /// The admin sees every torrent, so an unknown hash is simply "not found".
-fn known(state: &State, hash: &InfoHash) -> Result<TorrentRecord, Refusal> {
+fn known(state: &TrackerState, hash: &InfoHash) -> Result<TorrentRecord, Refusal> {
     state
-        .torrents
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
+        .catalogue
         .get(hash)
-        .cloned()
-        .ok_or_else(|| Refusal::not_found("unknown torrent"))
+        .ok_or_else(|| CatalogueError::UnknownTorrent.into())
+}
+
+fn with_counts(state: &TrackerState, t: TorrentRecord) -> (TorrentRecord, SwarmCounts) {
+    let counts = state.swarms.lock().counts(&t.info_hash);
+    (t, counts)
 }
 
 async fn dispatch(
-    state: &State,
-    req: &Request<'_>,
+    state: &TrackerState,
+    req: &ApiRequest<'_>,
     query: &Query<'_>,
-    _auth: &Authenticated,
-    path: &str,
-) -> Result<(Response<Body>, String), Refusal> {
-    match path {
-        "torrents" => {
-            require_method(req, Method::GET)?;
-            let mut all: Vec<TorrentRecord> = state
-                .torrents
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .values()
-                .cloned()
+    endpoint: Endpoint,
+    call: &str,
+) -> Result<(AdminAnswer, String), Refusal> {
+    require_method(req, endpoint)?;
+    match endpoint {
+        Endpoint::AdminTorrents => {
+            let all: Vec<_> = state
+                .catalogue
+                .all()
+                .into_iter()
+                .map(|t| with_counts(state, t))
                 .collect();
-            all.sort_by_key(|t| (t.published_ms, t.info_hash));
-            let list = all.iter().map(|t| torrent_dict(state, t)).collect();
-            Ok((
-                single("torrents", Value::List(list)),
-                format!("listed {} torrents", all.len()),
-            ))
+            let reason = format!("listed {} torrents", all.len());
+            Ok((AdminAnswer::Torrents(all), reason))
         }
-        "torrent" => {
-            require_method(req, Method::GET)?;
-            let t = known(state, &query.info_hash()?)?;
-            Ok((single("torrent", torrent_dict(state, &t)), "shown".into()))
+        Endpoint::AdminTorrent => {
+            let (t, counts) = with_counts(state, known(state, &query.info_hash()?)?);
+            Ok((AdminAnswer::Torrent(t, counts), "shown".into()))
         }
-        "set-authority" => {
-            require_method(req, Method::POST)?;
+        Endpoint::AdminSetAuthority => {
             let hash = query.info_hash()?;
             let authority = u32::try_from(query.require_u64("authority")?)
                 .map(Authority)
                 .map_err(|_| Refusal::malformed("authority must fit in 32 bits"))?;
-            let before = known(state, &hash)?;
-            let changed = state
-                .store
-                .set_authority(hash, authority)
-                .await
-                .map_err(|e| Refusal::internal(e.to_string()))?;
-            if !changed {
-                return Err(Refusal::not_found("torrent vanished from the store"));
-            }
-            if let Some(t) = state
-                .torrents
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_mut(&hash)
-            {
-                t.authority = authority;
-            }
-            let mut d = Dict::new();
-            d.insert(&b"info hash"[..], Value::from(hash.0.to_vec()));
-            d.insert(&b"authority"[..], Value::from(authority.0));
-            d.insert(&b"previous"[..], Value::from(before.authority.0));
+            let previous = state.catalogue.set_authority(hash, authority).await?;
             Ok((
-                response::bencoded(&Value::Dict(d)),
-                format!("authority {} -> {}", before.authority, authority),
+                AdminAnswer::AuthoritySet {
+                    info_hash: hash,
+                    authority,
+                    previous,
+                },
+                format!("authority {previous} -> {authority}"),
             ))
         }
-        "relay/assign" | "relay/unassign" => {
-            require_method(req, Method::POST)?;
-            let assign = path == "relay/assign";
+        Endpoint::AdminRelayAssign | Endpoint::AdminRelayUnassign => {
+            let assign = endpoint == Endpoint::AdminRelayAssign;
             let hash = query.info_hash()?;
             let relay = query
                 .get_str("user")?
@@ -210,58 +220,34 @@ async fn dispatch(
                     "no user {relay:?} in authority.xml"
                 )));
             }
-            let changed = state
-                .store
-                .set_relay(hash, relay.clone(), assign)
-                .await
-                .map_err(|e| Refusal::internal(e.to_string()))?;
-            if let Some(t) = state
-                .torrents
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_mut(&hash)
-            {
-                t.relays.retain(|r| *r != relay);
-                if assign {
-                    t.relays.push(relay.clone());
-                    t.relays.sort();
-                }
-            }
+            let changed = if assign {
+                state.catalogue.assign_relay(hash, &relay).await?
+            } else {
+                state.catalogue.unassign_relay(hash, &relay).await?
+            };
             let verb = if assign { "assigned" } else { "unassigned" };
             let reason = if changed {
                 format!("relay {relay:?} {verb}")
             } else {
                 format!("relay {relay:?} already {verb}")
             };
-            Ok((single("changed", Value::Int(i64::from(changed))), reason))
+            Ok((AdminAnswer::RelayChanged(changed), reason))
         }
-        "audit" => {
-            require_method(req, Method::GET)?;
+        Endpoint::AdminAudit => {
             let since = query.get_u64("since")?.unwrap_or(0);
             let limit = query
                 .get_u64("limit")?
                 .map_or(100, |l| usize::try_from(l).unwrap_or(usize::MAX))
                 .min(MAX_AUDIT_ENTRIES);
-            let entries = state.audit.recent(since, limit);
+            let entries = state.recent_audit(since, limit);
             let last = entries.last().map_or(since, |e| e.seq);
-            let lines = entries
-                .iter()
-                .filter_map(|e| serde_json::to_string(e).ok())
-                .map(Value::from)
-                .collect();
-            let mut d = Dict::new();
-            d.insert(&b"entries"[..], Value::List(lines));
-            d.insert(&b"last"[..], int(last));
             Ok((
-                response::bencoded(&Value::Dict(d)),
+                AdminAnswer::AuditTail { entries, last },
                 format!("audit tail after {since}"),
             ))
         }
-        "remove" => {
-            require_method(req, Method::POST)?;
-            remove(state, query.info_hash()?).await
-        }
-        _ => Err(Refusal::malformed(format!("no admin call {path:?}"))),
+        Endpoint::AdminRemove => remove(state, query.info_hash()?).await,
+        _ => Err(Refusal::no_such_endpoint(format!("no admin call {call:?}"))),
     }
 }
 
@@ -269,33 +255,19 @@ async fn dispatch(
 /// and so does its swarm. Afterwards every request about it is answered as for an unknown
 /// torrent, relays drop it at their next poll, and no one can get its key again. Peers that
 /// already hold the key or the data keep them: removal stops distribution, it cannot recall
-/// what was shared. SPEC 4.5 has no such call; an operator who published the wrong data, or
-/// must withdraw it, needs one.
-async fn remove(state: &State, hash: InfoHash) -> Result<(Response<Body>, String), Refusal> {
-    let before = known(state, &hash)?;
-    let removed = state
-        .store
-        .remove_torrent(hash)
-        .await
-        .map_err(|e| Refusal::internal(e.to_string()))?;
-    if !removed {
-        return Err(Refusal::not_found("torrent vanished from the store"));
-    }
-    state
-        .torrents
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&hash);
-    super::lock(&state.sealed_keys).remove(&before.key_id);
-    super::lock(&state.swarms).remove(&hash);
-    let mut d = Dict::new();
-    d.insert(&b"info hash"[..], Value::from(hash.0.to_vec()));
-    d.insert(&b"name"[..], Value::from(before.name.clone()));
+/// what was shared. docs/protocol.md 4.5 has no such call; an operator who published the
+/// wrong data, or must withdraw it, needs one.
+async fn remove(state: &TrackerState, hash: InfoHash) -> Result<(AdminAnswer, String), Refusal> {
+    let before = state.catalogue.remove(hash).await?;
+    let reason = format!(
+        "removed {:?} of {:?}; key {} destroyed",
+        before.name, before.owner, before.key_id
+    );
     Ok((
-        response::bencoded(&Value::Dict(d)),
-        format!(
-            "removed {:?} of {:?}; key {} destroyed",
-            before.name, before.owner, before.key_id
-        ),
+        AdminAnswer::Removed {
+            info_hash: hash,
+            name: before.name,
+        },
+        reason,
     ))
 }

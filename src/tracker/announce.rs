@@ -12,18 +12,18 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use hyper::Response;
-
 use crate::bencode::{Dict, Value};
 use crate::types::{InfoHash, PeerId};
 
+use super::answer::{Answer, insert_token};
 use super::config::Config;
+use super::credentials::IssuedToken;
 use super::decide::{Action, decide};
+use super::endpoint::Endpoint;
 use super::query::{Query, QueryError};
 use super::refusal::Refusal;
-use super::response::{self, Body, RefusalStatus};
-use super::swarm::{AnnounceInput, AnnounceOutput, Event};
-use super::{Request, State};
+use super::swarm::{AnnounceEvent, AnnounceInput, AnnounceOutput};
+use super::{ApiRequest, TrackerState};
 
 /// The BEP 3 parameters of an announce, parsed and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub struct AnnounceParams {
     pub peer_id: PeerId,
     pub port: u16,
     pub left: u64,
-    pub event: Event,
+    pub event: AnnounceEvent,
     pub numwant: Option<u64>,
     /// BEP 23: compact unless `compact=0`.
     pub compact: bool,
@@ -60,8 +60,8 @@ impl AnnounceParams {
         q.get_u64("downloaded")?;
         let left = q.require_u64("left")?;
         let event = match q.get("event")? {
-            None => Event::None,
-            Some(raw) => Event::parse(raw).ok_or(QueryError::Invalid {
+            None => AnnounceEvent::None,
+            Some(raw) => AnnounceEvent::parse(raw).ok_or(QueryError::Invalid {
                 name: "event",
                 reason: "not started, stopped, completed or empty",
             })?,
@@ -82,7 +82,7 @@ impl AnnounceParams {
 /// configured ones, or the short waiting interval for a downloader that got no peer to
 /// download from (a seeder gets the full interval: it waits for downloaders to call it).
 pub fn answer_intervals(config: &Config, params: &AnnounceParams, peers: usize) -> (u64, u64) {
-    if peers == 0 && params.left > 0 && params.event != Event::Stopped {
+    if peers == 0 && params.left > 0 && params.event != AnnounceEvent::Stopped {
         let wait = config.waiting_interval_secs.min(config.interval_secs);
         (wait, wait.min(config.min_interval_secs))
     } else {
@@ -140,71 +140,84 @@ pub fn encode_answer(
     d
 }
 
-pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
-    let query = match state
-        .parse_query(req, "announce", RefusalStatus::Always200)
-        .await
-    {
-        Ok(q) => q,
-        Err(response) => return response,
-    };
-    if matches!(query.get("getCipher"), Ok(Some(v)) if v.eq_ignore_ascii_case(b"yes")) {
-        return super::getcipher::handle_query(state, req, &query, "announce?getCipher").await;
+/// The answer to an announce: the swarm's counts and peers, the intervals to wait, and a
+/// token if one was asked for.
+#[derive(Debug)]
+pub struct AnnounceAnswer {
+    pub out: AnnounceOutput,
+    /// BEP 23 compact peers.
+    pub compact: bool,
+    pub interval_secs: u64,
+    pub min_interval_secs: u64,
+    pub token: Option<IssuedToken>,
+}
+
+impl AnnounceAnswer {
+    pub fn to_bencode(&self) -> Dict<'static> {
+        let mut d = encode_answer(
+            &self.out,
+            self.compact,
+            self.interval_secs,
+            self.min_interval_secs,
+        );
+        insert_token(&mut d, self.token.as_ref());
+        d
     }
+}
+
+/// Whether the query is the paper's getcipher alias (`getCipher=yes`, docs/protocol.md 4.1).
+pub fn asks_for_cipher(query: &Query<'_>) -> bool {
+    matches!(query.get("getCipher"), Ok(Some(v)) if v.eq_ignore_ascii_case(b"yes"))
+}
+
+/// Serves an announce (not the getcipher alias, which the router sends to getcipher).
+///
+/// # Errors
+/// The refusal to answer, already recorded.
+pub async fn handle(
+    state: &TrackerState,
+    req: &ApiRequest<'_>,
+    query: &Query<'_>,
+) -> Result<Answer, Refusal> {
+    const ENDPOINT: Endpoint = Endpoint::Announce;
     let info_hash = query.info_hash().ok();
-    let auth = match state
-        .authenticate(req, &query, "announce", info_hash, RefusalStatus::Always200)
-        .await
-    {
-        Ok(auth) => auth,
-        Err(response) => return response,
-    };
-    let result = decide_announce(state, req.source, &query, &auth);
+    let auth = state.authenticate(req, query, ENDPOINT, info_hash).await?;
     let user = Some(auth.username());
-    match result {
-        Ok((params, grant, input)) => {
-            // Recorded before the swarm changes: while the audit log refuses entries the peer
-            // is answered 503 and does not join the swarm.
-            state
-                .audit(req, "announce", user, Some(params.info_hash), Ok(grant))
-                .await;
-            if req.audit_refused() {
-                return response::refusal(&Refusal::audit_unavailable(), RefusalStatus::ByKind);
-            }
-            let out = super::lock(&state.swarms).announce(&input, state.clock.instant());
-            let (interval, min_interval) =
-                answer_intervals(&state.config, &params, out.peers.len());
-            let mut d = encode_answer(&out, params.compact, interval, min_interval);
-            if let Some(token) = &auth.token {
-                d.insert(&b"token"[..], Value::from(token.token.clone()));
-                d.insert(
-                    &b"token expires"[..],
-                    Value::Int(i64::try_from(token.expires).unwrap_or(i64::MAX)),
-                );
-            }
-            response::bencoded(&Value::Dict(d))
-        }
-        Err(refusal) => {
-            state
-                .audit(req, "announce", user, info_hash, Err(&refusal))
-                .await;
-            response::refusal(&refusal, RefusalStatus::Always200)
-        }
-    }
+    let (params, grant, input) = match decide_announce(state, req.source, query, &auth) {
+        Ok(decided) => decided,
+        Err(refusal) => return Err(state.refuse(req, ENDPOINT, user, info_hash, refusal).await),
+    };
+    // Recorded before the swarm changes: while the audit log refuses entries the peer is
+    // answered 503 and does not join the swarm.
+    state
+        .audit(req, ENDPOINT, user, Some(params.info_hash), Ok(grant))
+        .await?;
+    let out = state.swarms.lock().announce(&input, state.clock.instant());
+    let (interval_secs, min_interval_secs) =
+        answer_intervals(&state.config, &params, out.peers.len());
+    Ok(Answer::Announce(AnnounceAnswer {
+        out,
+        compact: params.compact,
+        interval_secs,
+        min_interval_secs,
+        token: auth.token,
+    }))
 }
 
 /// Decides the announce: its parameters, the grant and what the swarm is to record.
 fn decide_announce(
-    state: &State,
+    state: &TrackerState,
     source: IpAddr,
     query: &Query<'_>,
     auth: &super::credentials::Authenticated,
 ) -> Result<(AnnounceParams, &'static str, AnnounceInput), Refusal> {
     let params = AnnounceParams::parse(query)?;
     let requester = auth.requester();
-    let grant = state.with_access(&params.info_hash, auth.username(), |t| {
-        decide(&requester, t, Action::Announce)
-    })?;
+    let grant = state
+        .catalogue
+        .with_access(&params.info_hash, auth.username(), |t| {
+            decide(&requester, t, Action::Announce)
+        })?;
     let input = AnnounceInput {
         info_hash: params.info_hash,
         peer_id: params.peer_id,
@@ -235,7 +248,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(p.port, 6881);
-        assert_eq!(p.event, Event::Started);
+        assert_eq!(p.event, AnnounceEvent::Started);
         assert_eq!(p.numwant, Some(30));
         assert!(p.compact);
     }
@@ -355,23 +368,23 @@ mod tests {
             compact: true,
         };
         assert_eq!(
-            answer_intervals(&config, &params(5, Event::Started), 0),
+            answer_intervals(&config, &params(5, AnnounceEvent::Started), 0),
             (30, 30)
         );
         assert_eq!(
-            answer_intervals(&config, &params(5, Event::None), 0),
+            answer_intervals(&config, &params(5, AnnounceEvent::None), 0),
             (30, 30)
         );
         assert_eq!(
-            answer_intervals(&config, &params(5, Event::None), 1),
+            answer_intervals(&config, &params(5, AnnounceEvent::None), 1),
             (1800, 900)
         );
         assert_eq!(
-            answer_intervals(&config, &params(0, Event::None), 0),
+            answer_intervals(&config, &params(0, AnnounceEvent::None), 0),
             (1800, 900)
         );
         assert_eq!(
-            answer_intervals(&config, &params(5, Event::Stopped), 0),
+            answer_intervals(&config, &params(5, AnnounceEvent::Stopped), 0),
             (1800, 900)
         );
         // Never longer than the configured intervals.
@@ -381,7 +394,7 @@ mod tests {
             ..config
         };
         assert_eq!(
-            answer_intervals(&short, &params(5, Event::None), 0),
+            answer_intervals(&short, &params(5, AnnounceEvent::None), 0),
             (20, 10)
         );
     }

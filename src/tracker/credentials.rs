@@ -18,7 +18,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -40,7 +42,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// Longest username or password accepted, in bytes (argon2 input is bounded too).
 const MAX_SECRET_LEN: usize = 1024;
 
-/// The limits of [`Credentials`], from the config.
+/// The limits of [`Authenticator`], from the config.
 #[derive(Debug, Clone, Copy)]
 pub struct CredentialLimits {
     pub token_ttl_secs: u64,
@@ -128,7 +130,7 @@ struct FailureCount {
 }
 
 /// Verifies credentials; one per tracker, shared by every request.
-pub struct Credentials {
+pub struct Authenticator {
     users: Arc<AuthoritySource>,
     clock: Clock,
     limits: CredentialLimits,
@@ -141,12 +143,6 @@ pub struct Credentials {
     /// source address (IPv6: its /64) → failures. Bounded by `throttle_entries`.
     failures: Mutex<HashMap<IpAddr, FailureCount>>,
     argon2: Semaphore,
-}
-
-/// Locks a mutex, recovering from a poisoned one: the maps stay consistent after any panic
-/// because every update is a single insert or remove.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// IPv6 clients usually own a whole /64, so failures are counted per /64.
@@ -165,7 +161,7 @@ fn mac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
     m.finalize().into_bytes().into()
 }
 
-impl Credentials {
+impl Authenticator {
     pub fn new(
         users: Arc<AuthoritySource>,
         clock: Clock,
@@ -175,7 +171,7 @@ impl Credentials {
     ) -> Self {
         let mut cache_key = Zeroizing::new([0u8; 32]);
         rand::fill(&mut cache_key[..]);
-        Credentials {
+        Authenticator {
             users,
             clock,
             limits,
@@ -229,7 +225,7 @@ impl Credentials {
     }
 
     fn check_throttle(&self, source: IpAddr, now: u64) -> Result<(), Refusal> {
-        let failures = lock(&self.failures);
+        let failures = self.failures.lock();
         match failures.get(&throttle_key(source)) {
             Some(f) if f.blocked_until > now => Err(Refusal {
                 kind: super::refusal::RefusalKind::Identity,
@@ -242,7 +238,7 @@ impl Credentials {
 
     fn record_failure(&self, source: IpAddr, now: u64) {
         let key = throttle_key(source);
-        let mut failures = lock(&self.failures);
+        let mut failures = self.failures.lock();
         if !failures.contains_key(&key) && failures.len() >= self.limits.throttle_entries {
             let window = self.limits.throttle_window_secs;
             failures.retain(|_, f| f.blocked_until > now || f.window_start + window > now);
@@ -294,7 +290,9 @@ impl Credentials {
         }
         let generation = user.token_generation();
         let remembered = mac(&self.cache_key, &[name.as_bytes(), &psw, &generation]);
-        let cached = lock(&self.cache)
+        let cached = self
+            .cache
+            .lock()
             .get(&name)
             .is_some_and(|c| c.expires > now && bool::from(c.mac.ct_eq(&remembered)));
         if !cached {
@@ -339,7 +337,7 @@ impl Credentials {
     }
 
     fn remember(&self, name: &str, remembered: [u8; 32], now: u64) {
-        let mut cache = lock(&self.cache);
+        let mut cache = self.cache.lock();
         if !cache.contains_key(name) && cache.len() >= self.limits.cache_entries {
             cache.retain(|_, c| c.expires > now);
             if cache.len() >= self.limits.cache_entries {
@@ -439,9 +437,11 @@ impl Credentials {
     /// Drops expired cache and throttle entries; run periodically.
     pub fn clean(&self) {
         let now = self.clock.unix_secs();
-        lock(&self.cache).retain(|_, c| c.expires > now);
+        self.cache.lock().retain(|_, c| c.expires > now);
         let window = self.limits.throttle_window_secs;
-        lock(&self.failures).retain(|_, f| f.blocked_until > now || f.window_start + window > now);
+        self.failures
+            .lock()
+            .retain(|_, f| f.blocked_until > now || f.window_start + window > now);
     }
 }
 
@@ -480,7 +480,7 @@ mod tests {
 
     const SOURCE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
-    async fn login(c: &Credentials, query: &str) -> Result<Authenticated, Refusal> {
+    async fn login(c: &Authenticator, query: &str) -> Result<Authenticated, Refusal> {
         c.authenticate(&Query::parse(query).unwrap(), SOURCE).await
     }
 
@@ -490,7 +490,7 @@ mod tests {
         let path = dir.path().join("authority.xml");
         write_users(&path, "pw", 1);
         let users = Arc::new(AuthoritySource::load(&path).unwrap());
-        let c = Credentials::new(users, Clock::start(), limits(), [1; 32], 1);
+        let c = Authenticator::new(users, Clock::start(), limits(), [1; 32], 1);
         let token = login(&c, "username=u&psw=pw&getToken=y")
             .await
             .unwrap()
@@ -505,7 +505,7 @@ mod tests {
         assert_eq!(refused.public, super::super::refusal::BAD_CREDENTIALS);
         assert!(refused.audit.contains("expired"));
         // a token signed with another key is refused
-        let other = Credentials::new(
+        let other = Authenticator::new(
             Arc::new(AuthoritySource::load(&path).unwrap()),
             Clock::start(),
             limits(),
@@ -530,7 +530,7 @@ mod tests {
         let path = dir.path().join("authority.xml");
         write_users(&path, "pw", 1);
         let users = Arc::new(AuthoritySource::load(&path).unwrap());
-        let c = Credentials::new(users, Clock::start(), limits(), [1; 32], 1);
+        let c = Authenticator::new(users, Clock::start(), limits(), [1; 32], 1);
         assert!(login(&c, "username=u&psw=bad").await.is_err());
         assert!(login(&c, "username=u&psw=bad").await.is_err());
         let blocked = login(&c, "username=u&psw=pw").await.err().unwrap();
@@ -546,7 +546,7 @@ mod tests {
         let path = dir.path().join("authority.xml");
         write_users(&path, "old", 1);
         let users = Arc::new(AuthoritySource::load(&path).unwrap());
-        let c = Credentials::new(users.clone(), Clock::start(), limits(), [1; 32], 1);
+        let c = Authenticator::new(users.clone(), Clock::start(), limits(), [1; 32], 1);
         assert!(login(&c, "username=u&psw=old").await.is_ok());
         assert!(login(&c, "username=u&psw=old").await.is_ok()); // from the cache
         write_users(&path, "new", 1);

@@ -20,20 +20,19 @@
 
 use std::collections::HashMap;
 
-use hyper::Response;
-
 use crate::bencode::{Dict, Value};
-use crate::crypto::content::{Cipher, ContentKey};
+use crate::crypto::content::Cipher;
 use crate::crypto::identity::{
     CipherTarget, GetcipherMessage, IdentityError, PublicIdentity, decode_base64_lenient,
 };
 use crate::types::{InfoHash, KeyId};
 
+use super::answer::Answer;
 use super::decide::{Action, decide};
+use super::endpoint::Endpoint;
 use super::query::{Query, QueryError};
 use super::refusal::Refusal;
-use super::response::{self, Body, RefusalStatus};
-use super::{Request, State};
+use super::{ApiRequest, TrackerState};
 
 /// Longest `key` accepted after base64 (an 8192-bit SPKI is about 1.1 KB).
 const MAX_KEY_DER: usize = 2048;
@@ -165,73 +164,74 @@ impl NonceCache {
     }
 }
 
-pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
-    match Query::parse(req.query) {
-        Ok(q) => handle_query(state, req, &q, "getcipher").await,
-        Err(e) => {
-            let refusal = Refusal::from(e);
-            state
-                .audit(req, "getcipher", None, None, Err(&refusal))
-                .await;
-            response::refusal(&refusal, RefusalStatus::ByKind)
-        }
+/// The answer to a getcipher: the content key wrapped for the requester. Built only once its
+/// handout is recorded: none is ever built and then not sent.
+#[derive(Debug)]
+pub struct CipherAnswer {
+    /// The torrent's suite; for a new key (which serves any suite), the tracker's preferred one.
+    pub cipher: Cipher,
+    pub key_id: KeyId,
+    /// The content key wrapped (RSA-OAEP) for the requester's key.
+    pub wrapped: Vec<u8>,
+}
+
+impl CipherAnswer {
+    pub fn to_bencode(&self) -> Dict<'static> {
+        let mut d = Dict::new();
+        d.insert(&b"cipher"[..], Value::from(self.cipher.name()));
+        d.insert(&b"key id"[..], Value::from(self.key_id.0.to_vec()));
+        d.insert(&b"key"[..], Value::from(self.wrapped.clone()));
+        d
     }
 }
 
-/// Serves a parsed getcipher query; `endpoint` names the route in the audit log.
-pub async fn handle_query(
-    state: &State,
-    req: &Request<'_>,
+/// Serves a getcipher query; `endpoint` is /getcipher or the paper's announce alias, which
+/// the audit log and the metrics tell apart.
+///
+/// # Errors
+/// The refusal to answer, already recorded.
+pub async fn handle(
+    state: &TrackerState,
+    req: &ApiRequest<'_>,
     query: &Query<'_>,
-    endpoint: &'static str,
-) -> Response<Body> {
+    endpoint: Endpoint,
+) -> Result<Answer, Refusal> {
     let info_hash = query.info_hash().ok();
-    let auth = match state
-        .authenticate(req, query, endpoint, info_hash, RefusalStatus::ByKind)
-        .await
-    {
-        Ok(auth) => auth,
-        Err(response) => return response,
-    };
+    let auth = state.authenticate(req, query, endpoint, info_hash).await?;
     // A key goes out only with its entry accepted: the place is taken before any key work.
-    if let Err(response) = state.reserve_audit(req).await {
-        return response;
-    }
+    let slot = state.reserve_audit().await?;
     let user = Some(auth.username());
     match getcipher(state, query, &auth).await {
-        Ok(Granted {
-            cipher,
-            key_id,
-            wrapped,
-            reason,
-            new_key,
-        }) => {
-            state
-                .audit(req, endpoint, user, info_hash, Ok(&reason))
+        Ok(granted) => {
+            let recorded = state
+                .audit_change(slot, req, endpoint, user, info_hash, Ok(&granted.reason))
                 .await;
-            if new_key && req.audit_refused() {
-                // Answered 503 instead: the key never left, so it must not hold one of the
-                // user's `pending_keys_per_user` places until it expires.
-                forget_new_key(state, key_id).await;
+            if let Err(unavailable) = recorded {
+                if granted.new_key {
+                    // Answered 503 instead: the key never left, so it must not hold one of
+                    // the user's `pending_keys_per_user` places until it expires.
+                    forget_new_key(state, granted.key_id).await;
+                }
+                return Err(unavailable.into());
             }
-            let mut d = Dict::new();
-            d.insert(&b"cipher"[..], Value::from(cipher.name()));
-            d.insert(&b"key id"[..], Value::from(key_id.0.to_vec()));
-            d.insert(&b"key"[..], Value::from(wrapped));
-            response::bencoded(&Value::Dict(d))
+            Ok(Answer::Cipher(CipherAnswer {
+                cipher: granted.cipher,
+                key_id: granted.key_id,
+                wrapped: granted.wrapped,
+            }))
         }
         Err(refusal) => {
             state
-                .audit(req, endpoint, user, info_hash, Err(&refusal))
-                .await;
-            response::refusal(&refusal, RefusalStatus::ByKind)
+                .audit_change(slot, req, endpoint, user, info_hash, Err(&refusal))
+                .await?;
+            Err(refusal)
         }
     }
 }
 
 /// Deletes a new pending key that was not handed out after all.
-async fn forget_new_key(state: &State, key_id: KeyId) {
-    match state.store.forget_pending_key(key_id).await {
+async fn forget_new_key(state: &TrackerState, key_id: KeyId) {
+    match state.catalogue.forget_pending_key(key_id).await {
         Ok(_) => tracing::warn!(
             "new pending key {key_id} was not handed out (its audit line could not be written \
              in time) and is deleted"
@@ -240,12 +240,10 @@ async fn forget_new_key(state: &State, key_id: KeyId) {
     }
 }
 
-/// A key to hand out.
+/// A key granted, wrapped for the requester, whose handout is yet to be recorded.
 struct Granted {
-    /// The torrent's suite; for a new key (which serves any suite), the tracker's preferred one.
     cipher: Cipher,
     key_id: KeyId,
-    /// The content key wrapped for the requester.
     wrapped: Vec<u8>,
     /// For the audit log.
     reason: String,
@@ -264,7 +262,7 @@ fn identity_refusal(e: IdentityError) -> Refusal {
 }
 
 async fn getcipher(
-    state: &State,
+    state: &TrackerState,
     query: &Query<'_>,
     auth: &super::credentials::Authenticated,
 ) -> Result<Granted, Refusal> {
@@ -296,7 +294,7 @@ async fn getcipher(
         .await
         .map_err(|_| Refusal::internal("tracker is shutting down"))?;
     // A requester's key is parsed once and then served from the cache (key_cache.rs).
-    let cached = super::lock(&state.public_keys).get(&params.key_der);
+    let cached = state.public_keys.lock().get(&params.key_der);
     let was_cached = cached.is_some();
     let verify = {
         let params = params.clone();
@@ -323,9 +321,12 @@ async fn getcipher(
         .map_err(identity_refusal)?;
     drop(permit);
     if !was_cached {
-        super::lock(&state.public_keys).insert(key.clone());
+        state.public_keys.lock().insert(key.clone());
     }
-    let nonce = super::lock(&state.nonces).insert(&params.nonce, now, now + 2 * window + 1);
+    let nonce = state
+        .nonces
+        .lock()
+        .insert(&params.nonce, now, now + 2 * window + 1);
     match nonce {
         Ok(()) => {}
         Err(NonceRefusal::Replayed) => return Err(Refusal::identity("nonce already used")),
@@ -335,42 +336,22 @@ async fn getcipher(
     }
     let (cipher, key_id, content_key, reason) = match params.target {
         CipherTarget::Torrent(hash) => {
-            let (cipher, key_id, grant) = torrent_key(state, &hash, auth)?;
-            let sealed = sealed_torrent_key(state, key_id, &hash).await?;
-            let raw = state
-                .master
-                .open(&key_id, &sealed)
-                .map_err(|e| Refusal::internal(e.to_string()))?;
-            (
-                cipher,
-                key_id,
-                ContentKey::from_bytes(*raw),
-                format!("key handed out ({grant})"),
-            )
+            let grant = may_read(state, &hash, auth)?;
+            let (cipher, key_id, key) = state.catalogue.content_key(&hash).await?;
+            (cipher, key_id, key, format!("key handed out ({grant})"))
         }
         CipherTarget::New => {
-            let key = ContentKey::generate();
-            let mut id = [0u8; KeyId::LEN];
-            rand::fill(&mut id);
-            let key_id = KeyId(id);
-            let sealed = state.master.seal(&key_id, key.as_bytes());
-            let stored = state
-                .store
-                .insert_pending_key(
-                    key_id,
-                    username.clone(),
-                    sealed,
-                    state.clock.unix_ms(),
-                    state.config.pending_keys_per_user,
-                )
+            let max_pending = state.config.pending_keys_per_user;
+            let made = state
+                .catalogue
+                .new_pending_key(&username, state.clock.unix_ms(), max_pending)
                 .await
                 .map_err(|e| Refusal::internal(e.to_string()))?;
-            if !stored {
+            let Some((key_id, key)) = made else {
                 return Err(Refusal::malformed(format!(
-                    "too many unpublished keys (at most {}); publish or wait for them to expire",
-                    state.config.pending_keys_per_user
+                    "too many unpublished keys (at most {max_pending}); publish or wait for them to expire"
                 )));
-            }
+            };
             (
                 // The key serves any suite; the answer names the one this tracker prefers for
                 // new torrents, which `peer publish` uses unless told otherwise.
@@ -398,49 +379,17 @@ async fn getcipher(
     })
 }
 
-/// The sealed key of a published torrent: from memory, or from the store the first time.
-/// A published torrent's key never changes, and sealed keys are no secret without the master
-/// key, so they are kept (one per published torrent) to spare a database round trip.
-async fn sealed_torrent_key(
-    state: &State,
-    key_id: KeyId,
-    hash: &InfoHash,
-) -> Result<std::sync::Arc<[u8]>, Refusal> {
-    if let Some(sealed) = super::lock(&state.sealed_keys).get(&key_id) {
-        return Ok(sealed.clone());
-    }
-    let row = state
-        .store
-        .sealed_key(key_id)
-        .await
-        .map_err(|e| Refusal::internal(e.to_string()))?
-        .ok_or_else(|| Refusal::internal(format!("key {key_id} of {hash} missing")))?;
-    if row.info_hash != Some(*hash) {
-        return Err(Refusal::internal(format!(
-            "key {key_id} is not bound to {hash}"
-        )));
-    }
-    let sealed: std::sync::Arc<[u8]> = row.sealed.into();
-    super::lock(&state.sealed_keys).insert(key_id, sealed.clone());
-    Ok(sealed)
-}
-
-/// The suite and key id of a torrent the requester may read, with the grant's reason.
-fn torrent_key(
-    state: &State,
+/// Whether the requester may read the torrent, with the grant's reason.
+fn may_read(
+    state: &TrackerState,
     hash: &InfoHash,
     auth: &super::credentials::Authenticated,
-) -> Result<(Cipher, KeyId, &'static str), Refusal> {
+) -> Result<&'static str, Refusal> {
     let requester = auth.requester();
-    let grant = state.with_access(hash, auth.username(), |t| {
+    let grant = state.catalogue.with_access(hash, auth.username(), |t| {
         decide(&requester, t, Action::Getcipher)
     })?;
-    let torrents = state.torrents.read().unwrap_or_else(|p| p.into_inner());
-    let (cipher, key_id) = torrents
-        .get(hash)
-        .map(|t| (t.cipher, t.key_id))
-        .ok_or_else(|| Refusal::not_found("unknown torrent"))?;
-    Ok((cipher, key_id, grant.as_str()))
+    Ok(grant.as_str())
 }
 
 #[cfg(test)]

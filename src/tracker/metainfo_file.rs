@@ -1,45 +1,38 @@
 //! GET /torrent?info_hash=… (SPEC 4.5): the stored .torrent, for those who may read or relay
 //! it. Unknown and forbidden torrents get the same 404.
 
-use hyper::Response;
-
+use super::answer::Answer;
 use super::decide::{Action, decide};
+use super::endpoint::Endpoint;
+use super::query::Query;
 use super::refusal::Refusal;
-use super::response::{self, Body, RefusalStatus};
-use super::{Request, State};
+use super::{ApiRequest, TrackerState};
 
-pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
-    const ENDPOINT: &str = "torrent";
-    let query = match state
-        .parse_query(req, ENDPOINT, RefusalStatus::ByKind)
-        .await
-    {
-        Ok(q) => q,
-        Err(response) => return response,
-    };
-    let auth = match state
-        .authenticate(req, &query, ENDPOINT, None, RefusalStatus::ByKind)
-        .await
-    {
-        Ok(auth) => auth,
-        Err(response) => return response,
-    };
+/// Serves a stored .torrent.
+///
+/// # Errors
+/// The refusal to answer, already recorded.
+pub async fn handle(
+    state: &TrackerState,
+    req: &ApiRequest<'_>,
+    query: &Query<'_>,
+) -> Result<Answer, Refusal> {
+    const ENDPOINT: Endpoint = Endpoint::Torrent;
+    let auth = state.authenticate(req, query, ENDPOINT, None).await?;
     let user = Some(auth.username());
     let info_hash = match query.info_hash() {
         Ok(h) => h,
-        Err(e) => {
-            let refusal = Refusal::from(e);
-            state.audit(req, ENDPOINT, user, None, Err(&refusal)).await;
-            return response::refusal(&refusal, RefusalStatus::ByKind);
-        }
+        Err(e) => return Err(state.refuse(req, ENDPOINT, user, None, e.into()).await),
     };
     let requester = auth.requester();
-    let decision = state.with_access(&info_hash, auth.username(), |t| {
-        decide(&requester, t, Action::Metainfo)
-    });
+    let decision = state
+        .catalogue
+        .with_access(&info_hash, auth.username(), |t| {
+            decide(&requester, t, Action::Metainfo)
+        });
     let result = match decision {
         Err(refusal) => Err(refusal),
-        Ok(grant) => match state.store.metainfo(info_hash).await {
+        Ok(grant) => match state.catalogue.metainfo(info_hash).await {
             Ok(Some(bytes)) => Ok((grant, bytes)),
             Ok(None) => Err(Refusal::not_found("torrent vanished from the store")),
             Err(e) => Err(Refusal::internal(e.to_string())),
@@ -49,14 +42,11 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
         Ok((grant, bytes)) => {
             state
                 .audit(req, ENDPOINT, user, Some(info_hash), Ok(grant.as_str()))
-                .await;
-            response::torrent_file(bytes)
+                .await?;
+            Ok(Answer::TorrentFile(bytes))
         }
-        Err(refusal) => {
-            state
-                .audit(req, ENDPOINT, user, Some(info_hash), Err(&refusal))
-                .await;
-            response::refusal(&refusal, RefusalStatus::ByKind)
-        }
+        Err(refusal) => Err(state
+            .refuse(req, ENDPOINT, user, Some(info_hash), refusal)
+            .await),
     }
 }

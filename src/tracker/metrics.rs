@@ -2,39 +2,21 @@
 //! endpoint and decision, swarm and catalogue sizes, and whether requests are refused for want
 //! of an audit log. Scrapes are not API requests: they are not counted or audited.
 //!
-//! Counting is one relaxed atomic add per request, in [`super::State::audit`], the one place
+//! Counting is one relaxed atomic add per request, in [`super::TrackerState::audit`], the one place
 //! every answered request passes through with its endpoint and decision; 503s are counted
 //! where every response passes, in the server, whichever check refused them.
 
 use super::audit::Decision;
+use super::endpoint::Endpoint;
 use crate::metrics::Exposition;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// The endpoints counted separately, as the audit log names them; others count as `other`.
-const ENDPOINTS: [&str; 15] = [
-    "announce",
-    "scrape",
-    "getcipher",
-    "publish",
-    "torrent",
-    "relay/assignments",
-    "admin/torrents",
-    "admin/torrent",
-    "admin/set-authority",
-    "admin/relay/assign",
-    "admin/relay/unassign",
-    "admin/audit",
-    "admin/remove",
-    "admin",
-    "http",
-];
-const OTHER: usize = ENDPOINTS.len();
 
 /// The tracker's counters; the gauges are read from the state when scraped.
 #[derive(Debug)]
 pub struct Metrics {
-    /// `[endpoint][outcome]`; the last row is `other`.
-    requests: [[AtomicU64; 2]; ENDPOINTS.len() + 1],
+    /// `[endpoint.index()][decision]`: one row per [`Endpoint`], so every endpoint has its
+    /// series and finding it is an index.
+    requests: [[AtomicU64; 2]; Endpoint::COUNT],
     /// Requests answered 503 because the audit log could not take their entry.
     audit_unavailable: AtomicU64,
 }
@@ -62,16 +44,12 @@ pub struct Gauges {
 }
 
 impl Metrics {
-    pub fn count(&self, endpoint: &str, decision: Decision) {
-        let row = ENDPOINTS
-            .iter()
-            .position(|e| *e == endpoint)
-            .unwrap_or(OTHER);
+    pub fn count(&self, endpoint: Endpoint, decision: Decision) {
         let column = match decision {
             Decision::Allow => 0,
             Decision::Refuse => 1,
         };
-        self.requests[row][column].fetch_add(1, Ordering::Relaxed);
+        self.requests[endpoint.index()][column].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn count_audit_unavailable(&self) {
@@ -86,8 +64,8 @@ impl Metrics {
             "counter",
             "Requests answered, by endpoint and decision (as in the audit log).",
         );
-        for (row, counts) in self.requests.iter().enumerate() {
-            let endpoint = ENDPOINTS.get(row).copied().unwrap_or("other");
+        for (endpoint, counts) in Endpoint::ALL.iter().zip(&self.requests) {
+            let endpoint = endpoint.name();
             for (decision, count) in ["allow", "refuse"].iter().zip(counts) {
                 page.sample(
                     &format!(
@@ -152,14 +130,21 @@ mod tests {
 
     use crate::metrics::sample_value as sample;
 
+    fn requests(text: &str, endpoint: &str, decision: &str) -> Option<u64> {
+        sample(
+            text,
+            &format!("ivcsd_requests_total{{endpoint=\"{endpoint}\",decision=\"{decision}\"}}"),
+        )
+    }
+
     #[test]
-    fn counts_land_in_their_series_and_unknown_endpoints_in_other() {
+    fn counts_land_in_their_series() {
         let m = Metrics::default();
-        m.count("announce", Decision::Allow);
-        m.count("announce", Decision::Allow);
-        m.count("announce", Decision::Refuse);
-        m.count("admin/set-authority", Decision::Refuse);
-        m.count("no/such/thing", Decision::Allow);
+        m.count(Endpoint::Announce, Decision::Allow);
+        m.count(Endpoint::Announce, Decision::Allow);
+        m.count(Endpoint::Announce, Decision::Refuse);
+        m.count(Endpoint::AdminSetAuthority, Decision::Refuse);
+        m.count(Endpoint::AnnounceGetCipher, Decision::Allow);
         m.count_audit_unavailable();
         let text = m.render(&Gauges {
             torrents: 3,
@@ -168,21 +153,40 @@ mod tests {
             audit_refusing: true,
             ..Gauges::default()
         });
-        let req = |e: &str, d: &str| {
-            sample(
-                &text,
-                &format!("ivcsd_requests_total{{endpoint=\"{e}\",decision=\"{d}\"}}"),
-            )
-        };
+        let req = |e: &str, d: &str| requests(&text, e, d);
         assert_eq!(req("announce", "allow"), Some(2));
         assert_eq!(req("announce", "refuse"), Some(1));
         assert_eq!(req("admin/set-authority", "refuse"), Some(1));
-        assert_eq!(req("other", "allow"), Some(1));
+        // The paper's alias has its own series: it used to be counted as `other`.
+        assert_eq!(req("announce?getCipher", "allow"), Some(1));
+        assert_eq!(req("other", "allow"), None, "no endpoint goes uncounted");
         assert_eq!(req("getcipher", "allow"), Some(0));
         assert_eq!(sample(&text, "ivcsd_audit_unavailable_total"), Some(1));
         assert_eq!(sample(&text, "ivcsd_audit_refusing"), Some(1));
         assert_eq!(sample(&text, "ivcsd_torrents"), Some(3));
         assert_eq!(sample(&text, "ivcsd_peers{state=\"seeder\"}"), Some(2));
         assert_eq!(sample(&text, "ivcsd_peers{state=\"leecher\"}"), Some(5));
+    }
+
+    /// Every route, the alias and the pre-routing refusal have a series of their own, under
+    /// the name the audit log gives them.
+    #[test]
+    fn every_endpoint_has_a_metrics_series() {
+        let m = Metrics::default();
+        for (i, endpoint) in Endpoint::ALL.iter().enumerate() {
+            for _ in 0..=i {
+                m.count(*endpoint, Decision::Refuse);
+            }
+        }
+        let text = m.render(&Gauges::default());
+        for (i, endpoint) in Endpoint::ALL.iter().enumerate() {
+            let name = endpoint.name();
+            assert_eq!(
+                requests(&text, name, "refuse"),
+                Some(i as u64 + 1),
+                "{name}"
+            );
+            assert_eq!(requests(&text, name, "allow"), Some(0), "{name}");
+        }
     }
 }

@@ -4,11 +4,16 @@
 //! - Pure parts, no I/O: [`query`] (raw query → bytes), [`swarm`] (who holds what),
 //!   [`decide`] (the authority rules), [`refusal`] (public and audit reasons), [`config`].
 //! - Identity: [`authority`] (authority.xml, written on main), [`credentials`].
-//! - Durable state and the record: [`store`] (SQLite thread), [`master_key`] (content keys
-//!   sealed at rest), [`audit`].
-//! - HTTP: [`server`] (accept loop, limits, routing, shutdown) and one file per endpoint:
-//!   [`announce`], [`scrape`], [`getcipher`] (with [`key_cache`]), [`publish`],
-//!   [`metainfo_file`], [`relay`], [`admin`]; [`metrics`] (served by [`crate::metrics`]).
+//! - Durable state and the record: [`catalogue`] (torrents, their keys, authorities and
+//!   relays: the store and its copy in memory, changed together), [`store`] (SQLite thread),
+//!   [`master_key`] (content keys sealed at rest), [`audit`].
+//! - Requests: [`TrackerState`] (what handlers share, and the one path to the audit log),
+//!   [`endpoint`] (every endpoint named once, for routing, audit and metrics) and one file per
+//!   endpoint, each answering in domain values ([`answer`], or a refusal): [`announce`],
+//!   [`scrape`], [`getcipher`] (with [`key_cache`]), [`publish`], [`metainfo_file`], [`relay`],
+//!   [`admin`]; [`metrics`] (served by [`crate::metrics`]).
+//! - HTTP: [`server`] (accept loop, limits, routing, a span per request, shutdown) and
+//!   [`response`] (answers and refusals as HTTP responses).
 //!
 //! # Tasks
 //! [`run`] serves connections until `shutdown` resolves, then drains open requests for at most
@@ -19,12 +24,15 @@
 
 pub mod admin;
 pub mod announce;
+pub mod answer;
 pub mod audit;
 pub mod authority;
+pub mod catalogue;
 pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod decide;
+pub mod endpoint;
 pub mod getcipher;
 pub mod key_cache;
 pub mod master_key;
@@ -37,31 +45,16 @@ pub mod relay;
 pub mod response;
 pub mod scrape;
 pub mod server;
+mod state;
 pub mod store;
 pub mod swarm;
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-
-use crate::types::InfoHash;
-
-use audit::{AuditEntry, AuditLog, AuditSlot, Decision};
-use authority::AuthoritySource;
-use clock::Clock;
-use config::Config;
-use credentials::Credentials;
-use decide::TorrentAccess;
-use refusal::Refusal;
-use store::{MasterKey, Store, TorrentRecord};
-use swarm::Swarms;
-
 pub use server::run;
+pub use state::{ApiRequest, TrackerState};
 
 /// Why the tracker stopped with an error.
 #[derive(Debug, thiserror::Error)]
-pub enum TrackerError {
+pub enum TrackerRunError {
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]
@@ -74,210 +67,4 @@ pub enum TrackerError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::ListenError),
-}
-
-/// Locks a std mutex, recovering from poisoning: every critical section here leaves the data
-/// consistent at each step, so a panic elsewhere does not make it unusable.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Everything the request handlers share.
-pub struct State {
-    pub(crate) config: Config,
-    pub(crate) clock: Clock,
-    pub(crate) users: Arc<AuthoritySource>,
-    pub(crate) credentials: Credentials,
-    pub(crate) swarms: Mutex<Swarms>,
-    /// Every stored torrent (without its bytes), mirrored from the store after each commit,
-    /// so that announce and scrape decide without touching the database.
-    pub(crate) torrents: RwLock<HashMap<InfoHash, TorrentRecord>>,
-    pub(crate) store: Store,
-    pub(crate) master: MasterKey,
-    pub(crate) audit: AuditLog,
-    /// Sealed keys of published torrents, filled on first use (at most one per torrent).
-    pub(crate) sealed_keys: Mutex<HashMap<crate::types::KeyId, Arc<[u8]>>>,
-    /// getcipher nonces seen within the window.
-    pub(crate) nonces: Mutex<getcipher::NonceCache>,
-    /// Parsed public keys of getcipher requesters whose signature verified.
-    pub(crate) public_keys: Mutex<key_cache::PublicKeyCache>,
-    /// Bounds RSA work (verify, wrap) on the blocking pool.
-    pub(crate) rsa: tokio::sync::Semaphore,
-    /// Request counters for monitoring (`metrics_listen`).
-    pub(crate) metrics: metrics::Metrics,
-}
-
-/// One request, as the endpoint handlers see it.
-pub struct Request<'a> {
-    pub source: IpAddr,
-    /// The raw query string (without `?`), still percent-encoded.
-    pub query: &'a str,
-    pub method: &'a hyper::Method,
-    /// The body, already read within `max_torrent_bytes` (empty for GET).
-    pub body: bytes::Bytes,
-    /// Set when an entry of this request could not be recorded (the audit log cannot be
-    /// written and `audit_on_failure = "refuse"`): `server::route` then answers 503 instead of
-    /// what the handler answered.
-    pub audit_refused: AtomicBool,
-    /// A place in the audit queue taken by [`State::reserve_audit`] before a change that must
-    /// not happen unrecorded; the request's next entry goes there and cannot be refused.
-    pub audit_slot: Mutex<Option<AuditSlot>>,
-}
-
-impl<'a> Request<'a> {
-    pub fn new(
-        source: IpAddr,
-        query: &'a str,
-        method: &'a hyper::Method,
-        body: bytes::Bytes,
-    ) -> Self {
-        Request {
-            source,
-            query,
-            method,
-            body,
-            audit_refused: AtomicBool::new(false),
-            audit_slot: Mutex::new(None),
-        }
-    }
-
-    /// Whether an entry of this request could not be recorded: it must not be answered.
-    pub fn audit_refused(&self) -> bool {
-        self.audit_refused.load(Ordering::Relaxed)
-    }
-}
-
-impl State {
-    /// The rules' view of a torrent for `username`; `None` if it is unknown.
-    pub(crate) fn with_access<T>(
-        &self,
-        info_hash: &InfoHash,
-        username: &str,
-        f: impl FnOnce(Option<&TorrentAccess<'_>>) -> T,
-    ) -> T {
-        let torrents = self.torrents.read().unwrap_or_else(|p| p.into_inner());
-        match torrents.get(info_hash) {
-            None => f(None),
-            Some(t) => f(Some(&TorrentAccess {
-                owner: &t.owner,
-                authority: t.authority,
-                requester_is_relay: t.relays.iter().any(|r| r == username),
-            })),
-        }
-    }
-
-    /// Writes one audit entry: in the place [`State::reserve_audit`] took, if any, else
-    /// through the queue. When the log cannot take it (`audit_on_failure = "refuse"` and the
-    /// file cannot be written) the request is marked, and `server::route` answers 503 instead
-    /// of the handler's answer: one place for every handler, so none can answer unrecorded.
-    pub(crate) async fn audit(
-        &self,
-        req: &Request<'_>,
-        endpoint: &'static str,
-        user: Option<&str>,
-        info_hash: Option<InfoHash>,
-        outcome: Result<&str, &Refusal>,
-    ) {
-        let (decision, reason) = match outcome {
-            Ok(reason) => (Decision::Allow, reason.to_owned().into()),
-            Err(refusal) => (Decision::Refuse, refusal.audit.clone()),
-        };
-        let entry = AuditEntry {
-            seq: 0,
-            time_ms: self.clock.unix_ms(),
-            source: req.source,
-            user: user.map(str::to_owned),
-            endpoint,
-            info_hash,
-            decision,
-            reason,
-        };
-        let slot = lock(&req.audit_slot).take();
-        let recorded = match slot {
-            // A change that must not go unrecorded: answered only once its line is written.
-            Some(slot) => {
-                let receipt = slot.record(entry);
-                let written = self.audit.written(&receipt).await;
-                if written.is_err() {
-                    // The line stays queued and is written if the file recovers; say right
-                    // after it that this answer was withheld (a key in it never left).
-                    receipt.withdraw(self.clock.unix_ms());
-                }
-                written
-            }
-            None => self.audit.record(entry).await,
-        };
-        if recorded.is_err() {
-            req.audit_refused.store(true, Ordering::Relaxed);
-        } else {
-            self.metrics.count(endpoint, decision);
-        }
-    }
-
-    /// Takes a place in the audit queue for the request's next entry, before a change that
-    /// must not happen unrecorded (a content key handed out, a torrent stored, an admin
-    /// change): once the place is taken the entry cannot be refused, and without it the
-    /// change is not made. A refusal is answered here (503).
-    pub(crate) async fn reserve_audit(
-        &self,
-        req: &Request<'_>,
-    ) -> Result<(), hyper::Response<response::Body>> {
-        match self.audit.reserve().await {
-            Ok(slot) => {
-                *lock(&req.audit_slot) = Some(slot);
-                Ok(())
-            }
-            Err(audit::AuditUnavailable) => Err(response::refusal(
-                &Refusal::audit_unavailable(),
-                response::RefusalStatus::ByKind,
-            )),
-        }
-    }
-
-    /// Parses the request's query; a malformed one is audited and answered here.
-    pub(crate) async fn parse_query<'q>(
-        &self,
-        req: &Request<'q>,
-        endpoint: &'static str,
-        status: response::RefusalStatus,
-    ) -> Result<query::Query<'q>, hyper::Response<response::Body>> {
-        match query::Query::parse(req.query) {
-            Ok(q) => Ok(q),
-            Err(e) => {
-                let refusal = Refusal::from(e);
-                self.audit(req, endpoint, None, None, Err(&refusal)).await;
-                Err(response::refusal(&refusal, status))
-            }
-        }
-    }
-
-    /// Checks the request's credentials (docs/protocol.md 3.2); a refusal is audited with the
-    /// user the request claims to be, and answered here.
-    pub(crate) async fn authenticate(
-        &self,
-        req: &Request<'_>,
-        query: &query::Query<'_>,
-        endpoint: &'static str,
-        info_hash: Option<InfoHash>,
-        status: response::RefusalStatus,
-    ) -> Result<credentials::Authenticated, hyper::Response<response::Body>> {
-        match self.credentials.authenticate(query, req.source).await {
-            Ok(auth) => Ok(auth),
-            Err(refusal) => {
-                let user = claimed_user(query);
-                self.audit(req, endpoint, user.as_deref(), info_hash, Err(&refusal))
-                    .await;
-                Err(response::refusal(&refusal, status))
-            }
-        }
-    }
-}
-
-/// The user a request claims to be (`username`, unverified, at most 64 characters), for the
-/// audit log of a refused request.
-pub(crate) fn claimed_user(query: &query::Query<'_>) -> Option<String> {
-    if let Ok(Some(name)) = query.get_str("username") {
-        return Some(name.chars().take(64).collect());
-    }
-    None
 }

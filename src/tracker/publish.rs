@@ -6,67 +6,69 @@
 //! after the transaction is on disk. Publishing the same torrent again by its owner is
 //! idempotent; anything else about a stored info hash is refused.
 
-use hyper::Response;
-
 use crate::bencode::{Dict, Value};
-use crate::crypto::content::{Cipher, ContentKey};
+use crate::crypto::content::Cipher;
 use crate::metainfo::Metainfo;
+use crate::types::{Authority, InfoHash};
 
+use super::answer::Answer;
 use super::credentials::Authenticated;
+use super::endpoint::Endpoint;
+use super::query::Query;
 use super::refusal::Refusal;
-use super::response::{self, Body, RefusalStatus};
 use super::store::{PublishOutcome, TorrentRecord};
-use super::{Request, State};
+use super::{ApiRequest, TrackerState};
 
-const ENDPOINT: &str = "publish";
+const ENDPOINT: Endpoint = Endpoint::Publish;
 
-pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
-    let query = match state
-        .parse_query(req, ENDPOINT, RefusalStatus::ByKind)
-        .await
-    {
-        Ok(q) => q,
-        Err(response) => return response,
-    };
-    let auth = match state
-        .authenticate(req, &query, ENDPOINT, None, RefusalStatus::ByKind)
-        .await
-    {
-        Ok(auth) => auth,
-        Err(response) => return response,
-    };
-    // A torrent is stored only with its entry accepted: the place is taken first.
-    if let Err(response) = state.reserve_audit(req).await {
-        return response;
+/// The answer to a publish: the torrent as stored.
+#[derive(Debug)]
+pub struct PublishAnswer {
+    pub info_hash: InfoHash,
+    pub authority: Authority,
+}
+
+impl PublishAnswer {
+    pub fn to_bencode(&self) -> Dict<'static> {
+        let mut d = Dict::new();
+        d.insert(&b"info hash"[..], Value::from(self.info_hash.0.to_vec()));
+        d.insert(&b"authority"[..], Value::from(self.authority.0));
+        d
     }
+}
+
+/// Serves a publish.
+///
+/// # Errors
+/// The refusal to answer, already recorded.
+pub async fn handle(
+    state: &TrackerState,
+    req: &ApiRequest<'_>,
+    query: &Query<'_>,
+) -> Result<Answer, Refusal> {
+    let auth = state.authenticate(req, query, ENDPOINT, None).await?;
+    // A torrent is stored only with its entry accepted: the place is taken first.
+    let slot = state.reserve_audit().await?;
     let (info_hash, result) = publish(state, req, &auth).await;
     let user = Some(auth.username());
-    match result {
-        Ok((record, reason)) => {
-            state
-                .audit(req, ENDPOINT, user, info_hash, Ok(reason))
-                .await;
-            let mut d = Dict::new();
-            d.insert(&b"info hash"[..], Value::from(record.info_hash.0.to_vec()));
-            d.insert(&b"authority"[..], Value::from(record.authority.0));
-            response::bencoded(&Value::Dict(d))
-        }
-        Err(refusal) => {
-            state
-                .audit(req, ENDPOINT, user, info_hash, Err(&refusal))
-                .await;
-            response::refusal(&refusal, RefusalStatus::ByKind)
-        }
-    }
+    let outcome = result.as_ref().map(|(_, reason)| *reason);
+    state
+        .audit_change(slot, req, ENDPOINT, user, info_hash, outcome)
+        .await?;
+    let (record, _) = result?;
+    Ok(Answer::Published(PublishAnswer {
+        info_hash: record.info_hash,
+        authority: record.authority,
+    }))
 }
 
 type Published = (TorrentRecord, &'static str);
 
 async fn publish(
-    state: &State,
-    req: &Request<'_>,
+    state: &TrackerState,
+    req: &ApiRequest<'_>,
     auth: &Authenticated,
-) -> (Option<crate::types::InfoHash>, Result<Published, Refusal>) {
+) -> (Option<InfoHash>, Result<Published, Refusal>) {
     // Parsing a 16 MiB torrent takes milliseconds: off the reactor.
     let body = req.body.clone();
     let parsed = tokio::task::spawn_blocking(move || Metainfo::from_bytes(&body)).await;
@@ -88,8 +90,8 @@ async fn publish(
 }
 
 async fn publish_valid(
-    state: &State,
-    req: &Request<'_>,
+    state: &TrackerState,
+    req: &ApiRequest<'_>,
     auth: &Authenticated,
     metainfo: Metainfo,
 ) -> Result<Published, Refusal> {
@@ -130,20 +132,12 @@ async fn publish_valid(
         now_ms.saturating_sub(state.config.pending_key_ttl_secs.saturating_mul(1000));
     let no_key = || Refusal::malformed("info.ivcsd.key id names no pending key of yours");
     // The check bytes must match the key, or every downloader would refuse the key later.
-    let row = state
-        .store
-        .sealed_key(ivcsd.key_id)
-        .await
-        .map_err(|e| Refusal::internal(e.to_string()))?
+    let key = state
+        .catalogue
+        .owned_key(ivcsd.key_id, &owner)
+        .await?
         .ok_or_else(no_key)?;
-    if row.owner != owner {
-        return Err(no_key());
-    }
-    let raw = state
-        .master
-        .open(&ivcsd.key_id, &row.sealed)
-        .map_err(|e| Refusal::internal(e.to_string()))?;
-    if !ContentKey::from_bytes(*raw).matches_check(&ivcsd.check) {
+    if !key.matches_check(&ivcsd.check) {
         return Err(Refusal::malformed(
             "info.ivcsd.check does not match the key named by info.ivcsd.key id",
         ));
@@ -160,19 +154,12 @@ async fn publish_valid(
         relays: Vec::new(),
     };
     let outcome = state
-        .store
+        .catalogue
         .publish(record, req.body.to_vec(), pending_since_ms)
         .await
         .map_err(|e| Refusal::internal(e.to_string()))?;
     match outcome {
-        PublishOutcome::Published(record) => {
-            state
-                .torrents
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(record.info_hash, record.clone());
-            Ok((record, "published"))
-        }
+        PublishOutcome::Published(record) => Ok((record, "published")),
         PublishOutcome::AlreadyPublished(record) => Ok((record, "already published by this owner")),
         PublishOutcome::UnknownKey => Err(no_key()),
         PublishOutcome::Conflict => Err(Refusal::malformed(

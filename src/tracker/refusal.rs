@@ -24,6 +24,8 @@ pub enum RefusalKind {
     Identity,
     /// 404: an unknown torrent, or one the requester may not see.
     NotFound,
+    /// 404: a path or admin call that names no endpoint.
+    NoSuchEndpoint,
     /// 500: the tracker failed (database, shutdown); the client may retry.
     Internal,
     /// 503, on every endpoint (/announce and /scrape too): the tracker cannot record its
@@ -81,6 +83,17 @@ impl Refusal {
         }
     }
 
+    /// A path or admin call that names no endpoint; the reason is the same for the client and
+    /// the log.
+    pub fn no_such_endpoint(public: impl Into<Cow<'static, str>>) -> Self {
+        let public = public.into();
+        Refusal {
+            kind: RefusalKind::NoSuchEndpoint,
+            audit: public.clone(),
+            public,
+        }
+    }
+
     /// A failure of the tracker itself; the details go to the audit log only.
     pub fn internal(audit: impl Into<Cow<'static, str>>) -> Self {
         Refusal {
@@ -106,7 +119,7 @@ impl Refusal {
         match self.kind {
             RefusalKind::Malformed => 400,
             RefusalKind::Identity => 401,
-            RefusalKind::NotFound => 404,
+            RefusalKind::NotFound | RefusalKind::NoSuchEndpoint => 404,
             RefusalKind::Internal => 500,
             RefusalKind::Unavailable => 503,
         }

@@ -2,51 +2,55 @@
 //! `{"info hashes": [<20 bytes>, ...], "interval": <seconds>}`. Relays poll it: it is what
 //! starts and stops them.
 
-use hyper::Response;
-
 use crate::bencode::{Dict, Value};
+use crate::types::InfoHash;
 
-use super::response::{self, Body, RefusalStatus};
-use super::{Request, State};
+use super::answer::{Answer, int};
+use super::endpoint::Endpoint;
+use super::query::Query;
+use super::refusal::Refusal;
+use super::{ApiRequest, TrackerState};
 
-pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
-    const ENDPOINT: &str = "relay/assignments";
-    let query = match state
-        .parse_query(req, ENDPOINT, RefusalStatus::ByKind)
-        .await
-    {
-        Ok(q) => q,
-        Err(response) => return response,
-    };
-    let auth = match state
-        .authenticate(req, &query, ENDPOINT, None, RefusalStatus::ByKind)
-        .await
-    {
-        Ok(auth) => auth,
-        Err(response) => return response,
-    };
-    let mut hashes: Vec<[u8; 20]> = {
-        let torrents = state.torrents.read().unwrap_or_else(|p| p.into_inner());
-        torrents
-            .values()
-            .filter(|t| t.relays.iter().any(|r| r == auth.username()))
-            .map(|t| t.info_hash.0)
-            .collect()
-    };
-    hashes.sort_unstable();
-    let reason = format!("{} assignments", hashes.len());
+/// The torrents a relay is assigned to, and how often it should ask again.
+#[derive(Debug)]
+pub struct AssignmentsAnswer {
+    /// Sorted.
+    pub info_hashes: Vec<InfoHash>,
+    pub interval_secs: u64,
+}
+
+impl AssignmentsAnswer {
+    pub fn to_bencode(&self) -> Dict<'static> {
+        let list = self
+            .info_hashes
+            .iter()
+            .map(|h| Value::from(h.0.to_vec()))
+            .collect::<Vec<_>>();
+        let mut d = Dict::new();
+        d.insert(&b"info hashes"[..], Value::List(list));
+        d.insert(&b"interval"[..], int(self.interval_secs));
+        d
+    }
+}
+
+/// Serves a relay's poll.
+///
+/// # Errors
+/// The refusal to answer, already recorded.
+pub async fn handle(
+    state: &TrackerState,
+    req: &ApiRequest<'_>,
+    query: &Query<'_>,
+) -> Result<Answer, Refusal> {
+    const ENDPOINT: Endpoint = Endpoint::RelayAssignments;
+    let auth = state.authenticate(req, query, ENDPOINT, None).await?;
+    let info_hashes = state.catalogue.relayed_by(auth.username());
+    let reason = format!("{} assignments", info_hashes.len());
     state
         .audit(req, ENDPOINT, Some(auth.username()), None, Ok(&reason))
-        .await;
-    let list = hashes
-        .into_iter()
-        .map(|h| Value::from(h.to_vec()))
-        .collect::<Vec<_>>();
-    let mut d = Dict::new();
-    d.insert(&b"info hashes"[..], Value::List(list));
-    d.insert(
-        &b"interval"[..],
-        Value::Int(i64::try_from(state.config.relay_interval_secs).unwrap_or(i64::MAX)),
-    );
-    response::bencoded(&Value::Dict(d))
+        .await?;
+    Ok(Answer::Assignments(AssignmentsAnswer {
+        info_hashes,
+        interval_secs: state.config.relay_interval_secs,
+    }))
 }

@@ -1,5 +1,5 @@
-//! Building HTTP responses: bencoded bodies, and the one mapping from a [`Refusal`] to a
-//! status and a `failure reason`.
+//! The HTTP side of the tracker's answers: an [`Answer`] as a response, and the one mapping
+//! from a [`Refusal`] to a status and a `failure reason`.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -7,6 +7,8 @@ use hyper::{Response, StatusCode, header};
 
 use crate::bencode::{Dict, Value};
 
+use super::answer::Answer;
+use super::endpoint::Endpoint;
 use super::refusal::{Refusal, RefusalKind};
 
 pub type Body = Full<Bytes>;
@@ -17,6 +19,32 @@ pub type Body = Full<Bytes>;
 pub enum RefusalStatus {
     Always200,
     ByKind,
+}
+
+impl RefusalStatus {
+    /// How `endpoint` sends its refusals: /announce and /scrape with 200 (docs/protocol.md
+    /// 4.1, 4.2), every other endpoint with the status of the refusal's kind.
+    pub fn of(endpoint: Endpoint) -> RefusalStatus {
+        match endpoint {
+            Endpoint::Announce | Endpoint::Scrape => RefusalStatus::Always200,
+            _ => RefusalStatus::ByKind,
+        }
+    }
+}
+
+/// An answer as a 200 response: a stored .torrent as it was published, anything else as its
+/// bencoded dictionary.
+pub fn answer(answer: Answer) -> Response<Body> {
+    let dict = match answer {
+        Answer::TorrentFile(bytes) => return torrent_file(bytes),
+        Answer::Announce(a) => a.to_bencode(),
+        Answer::Scrape(a) => a.to_bencode(),
+        Answer::Cipher(a) => a.to_bencode(),
+        Answer::Published(a) => a.to_bencode(),
+        Answer::Assignments(a) => a.to_bencode(),
+        Answer::Admin(a) => a.to_bencode(),
+    };
+    bencoded(&Value::Dict(dict))
 }
 
 /// A 200 response with a bencoded body.

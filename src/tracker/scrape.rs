@@ -5,82 +5,87 @@
 //! no existence oracle either. Without any `info_hash`, every torrent the requester may see is
 //! listed. Refusals are HTTP 200 with `failure reason`.
 
-use hyper::Response;
-
 use crate::bencode::{Dict, Value};
 use crate::types::InfoHash;
 
+use super::answer::{Answer, insert_token, int};
+use super::credentials::IssuedToken;
 use super::decide::{Action, decide};
+use super::endpoint::Endpoint;
+use super::query::Query;
 use super::refusal::Refusal;
-use super::response::{self, Body, RefusalStatus};
-use super::{Request, State};
+use super::swarm::SwarmCounts;
+use super::{ApiRequest, TrackerState};
 
-pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
-    let query = match state
-        .parse_query(req, "scrape", RefusalStatus::Always200)
-        .await
-    {
-        Ok(q) => q,
-        Err(response) => return response,
-    };
-    let auth = match state
-        .authenticate(req, &query, "scrape", None, RefusalStatus::Always200)
-        .await
-    {
-        Ok(auth) => auth,
-        Err(response) => return response,
-    };
-    let requested = match query.info_hashes() {
-        Ok(h) => h,
-        Err(e) => {
-            let refusal = Refusal::from(e);
-            state
-                .audit(req, "scrape", Some(auth.username()), None, Err(&refusal))
-                .await;
-            return response::refusal(&refusal, RefusalStatus::Always200);
-        }
-    };
-    let requester = auth.requester();
-    let candidates: Vec<InfoHash> = if requested.is_empty() {
-        let torrents = state.torrents.read().unwrap_or_else(|p| p.into_inner());
-        torrents.keys().copied().collect()
-    } else {
-        requested.clone()
-    };
-    let mut visible = Vec::new();
-    for hash in candidates {
-        let decision = state.with_access(&hash, auth.username(), |t| {
-            decide(&requester, t, Action::Scrape)
-        });
-        match decision {
-            Ok(_) => visible.push(hash),
-            Err(refusal) if !requested.is_empty() => {
-                state
-                    .audit(
-                        req,
-                        "scrape",
-                        Some(auth.username()),
-                        Some(hash),
-                        Err(&refusal),
-                    )
-                    .await;
-            }
-            Err(_) => {}
-        }
-    }
-    let mut files = Dict::new();
-    {
-        let swarms = super::lock(&state.swarms);
-        for hash in &visible {
-            let c = swarms.counts(hash);
-            let int = |n: u64| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
+/// The answer to a scrape: the counts of each visible torrent, and a token if one was asked
+/// for.
+#[derive(Debug)]
+pub struct ScrapeAnswer {
+    pub files: Vec<(InfoHash, SwarmCounts)>,
+    pub token: Option<IssuedToken>,
+}
+
+impl ScrapeAnswer {
+    pub fn to_bencode(&self) -> Dict<'static> {
+        let mut files = Dict::new();
+        for (hash, c) in &self.files {
             let mut d = Dict::new();
             d.insert(&b"complete"[..], int(c.complete as u64));
             d.insert(&b"incomplete"[..], int(c.incomplete as u64));
             d.insert(&b"downloaded"[..], int(c.downloaded));
             files.insert(hash.0.to_vec(), Value::Dict(d));
         }
+        let mut top = Dict::new();
+        top.insert(&b"files"[..], Value::Dict(files));
+        insert_token(&mut top, self.token.as_ref());
+        top
     }
+}
+
+/// Serves a scrape.
+///
+/// # Errors
+/// The refusal to answer, already recorded.
+pub async fn handle(
+    state: &TrackerState,
+    req: &ApiRequest<'_>,
+    query: &Query<'_>,
+) -> Result<Answer, Refusal> {
+    const ENDPOINT: Endpoint = Endpoint::Scrape;
+    let auth = state.authenticate(req, query, ENDPOINT, None).await?;
+    let user = Some(auth.username());
+    let requested = match query.info_hashes() {
+        Ok(h) => h,
+        Err(e) => return Err(state.refuse(req, ENDPOINT, user, None, e.into()).await),
+    };
+    let requester = auth.requester();
+    let candidates: Vec<InfoHash> = if requested.is_empty() {
+        state.catalogue.info_hashes()
+    } else {
+        requested.clone()
+    };
+    let mut visible = Vec::new();
+    for hash in candidates {
+        let decision = state.catalogue.with_access(&hash, auth.username(), |t| {
+            decide(&requester, t, Action::Scrape)
+        });
+        match decision {
+            Ok(_) => visible.push(hash),
+            Err(refusal) if !requested.is_empty() => {
+                state
+                    .audit(req, ENDPOINT, user, Some(hash), Err(&refusal))
+                    .await?;
+            }
+            Err(_) => {}
+        }
+    }
+    let files = {
+        let swarms = state.swarms.lock();
+        visible
+            .iter()
+            .map(|hash| (*hash, swarms.counts(hash)))
+            .collect()
+    };
     // one entry per request (per-hash refusals above carry their own true reasons)
     let single = match (requested.len(), visible.as_slice()) {
         (1, [only]) => Some(*only),
@@ -96,16 +101,10 @@ pub async fn handle(state: &State, req: &Request<'_>) -> Response<Body> {
         }
     );
     state
-        .audit(req, "scrape", Some(auth.username()), single, Ok(&reason))
-        .await;
-    let mut top = Dict::new();
-    top.insert(&b"files"[..], Value::Dict(files));
-    if let Some(token) = &auth.token {
-        top.insert(&b"token"[..], Value::from(token.token.clone()));
-        top.insert(
-            &b"token expires"[..],
-            Value::Int(i64::try_from(token.expires).unwrap_or(i64::MAX)),
-        );
-    }
-    response::bencoded(&Value::Dict(top))
+        .audit(req, ENDPOINT, user, single, Ok(&reason))
+        .await?;
+    Ok(Answer::Scrape(ScrapeAnswer {
+        files,
+        token: auth.token,
+    }))
 }

@@ -12,7 +12,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,23 +23,29 @@ use hyper::service::service_fn;
 use hyper::{Method, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::conn_limit::AddressLimit;
 
+use super::answer::Answer;
 use super::audit::{AUDIT_FILE, AuditLog};
 use super::authority::AuthoritySource;
+use super::catalogue::Catalogue;
 use super::clock::Clock;
 use super::config::Config;
-use super::credentials::{CredentialLimits, Credentials};
-use super::getcipher::NonceCache;
+use super::credentials::{Authenticator, CredentialLimits};
+use super::endpoint::{ADMIN_PREFIX, Endpoint};
+use super::query::Query;
 use super::refusal::Refusal;
 use super::response::{self, Body, RefusalStatus};
+use super::state::claimed_user;
 use super::store::Store;
 use super::swarm::{SwarmLimits, Swarms, canonical_ip};
-use super::{Request, State, TrackerError};
+use super::{ApiRequest, TrackerRunError, TrackerState};
 
 /// How often expired peers, logins, nonces and pending keys are swept.
 const MAINTENANCE_PERIOD: Duration = Duration::from_secs(10);
@@ -55,13 +61,13 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 ///
 /// # Errors
 /// The data directory, master key, database or audit log cannot be opened, a signal handler
-/// cannot be installed, or a background task died ([`TrackerError::TaskDied`]).
+/// cannot be installed, or a background task died ([`TrackerRunError::TaskDied`]).
 pub async fn run(
     listener: TcpListener,
     config: Config,
     users: Arc<AuthoritySource>,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), TrackerError> {
+) -> Result<(), TrackerRunError> {
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tokio_rustls::TlsAcceptor::from(
             crate::tls::server_config(cert, key)?,
@@ -74,55 +80,45 @@ pub async fn run(
     let (store, store_thread, master) =
         tokio::task::spawn_blocking(move || Store::open(&data_dir, &master_key))
             .await
-            .map_err(|_| TrackerError::TaskDied("store start"))??;
-    let torrents = store.torrents().await?;
+            .map_err(|_| TrackerRunError::TaskDied("store start"))??;
+    let token_key = master.derive("ivcsd token key v1");
+    let swarms = Arc::new(Mutex::new(Swarms::new(SwarmLimits {
+        peer_ttl: config.peer_ttl(),
+        max_peers_per_torrent: config.max_peers_per_torrent,
+        numwant_cap: config.numwant_cap,
+        numwant_default: config.numwant_default,
+    })));
+    let catalogue = Catalogue::load(store, master, swarms.clone()).await?;
     let audit_path = config.audit.then(|| config.data_dir.join(AUDIT_FILE));
     let (audit, audit_writer) = AuditLog::start(
         audit_path.as_deref(),
         config.audit_queue,
         config.audit_on_failure,
     )?;
-    let credentials = Credentials::new(
+    let authenticator = Authenticator::new(
         users.clone(),
         clock,
         CredentialLimits::from_config(&config),
-        master.derive("ivcsd token key v1"),
+        token_key,
         config.argon2_concurrency,
     );
-    let swarms = Swarms::new(SwarmLimits {
-        peer_ttl: config.peer_ttl(),
-        max_peers_per_torrent: config.max_peers_per_torrent,
-        numwant_cap: config.numwant_cap,
-        numwant_default: config.numwant_default,
-    });
     tracing::info!(
         "tracker listening on {}, {} torrents, {} users",
         listener
             .local_addr()
             .map_or_else(|_| "?".into(), |a| a.to_string()),
-        torrents.len(),
+        catalogue.len(),
         users.current().len()
     );
-    let state = Arc::new(State {
-        clock,
-        users: users.clone(),
-        credentials,
-        swarms: Mutex::new(swarms),
-        torrents: RwLock::new(torrents.into_iter().map(|t| (t.info_hash, t)).collect()),
-        store,
-        master,
-        audit,
-        sealed_keys: Mutex::new(std::collections::HashMap::new()),
-        nonces: Mutex::new(NonceCache::new(config.nonce_cache_entries)),
-        public_keys: Mutex::new(super::key_cache::PublicKeyCache::new(
-            super::key_cache::PUBLIC_KEY_CACHE_ENTRIES,
-        )),
-        rsa: Semaphore::new(
-            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
-        ),
-        metrics: super::metrics::Metrics::default(),
+    let state = Arc::new(TrackerState::new(
         config,
-    });
+        clock,
+        users.clone(),
+        authenticator,
+        swarms,
+        catalogue,
+        audit,
+    ));
     let metrics_listener = match state.config.metrics_listen {
         Some(addr) => {
             let listener = crate::metrics::bind(addr).await?;
@@ -138,14 +134,14 @@ pub async fn run(
         cancel.clone(),
     );
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .map_err(TrackerError::Signal)?;
+        .map_err(TrackerRunError::Signal)?;
     let mut maintenance = tokio::spawn(maintain(state.clone(), cancel.clone()));
     let server = tokio::spawn(serve(listener, state.clone(), tls, cancel.clone()));
     let metrics_server = metrics_listener.map(|listener| {
         let state = state.clone();
         tokio::spawn(crate::metrics::serve(
             listener,
-            Box::new(move || metrics_page(&state)),
+            Box::new(move || state.metrics_page()),
             cancel.clone(),
         ))
     });
@@ -160,7 +156,7 @@ pub async fn run(
             _ = &mut watcher => { failure = Some("authority watcher"); break }
             _ = hangup.recv() => {
                 // Log rotation: the operator renamed audit.log; write on in a new one.
-                state.audit.reopen();
+                state.reopen_audit();
                 let users = users.clone();
                 match tokio::task::spawn_blocking(move || users.reload()).await {
                     Ok(Ok(_)) => tracing::info!("SIGHUP: authority file reloaded"),
@@ -191,8 +187,8 @@ pub async fn run(
     }
     maintenance.abort();
     watcher.abort();
-    state.audit.close();
-    state.store.close().await;
+    state.close_audit();
+    state.catalogue.close().await;
     drop(state);
     let _ = tokio::task::spawn_blocking(move || {
         audit_writer.finish();
@@ -200,26 +196,26 @@ pub async fn run(
     })
     .await;
     match failure {
-        Some(task) => Err(TrackerError::TaskDied(task)),
+        Some(task) => Err(TrackerRunError::TaskDied(task)),
         None => Ok(()),
     }
 }
 
 /// Expires what is keyed by remote input; returns only when cancelled.
-async fn maintain(state: Arc<State>, cancel: CancellationToken) {
+async fn maintain(state: Arc<TrackerState>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(MAINTENANCE_PERIOD);
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        super::lock(&state.swarms).clean(state.clock.instant());
-        state.credentials.clean();
-        super::lock(&state.nonces).clean(state.clock.unix_secs());
+        state.swarms.lock().clean(state.clock.instant());
+        state.authenticator.clean();
+        state.nonces.lock().clean(state.clock.unix_secs());
         let ttl_ms = state.config.pending_key_ttl_secs.saturating_mul(1000);
         match state
-            .store
-            .purge_pending(state.clock.unix_ms().saturating_sub(ttl_ms))
+            .catalogue
+            .purge_pending_keys(state.clock.unix_ms().saturating_sub(ttl_ms))
             .await
         {
             Ok(0) => {}
@@ -231,7 +227,7 @@ async fn maintain(state: Arc<State>, cancel: CancellationToken) {
 
 async fn serve(
     listener: TcpListener,
-    state: Arc<State>,
+    state: Arc<TrackerState>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     stop: CancellationToken,
 ) {
@@ -328,13 +324,23 @@ async fn serve(
     }
 }
 
+/// Answers one request within `request_timeout_secs`, inside a span naming its method, its
+/// endpoint (recorded once routed) and the peer's address, so that a log line about it says
+/// which request it is about. Never the query string: it carries passwords and tokens.
 async fn handle(
-    state: &State,
+    state: &TrackerState,
     remote: SocketAddr,
     req: hyper::Request<Incoming>,
 ) -> Response<Body> {
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        endpoint = tracing::field::Empty,
+        peer = %remote,
+    );
     let timeout = Duration::from_secs(state.config.request_timeout_secs);
-    let response = match tokio::time::timeout(timeout, route(state, remote, req)).await {
+    let routed = tokio::time::timeout(timeout, route(state, remote, req)).instrument(span);
+    let response = match routed.await {
         Ok(response) => response,
         Err(_) => response::refusal(
             &Refusal::internal("request timed out"),
@@ -343,34 +349,9 @@ async fn handle(
     };
     // Only a request the audit log could not take is answered 503, wherever it was refused.
     if response.status() == hyper::StatusCode::SERVICE_UNAVAILABLE {
-        state.metrics.count_audit_unavailable();
+        state.count_audit_unavailable();
     }
     response
-}
-
-/// The page of `metrics_listen`. It is served while the audit log refuses requests, which is
-/// when monitoring matters most, and records nothing.
-fn metrics_page(state: &State) -> String {
-    let (seeders, leechers, active_swarms) = {
-        let swarms = super::lock(&state.swarms);
-        let (seeders, leechers) = swarms.peer_totals();
-        (seeders, leechers, swarms.number_of_torrents())
-    };
-    let gauges = super::metrics::Gauges {
-        torrents: state
-            .torrents
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .len(),
-        active_swarms,
-        seeders,
-        leechers,
-        users: state.users.current().len(),
-        audit_refusing: state.audit.is_refusing(),
-        audit_failing: state.audit.is_failing(),
-        uptime_secs: state.clock.uptime().as_secs(),
-    };
-    state.metrics.render(&gauges)
 }
 
 /// Reads a POST body of at most `max` bytes.
@@ -386,80 +367,112 @@ async fn read_body(body: Incoming, max: usize) -> Result<Bytes, Refusal> {
     }
 }
 
-/// Answers a request; when one of its audit entries could not be recorded, a 503 instead
-/// (docs/security.md 2.6: the tracker fails closed by default).
-async fn route(state: &State, remote: SocketAddr, req: hyper::Request<Incoming>) -> Response<Body> {
+/// Answers a request: reads a POST body, routes the path to its endpoint and turns the
+/// handler's answer or refusal into a response. A decision the audit log could not record
+/// comes back as a 503 refusal (docs/security.md 2.6: the tracker fails closed by default).
+async fn route(
+    state: &TrackerState,
+    remote: SocketAddr,
+    req: hyper::Request<Incoming>,
+) -> Response<Body> {
     // First, before any work: while the audit log cannot be written (and
     // audit_on_failure = "refuse") nothing is answered.
-    if state.audit.check().is_err() {
-        return response::refusal(&Refusal::audit_unavailable(), RefusalStatus::ByKind);
+    if let Err(unavailable) = state.check_audit() {
+        return response::refusal(&unavailable.into(), RefusalStatus::ByKind);
     }
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
-    let query = parts.uri.query().unwrap_or("");
-    let mut request = Request::new(
-        canonical_ip(remote.ip()),
-        query,
-        &parts.method,
-        Bytes::new(),
-    );
-    let response = endpoint(state, &mut request, path, body).await;
-    if request.audit_refused() {
-        return response::refusal(&Refusal::audit_unavailable(), RefusalStatus::ByKind);
-    }
-    response
-}
-
-/// Reads a POST body and runs the endpoint `path` names.
-async fn endpoint(
-    state: &State,
-    request: &mut Request<'_>,
-    path: &str,
-    body: Incoming,
-) -> Response<Body> {
-    let query = request.query;
-    let method = request.method;
-    if *method == Method::POST {
+    let mut request = ApiRequest {
+        source: canonical_ip(remote.ip()),
+        query: parts.uri.query().unwrap_or(""),
+        method: &parts.method,
+        body: Bytes::new(),
+    };
+    if parts.method == Method::POST {
         match read_body(body, state.config.max_torrent_bytes).await {
             Ok(bytes) => request.body = bytes,
             Err(refusal) => {
-                let user = super::query::Query::parse(query)
+                tracing::Span::current().record("endpoint", Endpoint::Http.name());
+                let user = Query::parse(request.query)
                     .ok()
-                    .and_then(|q| super::claimed_user(&q));
-                state
-                    .audit(request, "http", user.as_deref(), None, Err(&refusal))
+                    .and_then(|q| claimed_user(&q));
+                let refusal = state
+                    .refuse(&request, Endpoint::Http, user.as_deref(), None, refusal)
                     .await;
                 return response::refusal(&refusal, RefusalStatus::ByKind);
             }
         }
     }
-    let request = &*request;
-    let get = *method == Method::GET;
-    match path {
-        "/announce" if get => super::announce::handle(state, request).await,
-        "/scrape" if get => super::scrape::handle(state, request).await,
-        "/getcipher" if get => super::getcipher::handle(state, request).await,
-        "/publish" if *method == Method::POST => super::publish::handle(state, request).await,
-        "/torrent" if get => super::metainfo_file::handle(state, request).await,
-        "/relay/assignments" if get => super::relay::handle(state, request).await,
-        p if p.starts_with("/admin/") => super::admin::handle(state, request, &p[7..]).await,
-        "/announce" | "/scrape" | "/getcipher" | "/torrent" | "/relay/assignments" => {
-            response::refusal(
-                &Refusal::malformed(format!("{path} takes GET")),
-                RefusalStatus::ByKind,
-            )
-        }
-        "/publish" => response::refusal(
-            &Refusal::malformed("/publish takes POST"),
+    let Some(endpoint) = Endpoint::from_path(path) else {
+        return response::refusal(&no_such_endpoint(path), RefusalStatus::ByKind);
+    };
+    // Admin calls check their method after authentication, so that a wrong one is audited.
+    if let Some(takes) = endpoint.method()
+        && !endpoint.is_admin()
+        && takes != parts.method
+    {
+        return response::refusal(
+            &Refusal::malformed(format!("{path} takes {takes}")),
             RefusalStatus::ByKind,
-        ),
-        _ => {
-            let mut r = response::refusal(
-                &Refusal::malformed(format!("no such endpoint {path}")),
-                RefusalStatus::ByKind,
-            );
-            *r.status_mut() = hyper::StatusCode::NOT_FOUND;
-            r
-        }
+        );
     }
+    tracing::Span::current().record("endpoint", endpoint.name());
+    let (endpoint, outcome) = run_endpoint(state, &request, endpoint, path).await;
+    match outcome {
+        Ok(answer) => response::answer(answer),
+        Err(refusal) => response::refusal(&refusal, RefusalStatus::of(endpoint)),
+    }
+}
+
+/// Parses the query and runs the endpoint's handler; returns the endpoint that answered
+/// (`announce?getCipher=yes` is the getcipher alias, docs/protocol.md 4.1) with its answer or
+/// its refusal, either one already recorded in the audit log.
+async fn run_endpoint(
+    state: &TrackerState,
+    request: &ApiRequest<'_>,
+    endpoint: Endpoint,
+    path: &str,
+) -> (Endpoint, Result<Answer, Refusal>) {
+    let query = match Query::parse(request.query) {
+        Ok(query) => query,
+        Err(e) => {
+            let refusal = state.refuse(request, endpoint, None, None, e.into()).await;
+            return (endpoint, Err(refusal));
+        }
+    };
+    let endpoint = if endpoint == Endpoint::Announce && super::announce::asks_for_cipher(&query) {
+        tracing::Span::current().record("endpoint", Endpoint::AnnounceGetCipher.name());
+        Endpoint::AnnounceGetCipher
+    } else {
+        endpoint
+    };
+    let outcome = match endpoint {
+        Endpoint::Announce => super::announce::handle(state, request, &query).await,
+        Endpoint::Getcipher | Endpoint::AnnounceGetCipher => {
+            super::getcipher::handle(state, request, &query, endpoint).await
+        }
+        Endpoint::Scrape => super::scrape::handle(state, request, &query).await,
+        Endpoint::Publish => super::publish::handle(state, request, &query).await,
+        Endpoint::Torrent => super::metainfo_file::handle(state, request, &query).await,
+        Endpoint::RelayAssignments => super::relay::handle(state, request, &query).await,
+        Endpoint::AdminTorrents
+        | Endpoint::AdminTorrent
+        | Endpoint::AdminSetAuthority
+        | Endpoint::AdminRelayAssign
+        | Endpoint::AdminRelayUnassign
+        | Endpoint::AdminAudit
+        | Endpoint::AdminRemove
+        | Endpoint::AdminUnknown => {
+            let call = path.strip_prefix(ADMIN_PREFIX).unwrap_or(path);
+            super::admin::handle(state, request, &query, endpoint, call).await
+        }
+        // Never named by a path (see `Endpoint::from_path`).
+        Endpoint::Http => Err(no_such_endpoint(path)),
+    };
+    (endpoint, outcome)
+}
+
+/// A path that names no endpoint: 404.
+fn no_such_endpoint(path: &str) -> Refusal {
+    Refusal::no_such_endpoint(format!("no such endpoint {path}"))
 }

@@ -1,7 +1,7 @@
 //! Swarm state: who holds which torrent (SPEC 4.1).
 //!
 //! Sync and free of I/O, so plain tests drive it with an explicit `now`. The server keeps one
-//! [`Swarms`] behind a `std::sync::Mutex`: every operation is short and never awaits.
+//! [`Swarms`] behind a `parking_lot` mutex: every operation is short and never awaits.
 //! Live peers are kept in memory only, as stock trackers do; a restart forgets them and they
 //! come back with their next announce.
 //!
@@ -17,7 +17,7 @@ use crate::types::{InfoHash, PeerId};
 
 /// The BEP 3 `event` of an announce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
+pub enum AnnounceEvent {
     /// A regular announce (no `event`, or an empty one).
     None,
     Started,
@@ -25,14 +25,14 @@ pub enum Event {
     Completed,
 }
 
-impl Event {
+impl AnnounceEvent {
     /// Parses the `event` parameter; `None` for an unknown value.
-    pub fn parse(raw: &[u8]) -> Option<Event> {
+    pub fn parse(raw: &[u8]) -> Option<AnnounceEvent> {
         match raw {
-            b"" | b"empty" => Some(Event::None),
-            b"started" => Some(Event::Started),
-            b"stopped" => Some(Event::Stopped),
-            b"completed" => Some(Event::Completed),
+            b"" | b"empty" => Some(AnnounceEvent::None),
+            b"started" => Some(AnnounceEvent::Started),
+            b"stopped" => Some(AnnounceEvent::Stopped),
+            b"completed" => Some(AnnounceEvent::Completed),
             _ => None,
         }
     }
@@ -61,7 +61,7 @@ pub struct AnnounceInput {
     pub addr: SocketAddr,
     /// Bytes the peer still needs; 0 makes it a seeder.
     pub left: u64,
-    pub event: Event,
+    pub event: AnnounceEvent,
     pub numwant: Option<u64>,
 }
 
@@ -169,7 +169,7 @@ impl Swarms {
         swarm.remove_expired(now);
         let seeder = input.left == 0;
         let existing = swarm.index.get(&input.peer_id).copied();
-        if input.event == Event::Stopped {
+        if input.event == AnnounceEvent::Stopped {
             if let Some(i) = existing {
                 swarm.remove_at(i);
             }
@@ -183,7 +183,7 @@ impl Swarms {
             }
             return out;
         }
-        if input.event == Event::Completed {
+        if input.event == AnnounceEvent::Completed {
             swarm.downloaded += 1;
         }
         let expires = now + limits.peer_ttl;
@@ -303,7 +303,7 @@ mod tests {
         }
     }
 
-    fn input(peer: u8, left: u64, event: Event) -> AnnounceInput {
+    fn input(peer: u8, left: u64, event: AnnounceEvent) -> AnnounceInput {
         AnnounceInput {
             info_hash: InfoHash([7; 20]),
             peer_id: PeerId([peer; 20]),
@@ -318,14 +318,14 @@ mod tests {
     fn counts_seeders_and_leechers_and_excludes_self() {
         let mut s = Swarms::new(limits());
         let t = Instant::now();
-        let out = s.announce(&input(1, 0, Event::Started), t);
+        let out = s.announce(&input(1, 0, AnnounceEvent::Started), t);
         assert_eq!((out.complete, out.incomplete), (1, 0));
         assert!(out.peers.is_empty());
-        let out = s.announce(&input(2, 5, Event::Started), t);
+        let out = s.announce(&input(2, 5, AnnounceEvent::Started), t);
         assert_eq!((out.complete, out.incomplete), (1, 1));
         assert_eq!(
             out.peers,
-            vec![(PeerId([1; 20]), input(1, 0, Event::None).addr)]
+            vec![(PeerId([1; 20]), input(1, 0, AnnounceEvent::None).addr)]
         );
     }
 
@@ -333,8 +333,8 @@ mod tests {
     fn completed_turns_leecher_into_seeder_and_counts_download() {
         let mut s = Swarms::new(limits());
         let t = Instant::now();
-        s.announce(&input(1, 5, Event::Started), t);
-        s.announce(&input(1, 0, Event::Completed), t);
+        s.announce(&input(1, 5, AnnounceEvent::Started), t);
+        s.announce(&input(1, 0, AnnounceEvent::Completed), t);
         let c = s.counts(&InfoHash([7; 20]));
         assert_eq!(
             c,
@@ -350,8 +350,8 @@ mod tests {
     fn stopped_removes_the_peer_and_empty_swarm() {
         let mut s = Swarms::new(limits());
         let t = Instant::now();
-        s.announce(&input(1, 5, Event::Started), t);
-        let out = s.announce(&input(1, 5, Event::Stopped), t);
+        s.announce(&input(1, 5, AnnounceEvent::Started), t);
+        let out = s.announce(&input(1, 5, AnnounceEvent::Stopped), t);
         assert_eq!((out.complete, out.incomplete), (0, 0));
         assert_eq!(s.number_of_torrents(), 0);
     }
@@ -360,12 +360,18 @@ mod tests {
     fn peers_expire_after_ttl() {
         let mut s = Swarms::new(limits());
         let t = Instant::now();
-        s.announce(&input(1, 0, Event::Started), t);
-        s.announce(&input(2, 5, Event::Started), t + Duration::from_secs(1800));
+        s.announce(&input(1, 0, AnnounceEvent::Started), t);
+        s.announce(
+            &input(2, 5, AnnounceEvent::Started),
+            t + Duration::from_secs(1800),
+        );
         // peer 1 still alive just before its ttl
         let c = s.counts(&InfoHash([7; 20]));
         assert_eq!((c.complete, c.incomplete), (1, 1));
-        let out = s.announce(&input(3, 5, Event::Started), t + Duration::from_secs(3600));
+        let out = s.announce(
+            &input(3, 5, AnnounceEvent::Started),
+            t + Duration::from_secs(3600),
+        );
         assert_eq!((out.complete, out.incomplete), (0, 2));
         s.clean(t + Duration::from_secs(5401));
         assert_eq!(s.number_of_torrents(), 1);
@@ -378,11 +384,11 @@ mod tests {
         let mut s = Swarms::new(limits());
         let t = Instant::now();
         for p in 1..=5 {
-            s.announce(&input(p, 5, Event::Started), t);
+            s.announce(&input(p, 5, AnnounceEvent::Started), t);
         }
         // max_peers_per_torrent = 3: peers 4 and 5 were answered but not recorded
         assert_eq!(s.counts(&InfoHash([7; 20])).incomplete, 3);
-        let mut req = input(9, 5, Event::None);
+        let mut req = input(9, 5, AnnounceEvent::None);
         req.numwant = Some(u64::MAX);
         assert_eq!(s.announce(&req, t).peers.len(), 2);
         req.numwant = Some(1);
@@ -395,12 +401,12 @@ mod tests {
     fn seeders_get_no_seeders() {
         let mut s = Swarms::new(limits());
         let t = Instant::now();
-        s.announce(&input(1, 0, Event::Started), t);
-        s.announce(&input(2, 5, Event::Started), t);
-        let out = s.announce(&input(3, 0, Event::Started), t);
+        s.announce(&input(1, 0, AnnounceEvent::Started), t);
+        s.announce(&input(2, 5, AnnounceEvent::Started), t);
+        let out = s.announce(&input(3, 0, AnnounceEvent::Started), t);
         assert_eq!(
             out.peers,
-            vec![(PeerId([2; 20]), input(2, 0, Event::None).addr)]
+            vec![(PeerId([2; 20]), input(2, 0, AnnounceEvent::None).addr)]
         );
     }
 
@@ -416,8 +422,11 @@ mod tests {
 
     #[test]
     fn events_parse() {
-        assert_eq!(Event::parse(b"started"), Some(Event::Started));
-        assert_eq!(Event::parse(b""), Some(Event::None));
-        assert_eq!(Event::parse(b"paused"), None);
+        assert_eq!(
+            AnnounceEvent::parse(b"started"),
+            Some(AnnounceEvent::Started)
+        );
+        assert_eq!(AnnounceEvent::parse(b""), Some(AnnounceEvent::None));
+        assert_eq!(AnnounceEvent::parse(b"paused"), None);
     }
 }

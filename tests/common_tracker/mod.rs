@@ -139,7 +139,7 @@ pub struct TestTracker {
     pub users: Arc<AuthoritySource>,
     pub config: Config,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), ivcsd::tracker::TrackerError>>>,
+    task: Option<JoinHandle<Result<(), ivcsd::tracker::TrackerRunError>>>,
 }
 
 /// An HTTP answer.

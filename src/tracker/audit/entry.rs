@@ -19,6 +19,7 @@ use serde::Serialize;
 #[cfg(doc)]
 use super::AuditLog;
 use super::queue::{OnFailure, Shared};
+use crate::tracker::endpoint::Endpoint;
 use crate::types::InfoHash;
 
 /// Allowed or refused.
@@ -48,7 +49,7 @@ pub struct AuditEntry {
     pub source: IpAddr,
     /// The authenticated user, or the claimed one when authentication failed.
     pub user: Option<String>,
-    pub endpoint: &'static str,
+    pub endpoint: Endpoint,
     #[serde(serialize_with = "hex_opt")]
     pub info_hash: Option<InfoHash>,
     pub decision: Decision,

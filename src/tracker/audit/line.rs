@@ -30,7 +30,7 @@ pub(super) fn encode_line(out: &mut Vec<u8>, e: &AuditEntry, prev: &HexHash) {
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"endpoint\":");
-    write_json_str(out, e.endpoint);
+    write_json_str(out, e.endpoint.name());
     out.extend_from_slice(b",\"info_hash\":");
     match &e.info_hash {
         Some(h) => {
@@ -89,6 +89,7 @@ mod tests {
     use crate::tracker::audit::entry::Decision;
     use crate::tracker::audit::testing::entry;
     use crate::tracker::audit::verify_chain;
+    use crate::tracker::endpoint::Endpoint;
     use crate::types::InfoHash;
 
     /// What `serde_json` writes for an entry and its `prev`: the line format, as the reference.
@@ -130,7 +131,7 @@ mod tests {
                     time_ms: 1_790_000_000_000 + j as u64,
                     source: *source,
                     user: (j != 1).then(|| (*text).to_owned()),
-                    endpoint: "announce?getCipher",
+                    endpoint: Endpoint::AnnounceGetCipher,
                     info_hash: (j != 2).then_some(InfoHash([i as u8; 20])),
                     decision: if j == 0 {
                         Decision::Allow
@@ -198,7 +199,7 @@ mod tests {
                 time_ms: 1_790_000_000_000,
                 source: "10.0.0.255".parse().unwrap(),
                 user: Some("alice".into()),
-                endpoint: "announce",
+                endpoint: Endpoint::Announce,
                 info_hash: Some(InfoHash([0xab; 20])),
                 decision: Decision::Allow,
                 reason: "ok".into(),
@@ -208,7 +209,7 @@ mod tests {
                 time_ms: 0,
                 source: "2001:db8::ff00:42:8329".parse().unwrap(),
                 user: None,
-                endpoint: "announce?getCipher",
+                endpoint: Endpoint::AnnounceGetCipher,
                 info_hash: None,
                 decision: Decision::Refuse,
                 reason: "wrong password for user \"u3\" \\ and slash /".into(),
@@ -218,7 +219,7 @@ mod tests {
                 time_ms: 9,
                 source: "::ffff:10.0.0.1".parse().unwrap(),
                 user: Some(controls),
-                endpoint: "admin/set-authority",
+                endpoint: Endpoint::AdminSetAuthority,
                 info_hash: Some(InfoHash([0x01; 20])),
                 decision: Decision::Refuse,
                 reason: "line\nbreak\r\ttab \u{8}\u{c} del \u{7f} c1 \u{85} é ü 中文 🦀 \

@@ -12,6 +12,7 @@ use super::entry::{AuditEntry, Decision};
 use super::log_file::{SyncFn, fsync};
 use super::queue::{AuditLog, OnFailure};
 use super::writer::{AuditWriter, WriteLoop};
+use crate::tracker::endpoint::Endpoint;
 use crate::types::InfoHash;
 
 pub(super) fn entry(reason: &str) -> AuditEntry {
@@ -20,7 +21,7 @@ pub(super) fn entry(reason: &str) -> AuditEntry {
         time_ms: 1,
         source: "127.0.0.1".parse().unwrap(),
         user: Some("u1".into()),
-        endpoint: "announce",
+        endpoint: Endpoint::Announce,
         info_hash: Some(InfoHash([0xab; 20])),
         decision: Decision::Refuse,
         reason: reason.to_owned().into(),
