@@ -175,7 +175,7 @@ pub fn run(args: AdminArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Talks to the tracker's admin API (SPEC 4.5) with the admin's credentials.
+/// Talks to the tracker's admin API (docs/protocol.md 4.5) with the admin's credentials.
 struct AdminClient {
     /// `http://host:port`, without a path.
     base: String,

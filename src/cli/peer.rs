@@ -87,7 +87,7 @@ pub struct PublishArgs {
     /// Piece length in bytes, a power of two of at least 16 KiB [default: from the size].
     #[arg(long, value_name = "BYTES")]
     pub piece_length: Option<u64>,
-    /// The content cipher: rc4+ (SPEC's suite) or aes-256-ctr (far cheaper on CPUs with AES
+    /// The content cipher: rc4+ (the protocol's first suite) or aes-256-ctr (far cheaper on CPUs with AES
     /// instructions; readers need an ivcsd that knows it, older ones refuse the torrent)
     /// [default: the tracker's preferred suite, rc4+ unless its operator chose otherwise].
     #[arg(long, value_name = "SUITE")]
@@ -274,7 +274,7 @@ fn run_relay(common: &PeerCommon, args: RelayArgs) -> anyhow::Result<()> {
 }
 
 /// Where the identity lives unless `--identity` says otherwise: `ivcsd/identity.pem` in the
-/// user's config directory (SPEC 10), e.g. `~/.config/ivcsd/identity.pem` on Linux.
+/// user's config directory (docs/protocol.md 10), e.g. `~/.config/ivcsd/identity.pem` on Linux.
 pub fn default_identity_path() -> anyhow::Result<PathBuf> {
     let config = dirs::config_dir()
         .context("cannot find the user's config directory (is HOME set?); pass --identity FILE")?;

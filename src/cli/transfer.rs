@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::GlobalArgs;
 use super::peer::{DownloadArgs, PeerCommon, PublishArgs, SeedArgs, identity_path};
 
-/// Peers listen here unless `--listen` says otherwise (SPEC 10).
+/// Peers listen here unless `--listen` says otherwise (docs/protocol.md 10).
 const DEFAULT_LISTEN: &str = "0.0.0.0:6881";
 
 pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -48,7 +48,7 @@ use zeroize::Zeroizing;
 use super::content::{CONTENT_KEY_LEN, ContentKey};
 use crate::types::InfoHash;
 
-/// The smallest RSA modulus ivcsd accepts, in bits (SPEC 4.3).
+/// The smallest RSA modulus ivcsd accepts, in bits (docs/protocol.md 4.3).
 pub const MIN_RSA_BITS: usize = 2048;
 /// The largest RSA modulus ivcsd accepts, in bits: the limit of the `rsa` crate's public keys
 /// and of aws-lc-rs's `RSA_PSS_2048_8192_SHA256`, and far beyond what anyone needs.
@@ -237,7 +237,7 @@ impl Identity {
     }
 
     /// Loads the identity at `path`, or, if there is no file there, generates one of `bits`
-    /// bits and saves it (mode 0600): SPEC 10's "created on first use". Returns whether it
+    /// bits and saves it (mode 0600): docs/protocol.md 10's "created on first use". Returns whether it
     /// was created.
     ///
     /// # Errors
@@ -472,7 +472,7 @@ impl PublicIdentity {
     /// Checks an RSASSA-PSS signature (SHA-256, MGF1-SHA-256, salt 32 bytes) over `msg`.
     ///
     /// aws-lc's `RSA_PSS_2048_8192_SHA256` requires the salt to be the digest's length, which
-    /// is SPEC 4.3's 32 bytes and what [`Identity::sign`] and `openssl dgst -sigopt
+    /// is docs/protocol.md 4.3's 32 bytes and what [`Identity::sign`] and `openssl dgst -sigopt
     /// rsa_pss_saltlen:32` (or `:digest`) produce; other salt lengths do not verify.
     ///
     /// # Errors
@@ -511,7 +511,7 @@ pub enum CipherTarget {
     New,
 }
 
-/// The message a peer signs for `GET /getcipher` (SPEC 4.3). Built here and nowhere else, so
+/// The message a peer signs for `GET /getcipher` (docs/protocol.md 4.3). Built here and nowhere else, so
 /// the peer that signs and the tracker that verifies cannot disagree on a byte.
 ///
 /// The lines cannot be confused with one another only if `username` has no line break and
@@ -555,7 +555,7 @@ const LENIENT_STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD
 const LENIENT_URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT_CONFIG);
 
 /// Decodes base64 in the standard or the URL-safe alphabet, with or without `=` padding, as
-/// getcipher's `key` and `sign` may come (SPEC 4.3). Percent-decoding is the caller's job.
+/// getcipher's `key` and `sign` may come (docs/protocol.md 4.3). Percent-decoding is the caller's job.
 ///
 /// # Errors
 /// [`IdentityError::Base64MixedAlphabet`] if both alphabets' special characters occur, and

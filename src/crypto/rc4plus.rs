@@ -161,7 +161,7 @@ impl Rc4Plus {
         if iv.len() > MAX_IV_LEN {
             return Err(Rc4PlusError::IvLength { len: iv.len() });
         }
-        // K[y] = key[y mod len(key)]; V as CIPHER.md 6.1 lays the IV out around the middle.
+        // K[y] = key[y mod len(key)]; V as docs/protocol.md 6.1 lays the IV out around the middle.
         // Copied a key length at a time: `key[y % len]` per byte costs a division each.
         let mut k = [0u8; 256];
         for chunk in k.chunks_mut(key.len()) {

@@ -1,4 +1,4 @@
-//! Building a torrent from a file or a directory (SPEC 5).
+//! Building a torrent from a file or a directory (docs/protocol.md 5).
 //!
 //! The content is read in batches of whole pieces into two reused buffers: while the calling
 //! side reads the next batch, rayon encrypts (when a key is given) and hashes the current one on
@@ -104,7 +104,7 @@ pub fn create_plain(
         .plain()
 }
 
-/// Builds an encrypted ivcsd torrent (SPEC 5) of the file or directory at `path`: `pieces` are
+/// Builds an encrypted ivcsd torrent (docs/protocol.md 5) of the file or directory at `path`: `pieces` are
 /// SHA-1 of the ciphertext under `key`, `info.private = 1`, and `info.ivcsd` carries `key_id`
 /// and `key.key_check()`. The plaintext is read in batches and never held whole; nothing is
 /// written to disk.
@@ -262,7 +262,7 @@ struct Encryption<'a> {
 }
 
 /// Refuses an announce URL with a user:password part or credential query parameters
-/// (SPEC 5: "without credentials; clients add their own").
+/// (docs/protocol.md 5: "without credentials; clients add their own").
 fn check_announce(url: &str) -> Result<(), CreateError> {
     match announce_credentials(url) {
         Some(what) => Err(CreateError::AnnounceCredentials { what }),

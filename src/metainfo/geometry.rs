@@ -11,12 +11,12 @@ use std::ops::Range;
 
 use super::FileEntry;
 
-/// The smallest piece length ivcsd accepts (SPEC 5): one cipher block, 16 KiB.
+/// The smallest piece length ivcsd accepts (docs/protocol.md 5): one cipher block, 16 KiB.
 pub const MIN_PIECE_LENGTH: u64 = 16 * 1024;
 
 /// The largest piece length ivcsd accepts: 256 MiB. Peers hold whole pieces in memory while
 /// they verify them, so a torrent cannot make them allocate more than this per piece.
-/// (SPEC 5 only gives a lower bound; this upper one is ours.)
+/// (docs/protocol.md 5 only gives a lower bound; this upper one is ours.)
 pub const MAX_PIECE_LENGTH: u64 = 256 * 1024 * 1024;
 
 /// The most pieces a torrent may have: piece indices are 32-bit on the peer wire (BEP 3).
@@ -170,7 +170,7 @@ impl Geometry {
     }
 }
 
-/// The default piece length of SPEC 5: the smallest power of two from 256 KiB to 16 MiB that
+/// The default piece length of docs/protocol.md 5: the smallest power of two from 256 KiB to 16 MiB that
 /// keeps the piece count at or below 65,536 (16 MiB for anything above 1 TiB).
 pub fn default_piece_length(total_length: u64) -> u64 {
     const SMALLEST: u64 = 256 * 1024;

@@ -1,4 +1,4 @@
-//! Torrent metainfo (SPEC 5): parse and validate any BitTorrent v1 torrent, create ivcsd's
+//! Torrent metainfo (docs/protocol.md 5): parse and validate any BitTorrent v1 torrent, create ivcsd's
 //! encrypted torrents, and the piece geometry that the peer's picker and storage build on.
 //!
 //! # Layout
@@ -80,7 +80,7 @@ pub struct Info {
     pub total_length: u64,
     /// BEP 27 `private = 1`.
     pub private: bool,
-    /// ivcsd's `info.ivcsd` (SPEC 5), for encrypted torrents.
+    /// ivcsd's `info.ivcsd` (docs/protocol.md 5), for encrypted torrents.
     pub ivcsd: Option<IvcsdInfo>,
     geometry: Geometry,
 }
@@ -112,7 +112,7 @@ impl FileEntry {
     }
 }
 
-/// `info.ivcsd` of an encrypted torrent (SPEC 5).
+/// `info.ivcsd` of an encrypted torrent (docs/protocol.md 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IvcsdInfo {
     /// `v`: the format version; 1 is the only one.
@@ -121,7 +121,7 @@ pub struct IvcsdInfo {
     pub cipher: Cipher,
     /// `key id`: names the content key at the tracker.
     pub key_id: KeyId,
-    /// `check`: the first 8 bytes of HMAC-SHA-256(K, "ivcsd-key-check") (CIPHER 6.2), so a
+    /// `check`: the first 8 bytes of HMAC-SHA-256(K, "ivcsd-key-check") (docs/protocol.md 6.2), so a
     /// wrong key is noticed before anything is decrypted.
     pub check: [u8; 8],
 }

@@ -1,6 +1,6 @@
 //! Parsing and validation of a torrent file into a [`Metainfo`].
 //!
-//! Decisions (SPEC 5 leaves them open; they are documented here and in the report):
+//! Decisions (docs/protocol.md 5 leaves them open; they are documented here and in the report):
 //! - **Names and paths must be UTF-8** (BEP 3). When `name.utf-8` / `path.utf-8` is present it is
 //!   preferred over `name` / `path` (some old clients wrote a legacy code page in `name` and
 //!   UTF-8 there); otherwise a non-UTF-8 name is refused, not guessed at.
@@ -10,7 +10,7 @@
 //!   ivcsd peers run, and storage opening an existing file fails cleanly elsewhere.
 //! - Two files with the same path, or a file whose path is also a directory of another file,
 //!   are refused.
-//! - `private` must be 0 or 1; `info.ivcsd` must be exactly SPEC 5's four keys.
+//! - `private` must be 0 or 1; `info.ivcsd` must be exactly docs/protocol.md 5's four keys.
 //! - Cosmetic top-level fields (`comment`, `created by`) are decoded lossily; every other field
 //!   must have the right type.
 //! - Unknown keys are kept (they are inside the hashed raw `info`) and otherwise ignored,

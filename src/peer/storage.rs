@@ -389,7 +389,7 @@ pub struct PlaintextStore {
 
 impl PlaintextStore {
     /// A store of `info`'s content in `files`, encrypted under `key` with the torrent's suite
-    /// (`info.ivcsd.cipher`; SPEC's `rc4+` for a torrent without one).
+    /// (`info.ivcsd.cipher`; the protocol's `rc4+` for a torrent without one).
     pub fn new(files: ContentFiles, info: Info, key: ContentKey) -> Self {
         let suite = info.ivcsd.map(|ivcsd| ivcsd.cipher).unwrap_or_default();
         let cipher = ContentCipher::new(suite, &key);

@@ -1,4 +1,4 @@
-//! The admin API (SPEC 4.5), for users with `<admin>true</admin>` only; every call, allowed or
+//! The admin API (docs/protocol.md 4.5), for users with `<admin>true</admin>` only; every call, allowed or
 //! refused, is audited, and every change names the old and new value in the audit log.
 //!
 //! - `GET /admin/torrents`: every torrent with name, size, owner, authority, relays and swarm
@@ -7,7 +7,7 @@
 //! - `POST /admin/set-authority?info_hash=…&authority=N`.
 //! - `POST /admin/relay/assign?info_hash=…&user=NAME`, `POST /admin/relay/unassign?…`.
 //! - `POST /admin/remove?info_hash=…`: withdraws a torrent and destroys its content key (not
-//!   in SPEC; see [`remove`]).
+//!   docs/protocol.md 4.5 lists it beside the original endpoints; see [`remove`]).
 //! - `GET /admin/audit?since=SEQ&limit=N`: recent audit entries (JSON lines) after `since`, as
 //!   `{"entries": [...], "last": SEQ}`; `ivcsd admin audit --follow` polls it.
 //!

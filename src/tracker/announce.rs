@@ -1,4 +1,4 @@
-//! GET /announce (SPEC 4.1): BEP 3 with BEP 23 compact peers and `peers6`.
+//! GET /announce (docs/protocol.md 4.1): BEP 3 with BEP 23 compact peers and `peers6`.
 //!
 //! Stock clients append their own parameters to a tracker URL that already carries `username`
 //! and `psw`; parameters ivcsd does not use (`key`, `supportcrypto`, `corrupt`, ...) are
@@ -7,7 +7,7 @@
 //! The peer's address is the request's source address with the announced `port`; the `ip`
 //! parameter is ignored, since honouring it would let anyone point a swarm at a third party.
 //!
-//! The paper's `getCipher=yes` on /announce is an alias of /getcipher (SPEC 4.1); only then
+//! The paper's `getCipher=yes` on /announce is an alias of /getcipher (docs/protocol.md 4.1); only then
 //! does `key` mean a public key.
 
 use std::net::{IpAddr, SocketAddr};

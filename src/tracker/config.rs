@@ -140,7 +140,7 @@ pub struct Config {
     /// `"refuse"` (the default) answers every request 503 "audit log unavailable; try again
     /// later" until writing works again, so that no key is handed out and no torrent stored
     /// unrecorded; `"continue"` answers anyway, keeps entries in the `audit_queue` and drops
-    /// (and counts) those beyond it. SPEC 8 leaves this open; ivcsd fails closed by default.
+    /// (and counts) those beyond it. docs/protocol.md 8 leaves this open; ivcsd fails closed by default.
     pub audit_on_failure: OnFailure,
 }
 
@@ -305,7 +305,7 @@ impl Config {
     pub fn interval(&self) -> Duration {
         Duration::from_secs(self.interval_secs)
     }
-    /// Peers that stop announcing expire after twice the interval (SPEC 4.1).
+    /// Peers that stop announcing expire after twice the interval (docs/protocol.md 4.1).
     pub fn peer_ttl(&self) -> Duration {
         Duration::from_secs(self.interval_secs.saturating_mul(2))
     }
@@ -315,7 +315,7 @@ impl Config {
 
     /// The suite new torrents should use: the first of `publish_ciphers`.
     pub fn preferred_cipher(&self) -> Cipher {
-        // `validate` keeps the list from being empty; SPEC's suite otherwise.
+        // `validate` keeps the list from being empty; the protocol's first suite otherwise.
         self.publish_ciphers.first().copied().unwrap_or_default()
     }
 }

@@ -1,4 +1,4 @@
-//! Who is asking (SPEC 3.2): `username` + `psw`, or a `token` from `getToken=y`.
+//! Who is asking (docs/protocol.md 3.2): `username` + `psw`, or a `token` from `getToken=y`.
 //!
 //! - Passwords are checked with argon2 (`User::verify_password`, ≈14 ms of CPU) on the blocking
 //!   pool behind a semaphore. A verified password is then remembered for a while as an HMAC

@@ -1,4 +1,4 @@
-//! GET /getcipher (SPEC 4.3), also reached as the paper's `/announce?getCipher=yes`.
+//! GET /getcipher (docs/protocol.md 4.3), also reached as the paper's `/announce?getCipher=yes`.
 //!
 //! Order of checks, each refusal audited with its true reason:
 //! 1. credentials (as every endpoint);

@@ -1,4 +1,4 @@
-//! GET /torrent?info_hash=… (SPEC 4.5): the stored .torrent, for those who may read or relay
+//! GET /torrent?info_hash=… (docs/protocol.md 4.5): the stored .torrent, for those who may read or relay
 //! it. Unknown and forbidden torrents get the same 404.
 
 use super::answer::Answer;

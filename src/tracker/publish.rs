@@ -1,4 +1,4 @@
-//! POST /publish (SPEC 4.4): the body is the .torrent (at most `max_torrent_bytes`, enforced
+//! POST /publish (docs/protocol.md 4.4): the body is the .torrent (at most `max_torrent_bytes`, enforced
 //! while reading it). The tracker validates it, requires `info.private = 1` and an
 //! `info.ivcsd.key id` naming a pending key owned by the requester whose `check` matches,
 //! binds the key to the info hash, and stores the torrent with the configured new-torrent

@@ -1,4 +1,4 @@
-//! The raw query string of a tracker request, decoded to bytes (SPEC 4).
+//! The raw query string of a tracker request, decoded to bytes (docs/protocol.md 4).
 //!
 //! Why not `form_urlencoded`: it yields `Cow<str>`, and an `info_hash` is 20 raw bytes that
 //! are rarely UTF-8. So the query is split on `&` and `=` here and every value is

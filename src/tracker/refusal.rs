@@ -1,6 +1,6 @@
 //! Why a request was refused, told twice: once for the client, once for the audit log.
 //!
-//! The public text must not let a client map what it may not see (SPEC 4, "no existence
+//! The public text must not let a client map what it may not see (docs/protocol.md 4, "no existence
 //! oracle"): an unknown torrent and a forbidden one give the same status and text, and so do an
 //! unknown user, a wrong password and a wrong source address. The audit text is the true
 //! reason and never leaves the tracker.

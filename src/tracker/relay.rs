@@ -1,4 +1,4 @@
-//! GET /relay/assignments (SPEC 4.5): the torrents the requesting user is assigned to relay,
+//! GET /relay/assignments (docs/protocol.md 4.5): the torrents the requesting user is assigned to relay,
 //! `{"info hashes": [<20 bytes>, ...], "interval": <seconds>}`. Relays poll it: it is what
 //! starts and stops them.
 

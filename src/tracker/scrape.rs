@@ -1,4 +1,4 @@
-//! GET /scrape (BEP 48, SPEC 4.2): swarm counts of the requested torrents that the requester
+//! GET /scrape (BEP 48, docs/protocol.md 4.2): swarm counts of the requested torrents that the requester
 //! may read or relay.
 //!
 //! A torrent the requester may not see is left out exactly as an unknown one is, so a scrape is

@@ -1,4 +1,4 @@
-//! Swarm state: who holds which torrent (SPEC 4.1).
+//! Swarm state: who holds which torrent (docs/protocol.md 4.1).
 //!
 //! Sync and free of I/O, so plain tests drive it with an explicit `now`. The server keeps one
 //! [`Swarms`] behind a `parking_lot` mutex: every operation is short and never awaits.
@@ -41,7 +41,7 @@ impl AnnounceEvent {
 /// Limits of the swarm state.
 #[derive(Debug, Clone, Copy)]
 pub struct SwarmLimits {
-    /// A peer that has not announced for this long is dropped (SPEC: twice the interval).
+    /// A peer that has not announced for this long is dropped (docs/protocol.md 4.1: twice the interval).
     pub peer_ttl: Duration,
     /// Most peers kept per torrent; announces beyond it are answered but not recorded.
     pub max_peers_per_torrent: usize,
