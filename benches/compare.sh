@@ -63,8 +63,8 @@ bench_workdir compare
 cpu_of() { awk -v t="$tck" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 hwm_of() { awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$1/status"; }
 
-# Piece length as ivcsd chooses it (docs/protocol.md 5): the smallest power of two from 256 KiB to 16 MiB
-# that keeps the piece count at or below 65,536.
+# Piece length as ivcsd chooses it (docs/protocol.md 5): the smallest power of two from 256 KiB to
+# 16 MiB that keeps the piece count at or below 65,536.
 piece_log=18
 while [ $piece_log -lt 24 ] && [ $(((size + (1 << piece_log) - 1) >> piece_log)) -gt 65536 ]; do
   piece_log=$((piece_log + 1))

@@ -87,8 +87,8 @@ pub struct PublishArgs {
     /// Piece length in bytes, a power of two of at least 16 KiB [default: from the size].
     #[arg(long, value_name = "BYTES")]
     pub piece_length: Option<u64>,
-    /// The content cipher: rc4+ (the protocol's first suite) or aes-256-ctr (far cheaper on CPUs with AES
-    /// instructions; readers need an ivcsd that knows it, older ones refuse the torrent)
+    /// The content cipher: rc4+ (the protocol's first suite) or aes-256-ctr (far cheaper on CPUs
+    /// with AES instructions; readers need an ivcsd that knows it, older ones refuse the torrent)
     /// [default: the tracker's preferred suite, rc4+ unless its operator chose otherwise].
     #[arg(long, value_name = "SUITE")]
     pub cipher: Option<Cipher>,

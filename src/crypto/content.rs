@@ -2,8 +2,8 @@
 //!
 //! The content of a torrent is encrypted with one of two suites ([`Cipher`]), named by the
 //! torrent's `info.ivcsd.cipher`:
-//! - `rc4+` (the protocol's first suite, the default): content cut into [`BLOCK_LEN`]-byte blocks by absolute
-//!   offset; block `b` is XORed with the RC4+ keystream of
+//! - `rc4+` (the protocol's first suite, the default): content cut into [`BLOCK_LEN`]-byte
+//!   blocks by absolute offset; block `b` is XORed with the RC4+ keystream of
 //!   `SHA-256("ivcsd/rc4+/block/v1" || K || u64_be(b))` and an empty IV.
 //! - `aes-256-ctr` (ivcsd's addition, docs/protocol.md 6.4): the content is one AES-256-CTR
 //!   stream under `SHA-256("ivcsd/aes-256-ctr/v1" || K)`, 128-bit big-endian counter from zero,
@@ -140,7 +140,8 @@ impl ContentKey {
 /// names its suite, and the info hash binds that choice.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Cipher {
-    /// RC4+ keyed per 16 KiB block (docs/protocol.md 6.2), named `rc4+`: the protocol's first suite and the default.
+    /// RC4+ keyed per 16 KiB block (docs/protocol.md 6.2), named `rc4+`: the protocol's first suite
+    /// and the default.
     #[default]
     Rc4Plus,
     /// AES-256-CTR over the whole content (docs/protocol.md 6.4), named `aes-256-ctr`: for

@@ -237,8 +237,8 @@ impl Identity {
     }
 
     /// Loads the identity at `path`, or, if there is no file there, generates one of `bits`
-    /// bits and saves it (mode 0600): docs/protocol.md 10's "created on first use". Returns whether it
-    /// was created.
+    /// bits and saves it (mode 0600): docs/protocol.md 10's "created on first use". Returns whether
+    /// it was created.
     ///
     /// # Errors
     /// As [`Identity::load`] for an existing file (a broken file is never replaced), and as
@@ -511,8 +511,8 @@ pub enum CipherTarget {
     New,
 }
 
-/// The message a peer signs for `GET /getcipher` (docs/protocol.md 4.3). Built here and nowhere else, so
-/// the peer that signs and the tracker that verifies cannot disagree on a byte.
+/// The message a peer signs for `GET /getcipher` (docs/protocol.md 4.3). Built here and nowhere
+/// else, so the peer that signs and the tracker that verifies cannot disagree on a byte.
 ///
 /// The lines cannot be confused with one another only if `username` has no line break and
 /// `nonce` is 32 to 64 hex digits; the tracker checks both before it verifies.
@@ -555,7 +555,8 @@ const LENIENT_STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD
 const LENIENT_URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT_CONFIG);
 
 /// Decodes base64 in the standard or the URL-safe alphabet, with or without `=` padding, as
-/// getcipher's `key` and `sign` may come (docs/protocol.md 4.3). Percent-decoding is the caller's job.
+/// getcipher's `key` and `sign` may come (docs/protocol.md 4.3). Percent-decoding is the caller's
+/// job.
 ///
 /// # Errors
 /// [`IdentityError::Base64MixedAlphabet`] if both alphabets' special characters occur, and

@@ -57,7 +57,8 @@ pub enum CreateError {
     /// Messages include their cause, which is therefore not also a `source`.
     #[error("error reading {}: {error}", path.display())]
     Io { path: PathBuf, error: io::Error },
-    #[error("{} is a symbolic link; links are not followed inside a torrent's directory", path.display())]
+    #[error("{} is a symbolic link; links are not followed inside a torrent's directory",
+    #path.display())]
     Symlink { path: PathBuf },
     #[error("{} is not a regular file or a directory", path.display())]
     SpecialFile { path: PathBuf },
@@ -104,10 +105,10 @@ pub fn create_plain(
         .plain()
 }
 
-/// Builds an encrypted ivcsd torrent (docs/protocol.md 5) of the file or directory at `path`: `pieces` are
-/// SHA-1 of the ciphertext under `key`, `info.private = 1`, and `info.ivcsd` carries `key_id`
-/// and `key.key_check()`. The plaintext is read in batches and never held whole; nothing is
-/// written to disk.
+/// Builds an encrypted ivcsd torrent (docs/protocol.md 5) of the file or directory at `path`:
+/// `pieces` are SHA-1 of the ciphertext under `key`, `info.private = 1`, and `info.ivcsd` carries
+/// `key_id` and `key.key_check()`. The plaintext is read in batches and never held whole; nothing
+/// is written to disk.
 ///
 /// `announce` is the tracker's /announce URL without credentials (an empty string leaves it
 /// out); `piece_length` defaults to [`default_piece_length`]. Shorthand for

@@ -170,8 +170,8 @@ impl Geometry {
     }
 }
 
-/// The default piece length of docs/protocol.md 5: the smallest power of two from 256 KiB to 16 MiB that
-/// keeps the piece count at or below 65,536 (16 MiB for anything above 1 TiB).
+/// The default piece length of docs/protocol.md 5: the smallest power of two from 256 KiB to 16 MiB
+/// that keeps the piece count at or below 65,536 (16 MiB for anything above 1 TiB).
 pub fn default_piece_length(total_length: u64) -> u64 {
     const SMALLEST: u64 = 256 * 1024;
     const LARGEST: u64 = 16 * 1024 * 1024;

@@ -1,5 +1,5 @@
-//! Torrent metainfo (docs/protocol.md 5): parse and validate any BitTorrent v1 torrent, create ivcsd's
-//! encrypted torrents, and the piece geometry that the peer's picker and storage build on.
+//! Torrent metainfo (docs/protocol.md 5): parse and validate any BitTorrent v1 torrent, create
+//! ivcsd's encrypted torrents, and the piece geometry that the peer's picker and storage build on.
 //!
 //! # Layout
 //! - `parse.rs`, [`Metainfo::from_bytes`]: bytes in, a validated [`Metainfo`] out, or a
@@ -121,8 +121,8 @@ pub struct IvcsdInfo {
     pub cipher: Cipher,
     /// `key id`: names the content key at the tracker.
     pub key_id: KeyId,
-    /// `check`: the first 8 bytes of HMAC-SHA-256(K, "ivcsd-key-check") (docs/protocol.md 6.2), so a
-    /// wrong key is noticed before anything is decrypted.
+    /// `check`: the first 8 bytes of HMAC-SHA-256(K, "ivcsd-key-check") (docs/protocol.md 6.2), so
+    /// a wrong key is noticed before anything is decrypted.
     pub check: [u8; 8],
 }
 

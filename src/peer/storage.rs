@@ -252,7 +252,8 @@ impl ContentFiles {
                         .map_err(|e| io_err("reading the size of", e))?
                         .len();
                     if actual != entry.length {
-                        // Sparse preallocation: the size is right from the start, blocks come later.
+                        // Sparse preallocation: the size is right from the start, blocks come
+                        // later.
                         file.set_len(entry.length)
                             .map_err(|e| io_err("sizing", e))?;
                     }

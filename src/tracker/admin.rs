@@ -1,5 +1,5 @@
-//! The admin API (docs/protocol.md 4.5), for users with `<admin>true</admin>` only; every call, allowed or
-//! refused, is audited, and every change names the old and new value in the audit log.
+//! The admin API (docs/protocol.md 4.5), for users with `<admin>true</admin>` only; every call,
+//! allowed or refused, is audited, and every change names the old and new value in the audit log.
 //!
 //! - `GET /admin/torrents`: every torrent with name, size, owner, authority, relays and swarm
 //!   counts, as `{"torrents": [...]}`.

@@ -7,8 +7,8 @@
 //! The peer's address is the request's source address with the announced `port`; the `ip`
 //! parameter is ignored, since honouring it would let anyone point a swarm at a third party.
 //!
-//! The paper's `getCipher=yes` on /announce is an alias of /getcipher (docs/protocol.md 4.1); only then
-//! does `key` mean a public key.
+//! The paper's `getCipher=yes` on /announce is an alias of /getcipher (docs/protocol.md 4.1); only
+//! then does `key` mean a public key.
 
 use std::net::{IpAddr, SocketAddr};
 

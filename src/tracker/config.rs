@@ -140,7 +140,8 @@ pub struct Config {
     /// `"refuse"` (the default) answers every request 503 "audit log unavailable; try again
     /// later" until writing works again, so that no key is handed out and no torrent stored
     /// unrecorded; `"continue"` answers anyway, keeps entries in the `audit_queue` and drops
-    /// (and counts) those beyond it. docs/protocol.md 8 leaves this open; ivcsd fails closed by default.
+    /// (and counts) those beyond it. docs/protocol.md 8 leaves this open; ivcsd fails closed by
+    /// default.
     pub audit_on_failure: OnFailure,
 }
 

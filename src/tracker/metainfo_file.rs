@@ -1,5 +1,5 @@
-//! GET /torrent?info_hash=… (docs/protocol.md 4.5): the stored .torrent, for those who may read or relay
-//! it. Unknown and forbidden torrents get the same 404.
+//! GET /torrent?info_hash=… (docs/protocol.md 4.5): the stored .torrent, for those who may read or
+//! relay it. Unknown and forbidden torrents get the same 404.
 
 use super::answer::Answer;
 use super::decide::{Action, decide};

@@ -1,5 +1,5 @@
-//! POST /publish (docs/protocol.md 4.4): the body is the .torrent (at most `max_torrent_bytes`, enforced
-//! while reading it). The tracker validates it, requires `info.private = 1` and an
+//! POST /publish (docs/protocol.md 4.4): the body is the .torrent (at most `max_torrent_bytes`,
+//! enforced while reading it). The tracker validates it, requires `info.private = 1` and an
 //! `info.ivcsd.key id` naming a pending key owned by the requester whose `check` matches,
 //! binds the key to the info hash, and stores the torrent with the configured new-torrent
 //! authority and the requester as owner. The answer (`info hash`, `authority`) is sent only

@@ -1,5 +1,5 @@
-//! GET /relay/assignments (docs/protocol.md 4.5): the torrents the requesting user is assigned to relay,
-//! `{"info hashes": [<20 bytes>, ...], "interval": <seconds>}`. Relays poll it: it is what
+//! GET /relay/assignments (docs/protocol.md 4.5): the torrents the requesting user is assigned to
+//! relay, `{"info hashes": [<20 bytes>, ...], "interval": <seconds>}`. Relays poll it: it is what
 //! starts and stops them.
 
 use crate::bencode::{Dict, Value};

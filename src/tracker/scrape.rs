@@ -1,5 +1,5 @@
-//! GET /scrape (BEP 48, docs/protocol.md 4.2): swarm counts of the requested torrents that the requester
-//! may read or relay.
+//! GET /scrape (BEP 48, docs/protocol.md 4.2): swarm counts of the requested torrents that the
+//! requester may read or relay.
 //!
 //! A torrent the requester may not see is left out exactly as an unknown one is, so a scrape is
 //! no existence oracle either. Without any `info_hash`, every torrent the requester may see is

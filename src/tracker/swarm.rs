@@ -41,7 +41,8 @@ impl AnnounceEvent {
 /// Limits of the swarm state.
 #[derive(Debug, Clone, Copy)]
 pub struct SwarmLimits {
-    /// A peer that has not announced for this long is dropped (docs/protocol.md 4.1: twice the interval).
+    /// A peer that has not announced for this long is dropped (docs/protocol.md 4.1: twice the
+    /// interval).
     pub peer_ttl: Duration,
     /// Most peers kept per torrent; announces beyond it are answered but not recorded.
     pub max_peers_per_torrent: usize,
