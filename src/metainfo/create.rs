@@ -57,8 +57,10 @@ pub enum CreateError {
     /// Messages include their cause, which is therefore not also a `source`.
     #[error("error reading {}: {error}", path.display())]
     Io { path: PathBuf, error: io::Error },
-    #[error("{} is a symbolic link; links are not followed inside a torrent's directory",
-    #path.display())]
+    #[error(
+        "{} is a symbolic link; links are not followed inside a torrent's directory",
+        path.display()
+    )]
     Symlink { path: PathBuf },
     #[error("{} is not a regular file or a directory", path.display())]
     SpecialFile { path: PathBuf },
