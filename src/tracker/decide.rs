@@ -8,12 +8,12 @@
 //! 1. The owner (publisher) may do anything a reader may, on its own torrent, whatever the
 //!    torrent's authority.
 //! 2. A user assigned as relay of a torrent is refused its key, always (docs/protocol.md 2: "is
-//! always    refused getcipher"), even if its authority would reach it: the relay role promises
-//! that    the relaying machine never holds a key.
+//!    always refused getcipher"), even if its authority would reach it: the relay role promises
+//!    that the relaying machine never holds a key.
 //! 3. A user whose authority reaches the torrent's (`P <= T`) may read it.
 //! 4. An administrator may read every torrent. docs/protocol.md 1 has administrators lower
-//! authorities    "after examining content", which needs the key; docs/protocol.md 2 does not say
-//! it, so it is our    reading and is audited as `admin` so it stands out.
+//!    authorities "after examining content", which needs the key; docs/protocol.md 2 does not
+//!    say it, so it is our reading and is audited as `admin` so it stands out.
 //! 5. An assigned relay may announce, scrape and fetch the metainfo.
 //! 6. Anything else is refused, with the same public text as an unknown torrent.
 

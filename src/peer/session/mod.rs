@@ -22,7 +22,7 @@
 //!
 //! # Tasks
 //! - one task per connection (`Connection::run` in [`crate::peer::connection`]); its
-//!   [`Handler`] is a [`PeerHandler`] that updates the shared [`State`] under one short,
+//!   [`Handler`](crate::peer::connection::Handler) is a [`PeerHandler`] that updates the shared [`State`] under one short,
 //!   synchronous lock;
 //! - piece verification and writes, and block reads for uploads, on blocking threads
 //!   (`spawn_blocking`, bounded by semaphores), never on the reactor;
