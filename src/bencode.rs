@@ -7,8 +7,8 @@
 //! but its errors carry no byte offset and it accepts trailing data; the lenient ones
 //! (serde_bencode, bt_bencode) re-encode `info` and overflow the stack on deep nesting. The
 //! decoder below is small, zero-copy (byte strings borrow from the input) and bounded:
-//! - nesting depth is limited ([`Limits::max_depth`]), so recursion cannot overflow the stack;
-//! - the number of values is limited ([`Limits::max_values`]), so a 16 MiB body of `0:0:0:…`
+//! - nesting depth is limited ([`DecodeLimits::max_depth`]), so recursion cannot overflow the stack;
+//! - the number of values is limited ([`DecodeLimits::max_values`]), so a 16 MiB body of `0:0:0:…`
 //!   cannot make millions of list entries;
 //! - a string length is checked against the bytes that remain before anything is touched.
 //!
@@ -22,17 +22,17 @@ use std::fmt;
 
 /// Bounds that keep decoding of hostile input cheap.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct DecodeLimits {
     /// Deepest nesting of lists and dictionaries (the top level counts as 1).
     pub max_depth: usize,
     /// Most values (integers, strings, lists, dictionaries) in one document.
     pub max_values: usize,
 }
 
-impl Default for Limits {
+impl Default for DecodeLimits {
     /// Generous for any real torrent (a 40,000-file torrent has about 250,000 values).
     fn default() -> Self {
-        Limits {
+        DecodeLimits {
             max_depth: 64,
             max_values: 2_000_000,
         }
@@ -371,19 +371,19 @@ impl<'a> From<Vec<Value<'a>>> for Value<'a> {
     }
 }
 
-/// Decodes exactly one value that spans the whole input, with the default [`Limits`].
+/// Decodes exactly one value that spans the whole input, with the default [`DecodeLimits`].
 ///
 /// # Errors
 /// Any malformed, non-canonical or over-limit input, with the byte offset where it was found.
 pub fn decode(input: &[u8]) -> Result<Value<'_>, DecodeError> {
-    decode_with(input, Limits::default())
+    decode_with(input, DecodeLimits::default())
 }
 
 /// Like [`decode`], with explicit limits.
 ///
 /// # Errors
 /// As [`decode`].
-pub fn decode_with(input: &[u8], limits: Limits) -> Result<Value<'_>, DecodeError> {
+pub fn decode_with(input: &[u8], limits: DecodeLimits) -> Result<Value<'_>, DecodeError> {
     let mut parser = Parser {
         input,
         pos: 0,
@@ -405,7 +405,7 @@ pub fn decode_with(input: &[u8], limits: Limits) -> Result<Value<'_>, DecodeErro
 struct Parser<'a> {
     input: &'a [u8],
     pos: usize,
-    limits: Limits,
+    limits: DecodeLimits,
     values: usize,
 }
 
@@ -756,7 +756,7 @@ mod tests {
             input.extend_from_slice(b"0:");
         }
         input.push(b'e');
-        let limits = Limits {
+        let limits = DecodeLimits {
             max_depth: 8,
             max_values: 100,
         };

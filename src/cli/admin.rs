@@ -31,7 +31,7 @@ pub struct AdminArgs {
 pub enum AdminCommand {
     /// List, show and set the authority of torrents.
     #[command(subcommand)]
-    Torrent(TorrentCommand),
+    Torrent(AdminTorrentCommand),
     /// Assign and unassign relays.
     #[command(subcommand)]
     Relay(RelayCommand),
@@ -43,7 +43,7 @@ pub enum AdminCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum TorrentCommand {
+pub enum AdminTorrentCommand {
     /// Every torrent with its size, owner, authority, swarm counts and cipher.
     List {
         /// One JSON object a line (info_hash, name, size, owner, authority, published_ms,
@@ -333,7 +333,7 @@ fn print_torrent_line(t: &Dict<'_>) {
 
 async fn remote(client: AdminClient, command: AdminCommand) -> anyhow::Result<()> {
     match command {
-        AdminCommand::Torrent(TorrentCommand::List { json }) => {
+        AdminCommand::Torrent(AdminTorrentCommand::List { json }) => {
             let body = client.call(Method::GET, "torrents", "").await?;
             let value = bencode::decode(&body).context("invalid answer from the tracker")?;
             let list = answer_dict(&value)?
@@ -355,7 +355,7 @@ async fn remote(client: AdminClient, command: AdminCommand) -> anyhow::Result<()
             }
             Ok(())
         }
-        AdminCommand::Torrent(TorrentCommand::Show { hash, json }) => {
+        AdminCommand::Torrent(AdminTorrentCommand::Show { hash, json }) => {
             let hash = parse_hash(&hash)?;
             let params = format!("info_hash={}", encode(&hash.0));
             let body = client.call(Method::GET, "torrent", &params).await?;
@@ -385,7 +385,7 @@ async fn remote(client: AdminClient, command: AdminCommand) -> anyhow::Result<()
             println!("relays:      {}", relays.join(", "));
             Ok(())
         }
-        AdminCommand::Torrent(TorrentCommand::SetAuthority { hash, authority }) => {
+        AdminCommand::Torrent(AdminTorrentCommand::SetAuthority { hash, authority }) => {
             let hash = parse_hash(&hash)?;
             let params = format!("info_hash={}&authority={authority}", encode(&hash.0));
             let body = client.call(Method::POST, "set-authority", &params).await?;
@@ -398,7 +398,7 @@ async fn remote(client: AdminClient, command: AdminCommand) -> anyhow::Result<()
             );
             Ok(())
         }
-        AdminCommand::Torrent(TorrentCommand::Remove { hash, yes }) => {
+        AdminCommand::Torrent(AdminTorrentCommand::Remove { hash, yes }) => {
             let hash = parse_hash(&hash)?;
             if !yes {
                 anyhow::bail!(

@@ -26,7 +26,7 @@ pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: CliCommand,
 }
 
 /// Options every subcommand accepts, before or after it.
@@ -47,7 +47,7 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum CliCommand {
     /// Run the tracker daemon: identity, authority, content keys, swarms and the audit log.
     Tracker(tracker::TrackerArgs),
     /// Act as a peer: create an identity, publish, seed, download or relay torrents.
@@ -62,11 +62,11 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Tracker(args) => tracker::run(args, &cli.global),
-        Command::Peer(args) => peer::run(args, &cli.global),
-        Command::Admin(args) => admin::run(args, &cli.global),
-        Command::Torrent(args) => torrent::run(args, &cli.global),
-        Command::Demo(args) => demo::run(args, &cli.global),
+        CliCommand::Tracker(args) => tracker::run(args, &cli.global),
+        CliCommand::Peer(args) => peer::run(args, &cli.global),
+        CliCommand::Admin(args) => admin::run(args, &cli.global),
+        CliCommand::Torrent(args) => torrent::run(args, &cli.global),
+        CliCommand::Demo(args) => demo::run(args, &cli.global),
     }
 }
 

@@ -132,7 +132,7 @@ pub fn create_encrypted(
 }
 
 /// Reports progress: `(bytes hashed so far, total bytes)`.
-pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+pub type ProgressFn<'a> = &'a mut dyn FnMut(u64, u64);
 
 /// A torrent build with every option: the announce URL, the piece length, and a progress
 /// callback for long builds (a progress bar in `peer publish`).
@@ -140,7 +140,7 @@ pub struct TorrentBuilder<'a> {
     path: &'a Path,
     announce: &'a str,
     piece_length: Option<u64>,
-    progress: Option<Progress<'a>>,
+    progress: Option<ProgressFn<'a>>,
     cipher: Cipher,
 }
 
@@ -171,7 +171,7 @@ impl<'a> TorrentBuilder<'a> {
 
     /// Called on the calling thread after each batch of pieces (about every 32 MiB) with the
     /// bytes done and the total.
-    pub fn progress(mut self, progress: Progress<'a>) -> Self {
+    pub fn progress(mut self, progress: ProgressFn<'a>) -> Self {
         self.progress = Some(progress);
         self
     }
@@ -297,7 +297,7 @@ fn hash_pieces(
     files: &[SourceFile],
     geometry: &Geometry,
     transform: Option<Transform<'_>>,
-    progress: Progress<'_>,
+    progress: ProgressFn<'_>,
 ) -> Result<Vec<[u8; 20]>, CreateError> {
     let piece_length = geometry.piece_length();
     let total = geometry.total_length();

@@ -29,8 +29,8 @@ mod parse;
 mod source;
 
 pub use create::{
-    CreateError, CreatedTorrent, Progress, TorrentBuilder, announce_credentials, create_encrypted,
-    create_plain,
+    CreateError, CreatedTorrent, ProgressFn, TorrentBuilder, announce_credentials,
+    create_encrypted, create_plain,
 };
 pub use geometry::{
     FileSegment, FileSegments, Geometry, GeometryError, MAX_PIECE_COUNT, MAX_PIECE_LENGTH,

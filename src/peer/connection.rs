@@ -11,7 +11,7 @@
 //! - The handshake must complete within [`ConnectionConfig::handshake_timeout`]; garbage is
 //!   refused at its first wrong byte.
 //! - The read buffer has a fixed size, the largest frame the torrent allows
-//!   ([`wire::Limits::max_frame_len`]), and never grows with remote input.
+//!   ([`wire::WireLimits::max_frame_len`]), and never grows with remote input.
 //! - A peer silent for [`ConnectionConfig::read_timeout`] is dropped; we send a keep-alive when
 //!   we have written nothing for [`ConnectionConfig::keep_alive_interval`].
 //! - Outgoing data waits in a queue of at most [`SEND_HIGH_WATER`] bytes, beyond which we stop
@@ -40,8 +40,8 @@ use tokio_util::sync::CancellationToken;
 use crate::peer::bitfield::Bitfield;
 use crate::peer::geometry::PeerGeometry;
 use crate::peer::wire::{
-    self, BlockRequest, Extended, ExtendedHandshake, HANDSHAKE_LEN, Handshake, Limits, Message,
-    WireError,
+    self, BlockRequest, Extended, ExtendedHandshake, HANDSHAKE_LEN, Handshake, Message, WireError,
+    WireLimits,
 };
 use crate::types::{InfoHash, PeerId};
 
@@ -570,7 +570,7 @@ struct Core<H> {
     handler: H,
     outbox: Outbox,
     geometry: PeerGeometry,
-    limits: Limits,
+    limits: WireLimits,
     config: ConnectionConfig,
     /// Both sides support BEP 6.
     fast: bool,
@@ -909,7 +909,7 @@ mod tests {
             blocks in proptest::collection::vec(1usize..=wire::MAX_BLOCK_LEN as usize, 1..20),
             reads in proptest::collection::vec(1usize..70_000, 1..200),
         ) {
-            let limits = Limits::default();
+            let limits = WireLimits::default();
             let mut stream = Vec::new();
             let data = vec![7u8; wire::MAX_BLOCK_LEN as usize];
             for (i, len) in blocks.iter().enumerate() {

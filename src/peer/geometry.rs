@@ -1,13 +1,13 @@
 //! [`PeerGeometry`]: a torrent's [`metainfo::Geometry`] as the peer engine uses it, with the
 //! raw `u32` piece indices of the wire (checked on each call) and what the engine derives from
-//! the geometry: the bytes a set of pieces holds, and the wire [`Limits`] of the torrent.
+//! the geometry: the bytes a set of pieces holds, and the wire [`WireLimits`] of the torrent.
 //!
 //! It is a distinct type from [`metainfo::Geometry`], whose indices are checked
 //! [`metainfo::PieceIndex`]es; code that holds one of those asks [`PeerGeometry::metainfo`].
 
 use crate::metainfo::{self, GeometryError};
 use crate::peer::bitfield::Bitfield;
-use crate::peer::wire::{self, Limits, WireError};
+use crate::peer::wire::{self, WireError, WireLimits};
 
 /// The shape of a torrent as the peer engine sees it: the metainfo's
 /// [`metainfo::Geometry`] (power-of-two pieces of 16 KiB to 256 MiB, at least one byte, at
@@ -69,8 +69,8 @@ impl PeerGeometry {
     }
 
     /// The wire limits for this torrent.
-    pub fn limits(&self) -> Limits {
-        Limits::for_piece_count(self.piece_count())
+    pub fn limits(&self) -> WireLimits {
+        WireLimits::for_piece_count(self.piece_count())
     }
 
     /// Checks a bitfield's length and that its spare bits are zero.

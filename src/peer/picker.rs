@@ -62,7 +62,7 @@ enum BlockState {
 
 /// A piece that has been started and is not verified yet.
 #[derive(Debug)]
-struct PartialPiece<P> {
+struct InFlightPiece<P> {
     blocks: Vec<BlockState>,
     /// Number of blocks in state `Received`.
     received: u32,
@@ -133,7 +133,7 @@ pub struct Picker<P> {
     /// pieces not started yet.
     rarity: Rarity,
     /// Started, unverified pieces. Never a piece in `have`.
-    pieces: BTreeMap<PieceIndex, PartialPiece<P>>,
+    pieces: BTreeMap<PieceIndex, InFlightPiece<P>>,
     peers: BTreeMap<P, PeerState>,
     /// Blocks of pieces we lack that are `Missing` (pieces not started count in full). Zero
     /// with pieces still missing means end game.
@@ -413,7 +413,7 @@ impl<P: Copy + Ord + Debug> Picker<P> {
             self.rarity.remove(index);
             self.pieces.insert(
                 index,
-                PartialPiece {
+                InFlightPiece {
                     blocks: vec![BlockState::Missing; blocks as usize],
                     received: 0,
                     contributors: Vec::new(),

@@ -22,7 +22,7 @@ use super::decide::{Action, decide};
 use super::endpoint::Endpoint;
 use super::query::{Query, QueryError};
 use super::refusal::Refusal;
-use super::swarm::{AnnounceEvent, AnnounceInput, AnnounceOutput};
+use super::swarm::{AnnounceInput, AnnounceOutput, SwarmEvent};
 use super::{ApiRequest, TrackerState};
 
 /// The BEP 3 parameters of an announce, parsed and checked.
@@ -32,7 +32,7 @@ pub struct AnnounceParams {
     pub peer_id: PeerId,
     pub port: u16,
     pub left: u64,
-    pub event: AnnounceEvent,
+    pub event: SwarmEvent,
     pub numwant: Option<u64>,
     /// BEP 23: compact unless `compact=0`.
     pub compact: bool,
@@ -60,8 +60,8 @@ impl AnnounceParams {
         q.get_u64("downloaded")?;
         let left = q.require_u64("left")?;
         let event = match q.get("event")? {
-            None => AnnounceEvent::None,
-            Some(raw) => AnnounceEvent::parse(raw).ok_or(QueryError::Invalid {
+            None => SwarmEvent::None,
+            Some(raw) => SwarmEvent::parse(raw).ok_or(QueryError::Invalid {
                 name: "event",
                 reason: "not started, stopped, completed or empty",
             })?,
@@ -82,7 +82,7 @@ impl AnnounceParams {
 /// configured ones, or the short waiting interval for a downloader that got no peer to
 /// download from (a seeder gets the full interval: it waits for downloaders to call it).
 pub fn answer_intervals(config: &Config, params: &AnnounceParams, peers: usize) -> (u64, u64) {
-    if peers == 0 && params.left > 0 && params.event != AnnounceEvent::Stopped {
+    if peers == 0 && params.left > 0 && params.event != SwarmEvent::Stopped {
         let wait = config.waiting_interval_secs.min(config.interval_secs);
         (wait, wait.min(config.min_interval_secs))
     } else {
@@ -248,7 +248,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(p.port, 6881);
-        assert_eq!(p.event, AnnounceEvent::Started);
+        assert_eq!(p.event, SwarmEvent::Started);
         assert_eq!(p.numwant, Some(30));
         assert!(p.compact);
     }
@@ -368,23 +368,23 @@ mod tests {
             compact: true,
         };
         assert_eq!(
-            answer_intervals(&config, &params(5, AnnounceEvent::Started), 0),
+            answer_intervals(&config, &params(5, SwarmEvent::Started), 0),
             (30, 30)
         );
         assert_eq!(
-            answer_intervals(&config, &params(5, AnnounceEvent::None), 0),
+            answer_intervals(&config, &params(5, SwarmEvent::None), 0),
             (30, 30)
         );
         assert_eq!(
-            answer_intervals(&config, &params(5, AnnounceEvent::None), 1),
+            answer_intervals(&config, &params(5, SwarmEvent::None), 1),
             (1800, 900)
         );
         assert_eq!(
-            answer_intervals(&config, &params(0, AnnounceEvent::None), 0),
+            answer_intervals(&config, &params(0, SwarmEvent::None), 0),
             (1800, 900)
         );
         assert_eq!(
-            answer_intervals(&config, &params(5, AnnounceEvent::Stopped), 0),
+            answer_intervals(&config, &params(5, SwarmEvent::Stopped), 0),
             (1800, 900)
         );
         // Never longer than the configured intervals.
@@ -394,7 +394,7 @@ mod tests {
             ..config
         };
         assert_eq!(
-            answer_intervals(&short, &params(5, AnnounceEvent::None), 0),
+            answer_intervals(&short, &params(5, SwarmEvent::None), 0),
             (20, 10)
         );
     }

@@ -450,7 +450,7 @@ mod tests {
 
     use super::*;
     use crate::tracker::store::{MASTER_KEY_FILE, StoreThread};
-    use crate::tracker::swarm::{AnnounceEvent, AnnounceInput, SwarmLimits};
+    use crate::tracker::swarm::{AnnounceInput, SwarmEvent, SwarmLimits};
     use crate::types::PeerId;
 
     fn block_on<F: Future>(f: F) -> F::Output {
@@ -519,7 +519,7 @@ mod tests {
                 peer_id: PeerId([hash; 20]),
                 addr,
                 left: 0,
-                event: AnnounceEvent::Started,
+                event: SwarmEvent::Started,
                 numwant: None,
             },
             Instant::now(),

@@ -62,13 +62,13 @@ pub async fn handle(
     }))
 }
 
-type Published = (TorrentRecord, &'static str);
+type StoredPublish = (TorrentRecord, &'static str);
 
 async fn publish(
     state: &TrackerState,
     req: &ApiRequest<'_>,
     auth: &Authenticated,
-) -> (Option<InfoHash>, Result<Published, Refusal>) {
+) -> (Option<InfoHash>, Result<StoredPublish, Refusal>) {
     // Parsing a 16 MiB torrent takes milliseconds: off the reactor.
     let body = req.body.clone();
     let parsed = tokio::task::spawn_blocking(move || Metainfo::from_bytes(&body)).await;
@@ -94,7 +94,7 @@ async fn publish_valid(
     req: &ApiRequest<'_>,
     auth: &Authenticated,
     metainfo: Metainfo,
-) -> Result<Published, Refusal> {
+) -> Result<StoredPublish, Refusal> {
     if !metainfo.info.private {
         return Err(Refusal::malformed(
             "torrent is not private (info.private must be 1)",

@@ -17,7 +17,7 @@ use crate::types::{InfoHash, PeerId};
 
 /// The BEP 3 `event` of an announce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AnnounceEvent {
+pub enum SwarmEvent {
     /// A regular announce (no `event`, or an empty one).
     None,
     Started,
@@ -25,14 +25,14 @@ pub enum AnnounceEvent {
     Completed,
 }
 
-impl AnnounceEvent {
+impl SwarmEvent {
     /// Parses the `event` parameter; `None` for an unknown value.
-    pub fn parse(raw: &[u8]) -> Option<AnnounceEvent> {
+    pub fn parse(raw: &[u8]) -> Option<SwarmEvent> {
         match raw {
-            b"" | b"empty" => Some(AnnounceEvent::None),
-            b"started" => Some(AnnounceEvent::Started),
-            b"stopped" => Some(AnnounceEvent::Stopped),
-            b"completed" => Some(AnnounceEvent::Completed),
+            b"" | b"empty" => Some(SwarmEvent::None),
+            b"started" => Some(SwarmEvent::Started),
+            b"stopped" => Some(SwarmEvent::Stopped),
+            b"completed" => Some(SwarmEvent::Completed),
             _ => None,
         }
     }
@@ -62,7 +62,7 @@ pub struct AnnounceInput {
     pub addr: SocketAddr,
     /// Bytes the peer still needs; 0 makes it a seeder.
     pub left: u64,
-    pub event: AnnounceEvent,
+    pub event: SwarmEvent,
     pub numwant: Option<u64>,
 }
 
@@ -170,7 +170,7 @@ impl Swarms {
         swarm.remove_expired(now);
         let seeder = input.left == 0;
         let existing = swarm.index.get(&input.peer_id).copied();
-        if input.event == AnnounceEvent::Stopped {
+        if input.event == SwarmEvent::Stopped {
             if let Some(i) = existing {
                 swarm.remove_at(i);
             }
@@ -184,7 +184,7 @@ impl Swarms {
             }
             return out;
         }
-        if input.event == AnnounceEvent::Completed {
+        if input.event == SwarmEvent::Completed {
             swarm.downloaded += 1;
         }
         let expires = now + limits.peer_ttl;
@@ -304,7 +304,7 @@ mod tests {
         }
     }
 
-    fn input(peer: u8, left: u64, event: AnnounceEvent) -> AnnounceInput {
+    fn input(peer: u8, left: u64, event: SwarmEvent) -> AnnounceInput {
         AnnounceInput {
             info_hash: InfoHash([7; 20]),
             peer_id: PeerId([peer; 20]),
@@ -319,14 +319,14 @@ mod tests {
     fn counts_seeders_and_leechers_and_excludes_self() {
         let mut s = Swarms::new(limits());
         let t = Instant::now();
-        let out = s.announce(&input(1, 0, AnnounceEvent::Started), t);
+        let out = s.announce(&input(1, 0, SwarmEvent::Started), t);
         assert_eq!((out.complete, out.incomplete), (1, 0));
         assert!(out.peers.is_empty());
-        let out = s.announce(&input(2, 5, AnnounceEvent::Started), t);
+        let out = s.announce(&input(2, 5, SwarmEvent::Started), t);
         assert_eq!((out.complete, out.incomplete), (1, 1));
         assert_eq!(
             out.peers,
-            vec![(PeerId([1; 20]), input(1, 0, AnnounceEvent::None).addr)]
+            vec![(PeerId([1; 20]), input(1, 0, SwarmEvent::None).addr)]
         );
     }
 
@@ -334,8 +334,8 @@ mod tests {
     fn completed_turns_leecher_into_seeder_and_counts_download() {
         let mut s = Swarms::new(limits());
         let t = Instant::now();
-        s.announce(&input(1, 5, AnnounceEvent::Started), t);
-        s.announce(&input(1, 0, AnnounceEvent::Completed), t);
+        s.announce(&input(1, 5, SwarmEvent::Started), t);
+        s.announce(&input(1, 0, SwarmEvent::Completed), t);
         let c = s.counts(&InfoHash([7; 20]));
         assert_eq!(
             c,
@@ -351,8 +351,8 @@ mod tests {
     fn stopped_removes_the_peer_and_empty_swarm() {
         let mut s = Swarms::new(limits());
         let t = Instant::now();
-        s.announce(&input(1, 5, AnnounceEvent::Started), t);
-        let out = s.announce(&input(1, 5, AnnounceEvent::Stopped), t);
+        s.announce(&input(1, 5, SwarmEvent::Started), t);
+        let out = s.announce(&input(1, 5, SwarmEvent::Stopped), t);
         assert_eq!((out.complete, out.incomplete), (0, 0));
         assert_eq!(s.number_of_torrents(), 0);
     }
@@ -361,16 +361,16 @@ mod tests {
     fn peers_expire_after_ttl() {
         let mut s = Swarms::new(limits());
         let t = Instant::now();
-        s.announce(&input(1, 0, AnnounceEvent::Started), t);
+        s.announce(&input(1, 0, SwarmEvent::Started), t);
         s.announce(
-            &input(2, 5, AnnounceEvent::Started),
+            &input(2, 5, SwarmEvent::Started),
             t + Duration::from_secs(1800),
         );
         // peer 1 still alive just before its ttl
         let c = s.counts(&InfoHash([7; 20]));
         assert_eq!((c.complete, c.incomplete), (1, 1));
         let out = s.announce(
-            &input(3, 5, AnnounceEvent::Started),
+            &input(3, 5, SwarmEvent::Started),
             t + Duration::from_secs(3600),
         );
         assert_eq!((out.complete, out.incomplete), (0, 2));
@@ -385,11 +385,11 @@ mod tests {
         let mut s = Swarms::new(limits());
         let t = Instant::now();
         for p in 1..=5 {
-            s.announce(&input(p, 5, AnnounceEvent::Started), t);
+            s.announce(&input(p, 5, SwarmEvent::Started), t);
         }
         // max_peers_per_torrent = 3: peers 4 and 5 were answered but not recorded
         assert_eq!(s.counts(&InfoHash([7; 20])).incomplete, 3);
-        let mut req = input(9, 5, AnnounceEvent::None);
+        let mut req = input(9, 5, SwarmEvent::None);
         req.numwant = Some(u64::MAX);
         assert_eq!(s.announce(&req, t).peers.len(), 2);
         req.numwant = Some(1);
@@ -402,12 +402,12 @@ mod tests {
     fn seeders_get_no_seeders() {
         let mut s = Swarms::new(limits());
         let t = Instant::now();
-        s.announce(&input(1, 0, AnnounceEvent::Started), t);
-        s.announce(&input(2, 5, AnnounceEvent::Started), t);
-        let out = s.announce(&input(3, 0, AnnounceEvent::Started), t);
+        s.announce(&input(1, 0, SwarmEvent::Started), t);
+        s.announce(&input(2, 5, SwarmEvent::Started), t);
+        let out = s.announce(&input(3, 0, SwarmEvent::Started), t);
         assert_eq!(
             out.peers,
-            vec![(PeerId([2; 20]), input(2, 0, AnnounceEvent::None).addr)]
+            vec![(PeerId([2; 20]), input(2, 0, SwarmEvent::None).addr)]
         );
     }
 
@@ -423,11 +423,8 @@ mod tests {
 
     #[test]
     fn events_parse() {
-        assert_eq!(
-            AnnounceEvent::parse(b"started"),
-            Some(AnnounceEvent::Started)
-        );
-        assert_eq!(AnnounceEvent::parse(b""), Some(AnnounceEvent::None));
-        assert_eq!(AnnounceEvent::parse(b"paused"), None);
+        assert_eq!(SwarmEvent::parse(b"started"), Some(SwarmEvent::Started));
+        assert_eq!(SwarmEvent::parse(b""), Some(SwarmEvent::None));
+        assert_eq!(SwarmEvent::parse(b"paused"), None);
     }
 }

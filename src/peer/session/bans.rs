@@ -20,19 +20,19 @@ pub(super) const PROTOCOL_STRIKES_TO_BAN: u32 = 3;
 
 /// A fault counted against a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Fault {
+pub(super) enum PeerFault {
     /// It sent a block that failed verification: banned at once.
     CorruptData,
     /// Its connection ended because it broke the protocol.
     BrokeProtocol,
 }
 
-impl Fault {
+impl PeerFault {
     /// How many faults (of any kind) ban a peer whose latest fault is this one.
     fn strikes_to_ban(self) -> u32 {
         match self {
-            Fault::CorruptData => 1,
-            Fault::BrokeProtocol => PROTOCOL_STRIKES_TO_BAN,
+            PeerFault::CorruptData => 1,
+            PeerFault::BrokeProtocol => PROTOCOL_STRIKES_TO_BAN,
         }
     }
 }
@@ -65,7 +65,7 @@ impl Bans {
         &mut self,
         peer_id: PeerId,
         addr: Option<SocketAddr>,
-        fault: Fault,
+        fault: PeerFault,
     ) -> Strike {
         let strikes = self.strikes.entry(peer_id).or_insert(0);
         *strikes += 1;
@@ -112,13 +112,13 @@ mod tests {
         let mut bans = Bans::default();
         for _ in 1..PROTOCOL_STRIKES_TO_BAN {
             assert_eq!(
-                bans.strike(peer(1), Some(addr(6881)), Fault::BrokeProtocol),
+                bans.strike(peer(1), Some(addr(6881)), PeerFault::BrokeProtocol),
                 Strike::Counted
             );
             assert!(!bans.refuses(peer(1), Some(addr(6881))));
         }
         assert_eq!(
-            bans.strike(peer(1), Some(addr(6881)), Fault::BrokeProtocol),
+            bans.strike(peer(1), Some(addr(6881)), PeerFault::BrokeProtocol),
             Strike::Banned { newly: true }
         );
         assert!(bans.refuses(peer(1), None), "by peer id");
@@ -127,7 +127,7 @@ mod tests {
         assert_eq!(bans.banned_count(), 1);
         // A further fault finds it banned already.
         assert_eq!(
-            bans.strike(peer(1), None, Fault::BrokeProtocol),
+            bans.strike(peer(1), None, PeerFault::BrokeProtocol),
             Strike::Banned { newly: false }
         );
         assert_eq!(bans.banned_count(), 1);
@@ -137,16 +137,16 @@ mod tests {
     fn corrupt_data_bans_at_once_and_counts_earlier_faults() {
         let mut bans = Bans::default();
         assert_eq!(
-            bans.strike(peer(1), None, Fault::CorruptData),
+            bans.strike(peer(1), None, PeerFault::CorruptData),
             Strike::Banned { newly: true }
         );
         assert!(bans.refuses(peer(1), Some(addr(1))));
         assert!(!bans.refuses_addr(addr(1)), "no address was known");
 
-        bans.strike(peer(2), Some(addr(2)), Fault::BrokeProtocol);
+        bans.strike(peer(2), Some(addr(2)), PeerFault::BrokeProtocol);
         assert!(!bans.refuses(peer(2), Some(addr(2))));
         assert_eq!(
-            bans.strike(peer(2), Some(addr(2)), Fault::CorruptData),
+            bans.strike(peer(2), Some(addr(2)), PeerFault::CorruptData),
             Strike::Banned { newly: true }
         );
         assert_eq!(bans.banned_count(), 2);
@@ -155,7 +155,7 @@ mod tests {
     #[test]
     fn a_ban_spares_other_peers_on_the_same_ip() {
         let mut bans = Bans::default();
-        bans.strike(peer(1), Some(addr(6881)), Fault::CorruptData);
+        bans.strike(peer(1), Some(addr(6881)), PeerFault::CorruptData);
         assert!(!bans.refuses(peer(2), Some(addr(6882))));
         assert!(!bans.refuses_addr(addr(6882)));
         assert!(!bans.refuses(peer(3), None));

@@ -85,10 +85,10 @@ use crate::peer::bitfield::Bitfield;
 use crate::peer::block_cache::BlockCache;
 use crate::peer::buffers::BufferPool;
 use crate::peer::connection::{Command, ConnectionHandle};
+use crate::peer::geometry::PeerGeometry;
 use crate::peer::picker::Picker;
 use crate::peer::storage::PieceStore;
 use crate::peer::tracker_client::TrackerClient;
-use crate::peer::wire::Geometry;
 use crate::types::InfoHash;
 
 use assembly::Assembly;
@@ -127,7 +127,7 @@ struct State {
 pub struct Torrent {
     info_hash: InfoHash,
     store: Arc<dyn PieceStore>,
-    geometry: Geometry,
+    geometry: PeerGeometry,
     config: SessionConfig,
     state: Mutex<State>,
     cache: BlockCache,
@@ -172,8 +172,8 @@ impl Torrent {
         shutdown: CancellationToken,
     ) -> Result<Arc<Torrent>, SessionError> {
         let info = store.info();
-        let geometry =
-            Geometry::new(info.piece_length, info.total_length).map_err(SessionError::Geometry)?;
+        let geometry = PeerGeometry::new(info.piece_length, info.total_length)
+            .map_err(SessionError::Geometry)?;
         let complete = have.is_full();
         let picker = Picker::new(*info.geometry(), have);
         let cache = BlockCache::new(

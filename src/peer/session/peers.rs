@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tracing::Instrument as _;
 
-use super::bans::{Fault, Strike};
+use super::bans::{PeerFault, Strike};
 use super::handler::PeerHandler;
 use super::{PeerKey, State, Torrent, send};
 use crate::peer::connection::{self, Command, ConnectionHandle, Handshaken};
@@ -92,7 +92,7 @@ impl Torrent {
             if let Err(e) = &result
                 && e.blames_peer()
             {
-                me.strike(peer_id, addr, Fault::BrokeProtocol);
+                me.strike(peer_id, addr, PeerFault::BrokeProtocol);
             }
             me.remove_peer(key);
         };
@@ -191,7 +191,7 @@ impl Torrent {
     }
 
     /// Counts `fault` against a peer, and bans it when it reaches the fault's limit.
-    pub(super) fn strike(&self, peer_id: PeerId, addr: Option<SocketAddr>, fault: Fault) {
+    pub(super) fn strike(&self, peer_id: PeerId, addr: Option<SocketAddr>, fault: PeerFault) {
         let mut state = self.lock();
         Self::strike_locked(&mut state, peer_id, addr, fault);
     }
@@ -201,7 +201,7 @@ impl Torrent {
         state: &mut State,
         peer_id: PeerId,
         addr: Option<SocketAddr>,
-        fault: Fault,
+        fault: PeerFault,
     ) {
         if state.bans.strike(peer_id, addr, fault) == (Strike::Banned { newly: true }) {
             tracing::warn!(?addr, %peer_id, "banning a peer that sent corrupt data or broke the protocol");

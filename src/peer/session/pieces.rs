@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::assembly::{self, Blame, Block, PartialPiece, Sender, SentBlock, Verdict};
-use super::bans::Fault;
+use super::bans::PeerFault;
 use super::{Failure, PeerKey, State, Torrent, send};
 use crate::metainfo::PieceIndex;
 use crate::peer::connection::{Command, Outbox};
@@ -113,7 +113,7 @@ impl Torrent {
             match checked {
                 Ok(Ok(Verdict::Good { liars })) => {
                     for liar in liars {
-                        me.strike(liar.peer_id, liar.addr, Fault::CorruptData);
+                        me.strike(liar.peer_id, liar.addr, PeerFault::CorruptData);
                         me.close_peer(liar.peer_id);
                     }
                     me.piece_done(index);
@@ -204,7 +204,7 @@ impl Torrent {
             "piece failed verification"
         );
         if let Blame::Sole(liar) = blame {
-            Self::strike_locked(&mut state, liar.peer_id, liar.addr, Fault::CorruptData);
+            Self::strike_locked(&mut state, liar.peer_id, liar.addr, PeerFault::CorruptData);
             for slot in state.peers.values().filter(|s| s.peer_id == liar.peer_id) {
                 send(&slot.handle, Command::Close);
             }

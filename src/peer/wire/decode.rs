@@ -1,17 +1,17 @@
 //! Framing and parsing: [`decode`] takes one message from the front of a buffer, or answers
 //! `Ok(None)` when the buffer does not hold a whole one yet. The length prefix is checked
 //! against the message id before the payload is awaited, so nothing a peer claims makes a
-//! reader wait for, or allocate, more than [`Limits`] allows (docs/protocol.md section 7).
+//! reader wait for, or allocate, more than [`WireLimits`] allows (docs/protocol.md section 7).
 
 use super::extension::{EXTENDED_HANDSHAKE_ID, Extended, ExtendedHandshake, MAX_EXTENDED_MSG_LEN};
 use super::{
-    BlockRequest, Limits, MAX_BLOCK_LEN, MAX_PIECE_MSG_LEN, MSGID_ALLOWED_FAST, MSGID_BITFIELD,
+    BlockRequest, MAX_BLOCK_LEN, MAX_PIECE_MSG_LEN, MSGID_ALLOWED_FAST, MSGID_BITFIELD,
     MSGID_CANCEL, MSGID_CHOKE, MSGID_EXTENDED, MSGID_HAVE, MSGID_HAVE_ALL, MSGID_HAVE_NONE,
     MSGID_INTERESTED, MSGID_NOT_INTERESTED, MSGID_PIECE, MSGID_PORT, MSGID_REJECT_REQUEST,
-    MSGID_REQUEST, MSGID_SUGGEST_PIECE, MSGID_UNCHOKE, Message, PREFIX_LEN, WireError,
+    MSGID_REQUEST, MSGID_SUGGEST_PIECE, MSGID_UNCHOKE, Message, PREFIX_LEN, WireError, WireLimits,
 };
 
-/// Decodes one message from the start of `buf` with the default [`Limits`].
+/// Decodes one message from the start of `buf` with the default [`WireLimits`].
 ///
 /// Returns `Ok(None)` when `buf` does not hold a whole message yet (read more and call again),
 /// or the message and the number of bytes it took.
@@ -21,7 +21,7 @@ use super::{
 /// over 16 KiB, a request for 0 bytes, a message over the limits. The length prefix is checked
 /// before the rest of the message is awaited, so an absurd length is refused at once.
 pub fn decode(buf: &[u8]) -> Result<Option<(Message<'_>, usize)>, WireError> {
-    decode_with(buf, &Limits::default())
+    decode_with(buf, &WireLimits::default())
 }
 
 /// [`decode`] with explicit limits (for a torrent whose bitfield is larger than the default).
@@ -30,7 +30,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Message<'_>, usize)>, WireError> {
 /// As [`decode`].
 pub fn decode_with<'a>(
     buf: &'a [u8],
-    limits: &Limits,
+    limits: &WireLimits,
 ) -> Result<Option<(Message<'a>, usize)>, WireError> {
     let Some(prefix) = buf.get(..PREFIX_LEN) else {
         return Ok(None);
@@ -43,7 +43,7 @@ pub fn decode_with<'a>(
         return Ok(None);
     };
     check_length(id, len, limits)?;
-    // `len` is at most Limits::max_message_len, far below usize::MAX.
+    // `len` is at most WireLimits::max_message_len, far below usize::MAX.
     let total = PREFIX_LEN + len as usize;
     let Some(frame) = buf.get(..total) else {
         return Ok(None);
@@ -54,7 +54,7 @@ pub fn decode_with<'a>(
 }
 
 /// Checks a message's length field against its id, before its payload is awaited.
-fn check_length(id: u8, len: u32, limits: &Limits) -> Result<(), WireError> {
+fn check_length(id: u8, len: u32, limits: &WireLimits) -> Result<(), WireError> {
     let exact = |expected: u32| {
         if len == expected {
             Ok(())

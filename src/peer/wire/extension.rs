@@ -79,7 +79,7 @@ impl<'a> ExtendedHandshake<'a> {
     pub(super) fn parse(payload: &'a [u8]) -> Result<Self, WireError> {
         // The payload is at most MAX_EXTENDED_MSG_LEN bytes; these limits keep the value
         // count (and so the allocation) small whatever a peer puts in it.
-        let limits = bencode::Limits {
+        let limits = bencode::DecodeLimits {
             max_depth: 4,
             max_values: 1024,
         };

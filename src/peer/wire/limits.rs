@@ -1,32 +1,32 @@
-//! [`Limits`]: the largest message a peer may send, known before the torrent's geometry is
+//! [`WireLimits`]: the largest message a peer may send, known before the torrent's geometry is
 //! known in detail, so that a connection's read buffer has a fixed size and an absurd length
 //! prefix is refused from its first five bytes (docs/protocol.md section 7).
 
 use super::extension::MAX_EXTENDED_MSG_LEN;
 use super::{MAX_PIECE_MSG_LEN, PREFIX_LEN};
 
-/// The piece count [`Limits::default`] accepts bitfields for: twice the default maximum of
+/// The piece count [`WireLimits::default`] accepts bitfields for: twice the default maximum of
 /// 65,536 pieces of docs/protocol.md section 5.
 pub const DEFAULT_MAX_PIECE_COUNT: u32 = 1 << 17;
 
 /// What a decoded message may not exceed, before the torrent's geometry is known in detail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub struct WireLimits {
     /// Most bytes of a bitfield payload (ceil(piece count / 8) for a known torrent).
     pub max_bitfield_len: u32,
 }
 
-impl Default for Limits {
+impl Default for WireLimits {
     fn default() -> Self {
-        Limits::for_piece_count(DEFAULT_MAX_PIECE_COUNT)
+        WireLimits::for_piece_count(DEFAULT_MAX_PIECE_COUNT)
     }
 }
 
-impl Limits {
+impl WireLimits {
     /// The limits for a torrent of `piece_count` pieces: a bitfield may not be longer than
     /// that torrent's bitfield.
     pub fn for_piece_count(piece_count: u32) -> Self {
-        Limits {
+        WireLimits {
             max_bitfield_len: piece_count.div_ceil(8),
         }
     }
@@ -53,7 +53,7 @@ mod tests {
     #[test]
     fn larger_torrents_get_larger_bitfield_limits() {
         let geometry = Geometry::new(16384, 16384 * 1_000_000).unwrap();
-        let limits = Limits::for_piece_count(geometry.piece_count());
+        let limits = WireLimits::for_piece_count(geometry.piece_count());
         assert_eq!(limits.max_bitfield_len, 125_000);
         assert_eq!(limits.max_frame_len(), 4 + 125_001);
         let mut bytes = (125_001u32).to_be_bytes().to_vec();
@@ -68,14 +68,14 @@ mod tests {
             Err(WireError::MessageTooLong { id: 5, .. })
         ));
         assert_eq!(
-            Limits::default().max_frame_len(),
+            WireLimits::default().max_frame_len(),
             4 + MAX_EXTENDED_MSG_LEN as usize
         );
     }
 
     #[test]
     fn extreme_limits_do_not_overflow() {
-        let limits = Limits {
+        let limits = WireLimits {
             max_bitfield_len: u32::MAX,
         };
         assert_eq!(limits.max_message_len(), u32::MAX);

@@ -8,8 +8,8 @@
 //! - every message id with a fixed payload has an exact length ([`WireError::IncorrectLength`]);
 //! - a piece message carries at most [`MAX_BLOCK_LEN`] bytes of block, so its whole frame is at
 //!   most 16 KiB + 13 bytes; a request (and cancel, reject) asks for 1 to 16 KiB;
-//! - a bitfield, an extended message and an unknown id are bounded by [`Limits`], so the
-//!   largest frame a peer may send is known in advance ([`Limits::max_frame_len`]) and a
+//! - a bitfield, an extended message and an unknown id are bounded by [`WireLimits`], so the
+//!   largest frame a peer may send is known in advance ([`WireLimits::max_frame_len`]) and a
 //!   connection's read buffer has a fixed size.
 //!
 //! What needs the torrent (a piece index below the piece count, a block inside its piece, a
@@ -21,7 +21,7 @@
 //! - `message.rs`: the [`Message`] type and its encoding.
 //! - `decode.rs`: framing and parsing, [`decode`] and [`decode_with`].
 //! - `extension.rs`: the BEP 10 extension protocol (extended message 0, the handshake).
-//! - `limits.rs`: [`Limits`], the largest frame a peer may send.
+//! - `limits.rs`: [`WireLimits`], the largest frame a peer may send.
 //! - `validate.rs`: the checks against the torrent, [`Message::validate`].
 //! - `error.rs`: [`WireError`], one variant per way bytes can be wrong.
 //!
@@ -45,14 +45,9 @@ pub use extension::{
     CLIENT_VERSION, EXTENDED_HANDSHAKE_ID, Extended, ExtendedHandshake, MAX_EXTENDED_MSG_LEN,
 };
 pub use handshake::{HANDSHAKE_LEN, Handshake, PSTR, Reserved};
-pub use limits::{DEFAULT_MAX_PIECE_COUNT, Limits};
+pub use limits::{DEFAULT_MAX_PIECE_COUNT, WireLimits};
 pub use message::{BlockRequest, Message, PIECE_HEADER_LEN, encode_piece_header};
 pub use validate::check_bitfield;
-
-/// The old name of [`PeerGeometry`](crate::peer::geometry::PeerGeometry), kept so that code
-/// written against `peer::wire::Geometry` (the picker and the session) still compiles while it
-/// is being moved; new code names `PeerGeometry`.
-pub use crate::peer::geometry::PeerGeometry as Geometry;
 
 /// The largest block a request may ask for and a piece message may carry (16 KiB). Equal to
 /// `crypto::content::BLOCK_LEN`, the cipher's block, so that a block on the wire is one

@@ -59,7 +59,7 @@ pub(super) fn fsync(file: &File, flush: Flush) -> std::io::Result<()> {
 
 /// Why an attempt of the writer failed.
 #[derive(Debug)]
-pub(super) enum Fault {
+pub(super) enum WriteFault {
     /// Writing lines (or writing the unsynced tail again) failed.
     Write(std::io::Error),
     /// fsync failed, also after the unsynced tail was written again.
@@ -133,7 +133,7 @@ impl LogFile {
     /// # Errors
     /// The second attempt failed too: the file stays `dirty` and the tail is kept, so that the
     /// next attempt writes it again.
-    pub(super) fn sync(&mut self, flush: Flush) -> Result<(), Fault> {
+    pub(super) fn sync(&mut self, flush: Flush) -> Result<(), WriteFault> {
         let mut first_failed = false;
         if !self.dirty {
             match (self.sync)(&self.file, flush) {
@@ -154,10 +154,10 @@ impl LogFile {
                 }
             }
         }
-        self.restore().map_err(Fault::Write)?;
+        self.restore().map_err(WriteFault::Write)?;
         if let Err(e) = (self.sync)(&self.file, flush) {
             self.dirty = true;
-            return Err(Fault::Sync(e));
+            return Err(WriteFault::Sync(e));
         }
         if first_failed && !self.failing {
             tracing::warn!(
@@ -190,8 +190,8 @@ impl LogFile {
         batch: &mut Vec<Arc<AuditEntry>>,
         prev: &mut HexHash,
         shared: &Shared,
-    ) -> Result<(), Fault> {
-        self.restore().map_err(Fault::Write)?;
+    ) -> Result<(), WriteFault> {
+        self.restore().map_err(WriteFault::Write)?;
         while !batch.is_empty() {
             let start = self.tail.len();
             let (lines, last) = encode_lines(&mut self.tail, batch, *prev, self.tail_cap);
@@ -204,7 +204,7 @@ impl LogFile {
             if let Err(e) = (&self.file).write_all(&self.tail[start..]) {
                 self.tail.truncate(start);
                 self.dirty = self.file.set_len(self.synced_len + start as u64).is_err();
-                return Err(Fault::Write(e));
+                return Err(WriteFault::Write(e));
             }
             *prev = last;
             shared
@@ -222,7 +222,7 @@ impl LogFile {
     /// # Errors
     /// The old file's tail cannot be made durable: the writer stays on that file, and fails
     /// until it can.
-    pub(super) fn reopen(&mut self) -> Result<(), Fault> {
+    pub(super) fn reopen(&mut self) -> Result<(), WriteFault> {
         self.sync(Flush::All)?;
         let reopened = open_log(&self.path).and_then(|f| Ok((f.metadata()?.len(), f)));
         match reopened {
@@ -248,7 +248,7 @@ impl LogFile {
         shared: &Shared,
         sync_due: bool,
         reopen_due: &mut bool,
-    ) -> Result<(), Fault> {
+    ) -> Result<(), WriteFault> {
         if *reopen_due {
             self.reopen()?;
             *reopen_due = false;

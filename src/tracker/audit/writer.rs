@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use super::AuditError;
 use super::chain::{HexHash, last_line_hash};
 use super::entry::AuditEntry;
-use super::log_file::{Fault, Flush, LogFile, SYNC_INTERVAL, cut_torn_tail, open_log};
+use super::log_file::{Flush, LogFile, SYNC_INTERVAL, WriteFault, cut_torn_tail, open_log};
 #[cfg(doc)]
 use super::queue::{AuditLog, AuditUnavailable};
 use super::queue::{OnFailure, Shared, WriterState};
@@ -118,7 +118,7 @@ impl Drop for GoneOnDrop {
 }
 
 /// A failure of the writer that has not ended yet.
-struct Failure {
+struct WriteFailure {
     /// Pause before the next attempt.
     backoff: Duration,
 }
@@ -153,7 +153,7 @@ impl WriteLoop {
         } = self;
         let _gone = GoneOnDrop(shared.clone());
         let mut batch = Vec::with_capacity(shared.batch);
-        let mut failure: Option<Failure> = None;
+        let mut failure: Option<WriteFailure> = None;
         // Set once the log is closed while the writer fails: the next failure is the last.
         let mut last_attempt = false;
         // A rotation asked for and not done yet: it waits for the old file's tail to be on disk.
@@ -183,10 +183,10 @@ impl WriteLoop {
                         None => {
                             file.failing = true;
                             let what = match &fault {
-                                Fault::Write(e) => {
+                                WriteFault::Write(e) => {
                                     format!("error writing audit log {}: {e}", file.path.display())
                                 }
-                                Fault::Sync(e) => format!(
+                                WriteFault::Sync(e) => format!(
                                     "error syncing audit log {}, also after writing its last {} \
                                      lines again: {e}",
                                     file.path.display(),
@@ -206,7 +206,7 @@ impl WriteLoop {
                         }
                         Some(f) => f.backoff,
                     };
-                    failure = Some(Failure {
+                    failure = Some(WriteFailure {
                         backoff: (backoff * 2).min(RETRY_MAX),
                     });
                     match wait_to_retry(&shared, batch.len(), backoff) {
@@ -229,7 +229,7 @@ impl WriteLoop {
         }
         // The final fsync, tried once more after writing the tail again if it fails; also after
         // a failure, since the lines written before it may still be made durable.
-        if let Err(Fault::Write(e) | Fault::Sync(e)) = file.sync(Flush::All) {
+        if let Err(WriteFault::Write(e) | WriteFault::Sync(e)) = file.sync(Flush::All) {
             tracing::error!(
                 "error syncing audit log {} at shutdown, also after writing its last lines \
                  again: {e}; the last {} lines written may be lost",
