@@ -127,8 +127,7 @@ pub async fn start(
         Some(Arc::clone(&node.tracker)),
         Some(resume_path),
         node.shutdown.child_token(),
-    )
-    .map_err(|e| PeerError::Session(e.to_string()))?;
+    )?;
     node.registry.insert(Arc::clone(&torrent));
     torrent.start(&[]);
     Ok(torrent)
@@ -187,7 +186,10 @@ pub async fn pieces_on_disk(
         storage::recheck(checking.as_ref(), &|| stop.is_cancelled())
     })
     .await
-    .map_err(|e| PeerError::Session(format!("verification task failed: {e}")))?;
+    .map_err(|source| PeerError::Task {
+        task: "verification",
+        source,
+    })?;
     if shutdown.is_cancelled() {
         return Err(PeerError::Interrupted);
     }

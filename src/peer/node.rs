@@ -27,8 +27,20 @@ pub enum PeerError {
     },
     #[error(transparent)]
     Tracker(#[from] crate::peer::tracker_client::TrackerError),
-    #[error("{0}")]
-    Torrent(String),
+    #[error(
+        "{} does not match the torrent: {missing} of {pieces} pieces differ or are missing",
+        path.display()
+    )]
+    DataMismatch {
+        path: std::path::PathBuf,
+        missing: u32,
+        pieces: u32,
+    },
+    #[error("the tracker answered for info hash {answered}, not {published}")]
+    InfoHashMismatch {
+        answered: crate::types::InfoHash,
+        published: crate::types::InfoHash,
+    },
     #[error(
         "wrong key: the tracker's key does not match this torrent's key check (key id {key_id}); refusing to decrypt"
     )]
@@ -46,8 +58,15 @@ pub enum PeerError {
     Storage(#[from] crate::peer::storage::StorageError),
     #[error(transparent)]
     Create(#[from] crate::metainfo::CreateError),
-    #[error("{0}")]
-    Session(String),
+    #[error(transparent)]
+    Session(#[from] crate::peer::session::SessionError),
+    /// A blocking task (verification, torrent creation) panicked or was cancelled.
+    #[error("{task} task failed: {source}")]
+    Task {
+        task: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
     #[error("this peer has no RSA identity, so it cannot ask for content keys")]
     NoIdentity,
     /// Stopped (Ctrl-C, SIGTERM) while it was verifying data on disk.

@@ -55,16 +55,19 @@ pub async fn publish(
             .encrypted(&key, grant.key_id)
     })
     .await
-    .map_err(|e| PeerError::Session(format!("torrent creation task failed: {e}")))??;
+    .map_err(|source| PeerError::Task {
+        task: "torrent creation",
+        source,
+    })??;
     let (info_hash, authority) = node
         .tracker
         .publish(Bytes::from(created.bytes.clone()))
         .await?;
     if info_hash != created.metainfo.info_hash {
-        return Err(PeerError::Torrent(format!(
-            "the tracker answered for info hash {info_hash}, not {}",
-            created.metainfo.info_hash
-        )));
+        return Err(PeerError::InfoHashMismatch {
+            answered: info_hash,
+            published: created.metainfo.info_hash,
+        });
     }
     tracing::info!(%info_hash, %authority, %cipher, "published");
     Ok(Published {

@@ -57,8 +57,7 @@ pub async fn start(
         // damage deletes it.
         Some(resume_record(content, metainfo.info_hash)),
         node.shutdown.child_token(),
-    )
-    .map_err(|e| PeerError::Session(e.to_string()))?;
+    )?;
     node.registry.insert(Arc::clone(&torrent));
     torrent.start(&[]);
     Ok(torrent)
@@ -88,10 +87,11 @@ async fn verify_or_resume(
     let pieces = metainfo.info.piece_count();
     let missing = pieces - have.count();
     if missing > 0 {
-        return Err(PeerError::Torrent(format!(
-            "{} does not match the torrent: {missing} of {pieces} pieces differ or are missing",
-            content.display()
-        )));
+        return Err(PeerError::DataMismatch {
+            path: content.to_path_buf(),
+            missing,
+            pieces,
+        });
     }
     if on_disk == download::OnDisk::Verified {
         let files = store.file_paths();
