@@ -15,7 +15,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 /// The unit one client controls, for limits per source: an IPv4 address (also when it comes
 /// IPv4-mapped in IPv6), or the /64 of an IPv6 address.
@@ -71,7 +73,7 @@ impl AddressLimit {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
         // The map is consistent after every statement; a panic elsewhere cannot break it.
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
+        self.open.lock()
     }
 }
 

@@ -10,8 +10,10 @@
 use std::convert::Infallible;
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -169,7 +171,7 @@ struct Page {
 
 impl Page {
     fn current(&self) -> Bytes {
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = self.last.lock();
         match &*last {
             Some((at, text)) if at.elapsed() < RENDER_INTERVAL => text.clone(),
             _ => {

@@ -9,9 +9,10 @@
 //! encryption. Unit buffers are recycled ([`BufferPool`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::peer::buffers::BufferPool;
@@ -149,7 +150,7 @@ impl BlockCache {
     }
 
     fn slot(&self, key: UnitKey) -> Slot {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.lock();
         if let Some(slot) = inner.slots.get(&key) {
             return Arc::clone(slot);
         }
@@ -161,7 +162,7 @@ impl BlockCache {
 
     /// Counts a filled unit and evicts the oldest while over capacity.
     fn account(&self, len: u64) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.lock();
         inner.bytes += len;
         while inner.bytes > self.capacity_bytes && inner.order.len() > 1 {
             let Some(old) = inner.order.pop_front() else {
@@ -177,7 +178,7 @@ impl BlockCache {
 
     /// Drops the cached units of piece `index` (every peer we know has it now).
     pub fn forget_piece(&self, index: u32) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.lock();
         let before = inner.order.len();
         let mut freed = 0u64;
         let CacheInner { slots, order, .. } = &mut *inner;
@@ -198,7 +199,7 @@ impl BlockCache {
     }
 
     fn forget(&self, key: UnitKey) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.lock();
         if inner.slots.remove(&key).is_some() {
             inner.order.retain(|k| *k != key);
         }
@@ -206,7 +207,7 @@ impl BlockCache {
 
     /// Bytes of ciphertext held now.
     pub fn cached_bytes(&self) -> u64 {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).bytes
+        self.inner.lock().bytes
     }
 }
 

@@ -11,9 +11,10 @@
 //! A pool keeps at most `max_free` idle buffers; more are freed. Contents of a taken buffer are
 //! whatever its last user left (never another process's data): callers overwrite all of it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 
 /// See the module documentation. Cloning shares the pool.
 #[derive(Clone)]
@@ -85,8 +86,8 @@ impl BufferPool {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
-        self.inner.free.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Vec<Vec<u8>>> {
+        self.inner.free.lock()
     }
 }
 

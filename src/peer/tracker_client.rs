@@ -7,11 +7,12 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hyper::Uri;
+use parking_lot::Mutex;
 use zeroize::Zeroizing;
 
 use crate::bencode::{self, Dict, Value};
@@ -187,7 +188,7 @@ impl TrackerClient {
         let mut q = String::with_capacity(query.len() + 128);
         q.push_str(query);
         let token = if use_token {
-            self.token.lock().unwrap_or_else(|p| p.into_inner()).clone()
+            self.token.lock().clone()
         } else {
             None
         };
@@ -225,14 +226,10 @@ impl TrackerClient {
         query: &str,
         body: Option<Bytes>,
     ) -> Result<Bytes, TrackerError> {
-        let has_token = self
-            .token
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some();
+        let has_token = self.token.lock().is_some();
         match self.call_once(path, query, body.clone(), has_token).await {
             Err(TrackerError::Refused(_)) if has_token => {
-                *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *self.token.lock() = None;
                 self.call_once(path, query, body, false).await
             }
             other => other,
@@ -274,8 +271,7 @@ impl TrackerClient {
                 return Err(TrackerError::Refused(reason));
             }
             if let Some(token) = d.get(b"token").and_then(Value::as_str) {
-                *self.token.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(Zeroizing::new(token.to_owned()));
+                *self.token.lock() = Some(Zeroizing::new(token.to_owned()));
             }
         }
         if response.status != 200 {
@@ -612,7 +608,7 @@ mod tests {
             c.endpoint("/torrent", "", false).unwrap().to_string(),
             "http://tracker.example/ivcsd/torrent?username=u%201&psw=p%26w&getToken=y"
         );
-        *c.token.lock().unwrap() = Some(Zeroizing::new("t/1".into()));
+        *c.token.lock() = Some(Zeroizing::new("t/1".into()));
         assert_eq!(
             c.endpoint("/announce", "a=1", true).unwrap().to_string(),
             "http://tracker.example/ivcsd/announce?a=1&token=t%2F1"
