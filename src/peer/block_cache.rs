@@ -15,6 +15,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{OnceCell, Semaphore};
 
+use crate::metainfo::PieceIndex;
 use crate::peer::buffers::BufferPool;
 use crate::peer::storage::{PieceStore, StorageError};
 
@@ -65,12 +66,15 @@ impl BlockCache {
     ///
     /// # Errors
     /// The store could not read the unit.
-    pub async fn block(&self, index: u32, begin: u32, len: u32) -> Result<Bytes, StorageError> {
+    pub async fn block(
+        &self,
+        piece: PieceIndex,
+        begin: u32,
+        len: u32,
+    ) -> Result<Bytes, StorageError> {
         let info = self.store.info();
-        let piece_len = info
-            .piece_index(index)
-            .map(|i| u64::from(info.piece_len(i)))
-            .unwrap_or(0);
+        let index = piece.get();
+        let piece_len = u64::from(info.piece_len(piece));
         let piece_offset = u64::from(index) * info.piece_length;
         let unit = u64::from(begin) / UNIT_LEN;
         let unit_start = unit * UNIT_LEN;
@@ -129,7 +133,8 @@ impl BlockCache {
     /// it is decrypted or written), so that serving the piece to other peers reads and encrypts
     /// nothing. The copy costs a small fraction of an RC4+ pass. Units already cached or being
     /// read are left alone. Call it off the reactor (it copies the piece).
-    pub fn offer_piece(&self, index: u32, ciphertext: &[u8]) {
+    pub fn offer_piece(&self, piece: PieceIndex, ciphertext: &[u8]) {
+        let index = piece.get();
         let mut added = 0u64;
         for (unit, chunk) in ciphertext.chunks(self.buffers.capacity()).enumerate() {
             // Pieces are cut into units of at most UNIT_LEN bytes (`block`), and a piece is at
@@ -177,7 +182,8 @@ impl BlockCache {
     }
 
     /// Drops the cached units of piece `index` (every peer we know has it now).
-    pub fn forget_piece(&self, index: u32) {
+    pub fn forget_piece(&self, piece: PieceIndex) {
+        let index = piece.get();
         let mut inner = self.inner.lock();
         let before = inner.order.len();
         let mut freed = 0u64;
@@ -239,6 +245,14 @@ mod tests {
         (dir, Arc::new(store))
     }
 
+    /// Piece `index` of the store's torrent, which the test knows exists.
+    fn piece(store: &Arc<dyn PieceStore>, index: u32) -> PieceIndex {
+        store
+            .info()
+            .piece_index(index)
+            .expect("a piece of the test torrent")
+    }
+
     #[tokio::test]
     async fn blocks_match_direct_reads_and_units_are_shared() {
         let (_dir, store) = store(3_000_000, 2 * 1024 * 1024);
@@ -249,7 +263,7 @@ mod tests {
             (1, 0, 16384),
             (1, 902_848 - 1000, 1000),
         ] {
-            let got = cache.block(index, begin, len).await.unwrap();
+            let got = cache.block(piece(&store, index), begin, len).await.unwrap();
             let mut want = vec![0u8; len as usize];
             store
                 .read_ciphertext(
@@ -271,23 +285,23 @@ mod tests {
         store.read_ciphertext(2 * 1024 * 1024, &mut piece1).unwrap();
         let cache = BlockCache::new(Arc::clone(&store), 8 * UNIT_LEN, 2);
         // A block read before the offer keeps its unit; the offer fills the other one.
-        let before = cache.block(1, 0, 16384).await.unwrap();
+        let before = cache.block(piece(&store, 1), 0, 16384).await.unwrap();
         assert_eq!(&before[..], &piece1[..16384]);
-        cache.offer_piece(1, &piece1);
+        cache.offer_piece(piece(&store, 1), &piece1);
         assert_eq!(cache.cached_bytes(), 2 * UNIT_LEN);
         // The store's file is emptied: what is served now can only come from the offer.
         std::fs::write(&file, b"").unwrap();
         for begin in [1_048_576 + 5 * 16384, 2 * 1_048_576 - 16384] {
-            let got = cache.block(1, begin, 16384).await.unwrap();
+            let got = cache.block(piece(&store, 1), begin, 16384).await.unwrap();
             assert_eq!(&got[..], &piece1[begin as usize..begin as usize + 16384]);
         }
         // And a unit neither offered nor cached fails to read, as it should.
-        assert!(cache.block(0, 0, 16384).await.is_err());
+        assert!(cache.block(piece(&store, 0), 0, 16384).await.is_err());
         // Forgetting the piece drops both its units (the store is empty: reads fail now).
-        cache.forget_piece(1);
+        cache.forget_piece(piece(&store, 1));
         assert_eq!(cache.cached_bytes(), 0);
-        assert!(cache.block(1, 0, 16384).await.is_err());
-        cache.forget_piece(1); // nothing left: no change
+        assert!(cache.block(piece(&store, 1), 0, 16384).await.is_err());
+        cache.forget_piece(piece(&store, 1)); // nothing left: no change
         assert_eq!(cache.cached_bytes(), 0);
     }
 
@@ -297,7 +311,7 @@ mod tests {
         // Room for two 256 KiB units.
         let cache = BlockCache::new(Arc::clone(&store), 2 * 262_144, 1);
         for index in 0..4 {
-            let block = cache.block(index, 0, 16384).await.unwrap();
+            let block = cache.block(piece(&store, index), 0, 16384).await.unwrap();
             let mut want = vec![0u8; 16384];
             store
                 .read_ciphertext(u64::from(index) * 262_144, &mut want)

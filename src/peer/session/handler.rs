@@ -67,7 +67,7 @@ impl Handler for PeerHandler {
                 if state.picker.peer_have(key, index)
                     && state.picker.availability(index) as usize >= state.peers.len()
                 {
-                    torrent.cache.forget_piece(index.get());
+                    torrent.cache.forget_piece(index);
                 }
                 Torrent::update_interest(&mut state, key, out);
                 torrent.fill_requests(&mut state, key, Some(out));

@@ -145,7 +145,7 @@ impl Torrent {
         // Before the store decrypts the buffer in place. Nobody can ask for the piece before
         // `piece_done` marks it ours, and if the write fails the session ends.
         if offer {
-            self.cache.offer_piece(piece.get(), data);
+            self.cache.offer_piece(piece, data);
         }
         self.store.write_piece(piece, data).map(|()| verdict)
     }

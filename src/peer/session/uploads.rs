@@ -19,13 +19,19 @@ impl Torrent {
         handle: ConnectionHandle,
         request: BlockRequest,
     ) {
+        let Some(piece) = self.store.info().piece_index(request.index) else {
+            // The connection validates requests against the torrent, so this does not happen;
+            // if it did, the peer gets a refusal, not a block of some other piece.
+            tracing::warn!(
+                index = request.index,
+                "request for a piece the torrent does not have"
+            );
+            let _ = handle.try_send(Command::Reject(request));
+            return;
+        };
         let me = Arc::clone(self);
         let upload = async move {
-            match me
-                .cache
-                .block(request.index, request.begin, request.length)
-                .await
-            {
+            match me.cache.block(piece, request.begin, request.length).await {
                 Ok(data) if data.len() == request.length as usize => {
                     let len = data.len() as u64;
                     if handle
