@@ -44,14 +44,21 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installing from Debian: ${need[*]}" >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >&2
 fi
-cargo build --release --quiet --bin ivcsd
-bin=${CARGO_TARGET_DIR:-$repo/target}/release/ivcsd
+# IVCSD_BIN=path measures another build (an A/B against an earlier commit) instead of building
+# this checkout; SKIP_RSA=1 leaves out part 2.
+if [ -n "${IVCSD_BIN:-}" ]; then
+  bin=$IVCSD_BIN
+else
+  cargo build --release --quiet --bin ivcsd
+  bin=${CARGO_TARGET_DIR:-$repo/target}/release/ivcsd
+fi
 
 . "$repo/benches/lib.sh"
 bench_workdir tracker-load
 
 echo "# benches/tracker_load.sh: wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $wthreads thread(s), $conns keep-alive connections, ${duration} s x $repeat"
 echo "# $(date -u '+%F %T UTC'), $(nproc) cores ($(bench_cpu)); load average at start: $(load)"
+echo "# binary: $bin ($("$bin" -V))"
 
 # --- ivcsd: users, 8 published torrents readable by `dl` -------------------------------------
 bench_users
@@ -200,6 +207,7 @@ done
 # requests over 8 keep-alive connections in one process (wall clock, printed as criterion gives
 # them); a "getcipher rsa work" group, where a branch has it, times the RSA work in thread CPU
 # time, printed per core.
+[ "${SKIP_RSA:-}" = 1 ] && exit 0
 echo
 echo "# benches/tracker.rs (criterion): in-process announces and getcipher; RSA work per core where present; openssl speed (one core, CPU time)"
 cargo bench --quiet --bench tracker -- --noplot 2>/dev/null | python3 -c '
