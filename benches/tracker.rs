@@ -26,7 +26,8 @@
 //! comparison. benches/tracker_load.sh prints these beside `openssl speed`.
 //! `cargo bench --bench tracker -- 'getcipher rsa'` runs only this group.
 
-#[path = "../tests/common_tracker/mod.rs"]
+#[path = "../tests/it/common_tracker.rs"]
+#[allow(dead_code)] // the benchmarks use a part of the integration tests' helpers
 mod common_tracker;
 #[path = "support/cpu_time.rs"]
 mod cpu_time;
