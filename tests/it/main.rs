@@ -3,6 +3,10 @@
 //! linked once instead of once per file. A test's name is `file::function`;
 //! `cargo test --test it tracker_http::` runs one file's tests, `cargo test NAME` one test.
 //! Fixtures stay in `tests/data/`, found through `CARGO_MANIFEST_DIR`.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test's unwrap is a failed test with its location"
+)]
 
 // Shared helpers: an in-process tracker, and the real binary as publisher, downloader, relay.
 mod common_peer;
