@@ -2,6 +2,10 @@
 //! and creating an encrypted torrent of a 256 MiB file (read, RC4+ or AES-256-CTR, SHA-1 on all cores).
 //!
 //! `cargo bench --bench metainfo`; the create bench writes 256 MiB into a temporary directory.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a benchmark whose setup fails has nothing to measure"
+)]
 
 use std::cell::OnceCell;
 use std::hint::black_box;

@@ -3,6 +3,10 @@
 //! a torrent over loopback (the connection's own cost: no disk, no cipher, no hashing).
 //!
 //! Run: `cargo bench --bench peer_wire`.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a benchmark whose setup fails has nothing to measure"
+)]
 
 use std::hint::black_box;
 use std::time::Instant;

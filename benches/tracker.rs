@@ -25,8 +25,16 @@
 //! with the pure-Rust `rsa` crate that did it before aws-lc-rs, measured in the same run for
 //! comparison. benches/tracker_load.sh prints these beside `openssl speed`.
 //! `cargo bench --bench tracker -- 'getcipher rsa'` runs only this group.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a benchmark whose setup fails has nothing to measure"
+)]
 
-#[path = "../tests/common_tracker/mod.rs"]
+#[path = "../tests/it/common_tracker.rs"]
+#[allow(
+    dead_code,
+    reason = "the benchmarks use a part of the integration tests' helpers"
+)]
 mod common_tracker;
 #[path = "support/cpu_time.rs"]
 mod cpu_time;

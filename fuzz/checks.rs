@@ -1,8 +1,8 @@
 //! The checks each fuzz target runs on one input, shared by the fuzz targets
-//! (`fuzz/fuzz_targets/*.rs`) and the regression tests (`tests/fuzz_regressions.rs`, which
+//! (`fuzz/fuzz_targets/*.rs`) and the regression tests (`tests/it/fuzz_regressions.rs`, which
 //! replays `fuzz/seeds/` and `fuzz/regressions/` under `cargo test`). Each check panics on a
 //! bug: a crash, a broken invariant; bad input itself must simply return an error.
-#![allow(dead_code)] // each fuzz target uses one check
+#![allow(dead_code, reason = "each fuzz target uses one check")]
 
 use ivcsd::bencode;
 use ivcsd::metainfo::Metainfo;

@@ -13,7 +13,7 @@
 # -rss_limit_mb of memory (more is reported as unbounded allocation); -max_len bounds the
 # inputs the fuzzer makes. Findings land in fuzz/artifacts/<target>/; the corpus grows in
 # fuzz/corpus/<target>/ (both ignored by git). Every finding becomes a regression test in
-# tests/fuzz_regressions.rs once fixed.
+# tests/it/fuzz_regressions.rs once fixed.
 set -euo pipefail
 
 seconds="${1:-600}"

@@ -19,7 +19,10 @@
 //! Read these docs with `cargo doc --document-private-items`: the docs of public items link
 //! the private constants and helpers they depend on, on purpose.
 
-#![allow(rustdoc::private_intra_doc_links)]
+#![allow(
+    rustdoc::private_intra_doc_links,
+    reason = "public items' docs link the private constants and helpers they depend on"
+)]
 
 pub mod bencode;
 pub mod conn_limit;

@@ -8,6 +8,7 @@ use criterion::measurement::{Measurement, ValueFormatter};
 
 /// CPU time of the calling thread in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`, exact to the
 /// nanosecond; /proc's schedstat is only brought up to date at scheduler ticks).
+#[allow(unsafe_code, reason = "std has no per-thread CPU clock")]
 fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

@@ -21,7 +21,7 @@
 //!
 //! Both follow the same standards (RFC 8017 PSS with a 32-byte salt = SHA-256's length, and
 //! OAEP with SHA-256 and MGF1-SHA-256, empty label), so one side's output is the other's input;
-//! tests/crypto_identity.rs checks both directions. The SPKI is still parsed by the `rsa` crate
+//! tests/it/crypto_identity.rs checks both directions. The SPKI is still parsed by the `rsa` crate
 //! first, so malformed and short keys are refused with the same errors as before.
 
 use std::fmt;

@@ -17,6 +17,10 @@
 //! plus a value below 256 (a byte, a constant below 256, or `(j & 7) << 5` plus a group index
 //! below 32, or `j >> 3` plus a multiple of 32 below 256), or the turn buffer's base plus a
 //! constant below 256.
+#![allow(
+    unsafe_code,
+    reason = "inline assembly is unsafe; each block argues its bounds"
+)]
 
 use std::arch::asm;
 

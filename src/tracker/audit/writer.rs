@@ -458,7 +458,7 @@ mod tests {
     }
 
     /// Runs the calling test again in a fresh process of this test binary, inside a private
-    /// user and mount namespace (`unshare -rm`, as tests/faults.rs does) with a 64 KiB tmpfs
+    /// user and mount namespace (`unshare -rm`, as tests/it/faults.rs does) with a 64 KiB tmpfs
     /// mounted on a temporary directory, and returns `None`; in that process, returns the
     /// directory. Prints "skipping" and returns `None` where no such namespace can be made.
     fn on_small_tmpfs(test: &str) -> Option<PathBuf> {

@@ -1,10 +1,10 @@
 #!/bin/sh
-# Regenerates the interoperability fixtures of tests/metainfo_interop.rs with stock tools.
+# Regenerates the interoperability fixtures of tests/it/metainfo_interop.rs with stock tools.
 # Needs mktorrent (1.1) and transmission-cli (transmission-create, transmission-show):
 #   apt-get install -y mktorrent transmission-cli
 # The inputs are deterministic; the .torrent files are committed so CI does not need the tools.
 # Info hashes do not depend on creation dates, so they stay the same across runs; print them
-# with `transmission-show FILE | grep Hash` and keep tests/metainfo_interop.rs in step.
+# with `transmission-show FILE | grep Hash` and keep tests/it/metainfo_interop.rs in step.
 set -eu
 cd "$(dirname "$0")"
 rm -rf input mktorrent-*.torrent transmission-*.torrent
@@ -39,4 +39,4 @@ for t in ./*.torrent; do
 done
 # ivcsd-dir.torrent is ivcsd's own (create_encrypted with a fixed key), checked with the stock
 # transmission-show above; rewrite it with
-#   IVCSD_REGENERATE_FIXTURES=1 cargo test --test metainfo_interop ivcsd
+#   IVCSD_REGENERATE_FIXTURES=1 cargo test --test it metainfo_interop::ivcsd

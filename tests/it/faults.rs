@@ -8,23 +8,20 @@
 //! - a tracker that goes away mid-download: the download continues from the connected seeder,
 //!   and the peers retry their announce with growing back-off until the tracker is back.
 
-mod common_peer;
-mod common_tracker;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common_peer::{
+use crate::common_peer::{
     assert_same_file, info_hash_of, publish, random_file, run_ok, set_authority, users,
 };
-use common_tracker::{
+use crate::common_tracker::{
     TestTracker, UserSpec, can_mount_tmpfs, creds, enc, free_port, fresh_nonce, key2048, now,
     peer_command, write_authority,
 };
+use bytes::Bytes;
 use hyper::{Method, Uri};
 use ivcsd::bencode::Value;
 use ivcsd::crypto::identity::{CipherTarget, GetcipherMessage};
@@ -403,7 +400,7 @@ async fn check_everything_survived(addr: SocketAddr, answered: &[Answered]) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Peers as child processes (as in tests/peer_flow.rs).
+// Peers as child processes (as in tests/it/peer_flow.rs).
 
 fn download_command(dir: &Path, torrent: &Path, output: &Path) -> Command {
     let mut cmd = peer_command(dir, "u1");

@@ -2,7 +2,6 @@
 //! administrator and relay, against the in-process tracker of `common_tracker`. Relays log
 //! JSON lines (`--log-format json`), which the tests read as readiness signals instead of
 //! sleeping.
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -303,7 +302,6 @@ pub fn plaintext_block_in(plaintext: &[u8], haystack: &[u8]) -> Option<usize> {
 /// A running `ivcsd peer relay`, whose JSON log lines the test reads.
 pub struct RelayProcess {
     pub child: Child,
-    pub store: PathBuf,
     /// Where it accepts peer connections.
     pub addr: std::net::SocketAddr,
     logs: mpsc::UnboundedReceiver<serde_json::Value>,
@@ -371,7 +369,6 @@ impl RelayProcess {
         tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
         RelayProcess {
             child,
-            store: store.to_owned(),
             addr,
             logs,
             seen: Vec::new(),

@@ -12,14 +12,13 @@
 //! login brute force (tracker.rs `throttled_source`), peer wire limits (peer_session.rs
 //! `hostile_connections_neither_crash_nor_stall_a_seeder`, peer_wire_connection.rs).
 
-mod common_peer;
-mod common_tracker;
+use crate::common_tracker;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common_peer::{assert_same_file, info_hash_of, publish_seeding, random_file, run_ok};
-use common_tracker::{TestTracker, UserSpec, enc, peer_command, standard_users};
+use crate::common_peer::{assert_same_file, info_hash_of, publish_seeding, random_file, run_ok};
+use crate::common_tracker::{TestTracker, UserSpec, enc, peer_command, standard_users};
 use ivcsd::types::InfoHash;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -30,19 +29,20 @@ const ATTACKER: [u8; 4] = [127, 0, 0, 2];
 const SLOWLORIS_CONNECTIONS: usize = 2000;
 
 /// Raises the soft open-file limit to the hard one: two thousand connections, both ends in
-/// this process for the in-process tracker, need more than the common 1024.
+/// this process for the in-process tracker, need more than the common 1024. The limit is the
+/// whole test binary's; raising it only gives the other tests more room.
+#[allow(unsafe_code, reason = "std has no setrlimit")]
 fn raise_nofile_limit() {
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
-    unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct passed to it, a valid and exclusive one.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if got == 0 && limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit only reads the struct passed to it, a valid one.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
     }
 }
 

@@ -2,11 +2,9 @@
 //! hides, that it serves only `GET /metrics`, and a clear error when its address is taken.
 //! Real tracker, real sockets on 127.0.0.1.
 
-mod common_tracker;
-
 use std::sync::Arc;
 
-use common_tracker::*;
+use crate::common_tracker::*;
 use hyper::Method;
 use ivcsd::tracker::authority::AuthoritySource;
 

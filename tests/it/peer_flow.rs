@@ -3,18 +3,18 @@
 //! downloads with identical plaintext; single- and multi-file; four downloaders at once; a
 //! download killed half way that resumes; the aes-256-ctr suite end to end.
 
-mod common_peer;
-mod common_tracker;
+use crate::common_peer;
+use crate::common_tracker;
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common_peer::{
+use crate::common_peer::{
     assert_same_file, download, info_hash_of, publish, publish_seeding_with, random_file,
     set_authority,
 };
-use common_tracker::{TestTracker, UserSpec, peer_command};
+use crate::common_tracker::{TestTracker, UserSpec, peer_command};
 use ivcsd::metainfo::{Cipher, Metainfo};
 
 fn users() -> Vec<UserSpec> {

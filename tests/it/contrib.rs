@@ -3,15 +3,14 @@
 //! `promtool`; `.ci/run` installs them) and by running the units' own command lines against
 //! real trackers on 127.0.0.1.
 
-mod common_peer;
-mod common_tracker;
+use crate::common_peer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common_tracker::*;
+use crate::common_tracker::*;
 use tokio::io::Lines;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};

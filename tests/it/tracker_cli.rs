@@ -1,11 +1,9 @@
 //! `ivcsd admin --tracker URL …` and `ivcsd tracker` as processes, against real trackers.
 
-mod common_tracker;
-
 use std::process::Output;
 use std::time::Duration;
 
-use common_tracker::*;
+use crate::common_tracker::*;
 use ivcsd::crypto::identity::CipherTarget;
 use tokio::process::Command;
 

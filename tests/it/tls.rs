@@ -1,12 +1,12 @@
 //! The tracker over https with a private CA made inside the test: clients that trust the CA
 //! (`--ca`) get answers; clients that do not, and plain http, get nothing.
 
-mod common_tracker;
+use crate::common_tracker;
 
 use std::path::Path;
 use std::process::Stdio;
 
-use common_tracker::{TestTracker, UserSpec, password};
+use crate::common_tracker::{TestTracker, UserSpec, password};
 use hyper::{Method, Uri};
 use ivcsd::http_client::{self, HttpError, Timeouts};
 

@@ -1,9 +1,7 @@
 //! The tracker over real HTTP on 127.0.0.1: the paper's Table II, every refusal of issue 3,
 //! tokens, scrape, relays, restarts and authority reloads.
 
-mod common_tracker;
-
-use common_tracker::*;
+use crate::common_tracker::*;
 use hyper::Method;
 use ivcsd::crypto::identity::CipherTarget;
 use ivcsd::types::InfoHash;

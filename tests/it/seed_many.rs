@@ -2,16 +2,16 @@
 //! torrent that cannot be served is reported while the others go on, and invocations that
 //! cannot work are refused with one clear line. Real binary, real tracker on 127.0.0.1.
 
-mod common_peer;
-mod common_tracker;
+use crate::common_peer;
+use crate::common_tracker;
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use common_peer::{
+use crate::common_peer::{
     STEP_TIMEOUT, announce, assert_same_file, download, peer, publish_readable, random_file, users,
 };
-use common_tracker::TestTracker;
+use crate::common_tracker::TestTracker;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Child;
 

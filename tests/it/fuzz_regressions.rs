@@ -4,7 +4,7 @@
 //! found stays fixed without cargo-fuzz or a nightly toolchain. To add one: copy the crash file
 //! from `fuzz/artifacts/<target>/` to `fuzz/regressions/<target>/<what-it-found>`.
 
-#[path = "../fuzz/checks.rs"]
+#[path = "../../fuzz/checks.rs"]
 mod checks;
 
 use std::path::Path;

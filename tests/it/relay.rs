@@ -4,13 +4,10 @@
 //! its store (`--reverify-every`), unassigning (data kept or deleted) and the `--max-store`
 //! refusal.
 
-mod common_peer;
-mod common_tracker;
-
 use std::path::Path;
 
-use common_peer::*;
-use common_tracker::{TestTracker, fresh_nonce, key2048, now};
+use crate::common_peer::*;
+use crate::common_tracker::{TestTracker, fresh_nonce, key2048, now};
 use ivcsd::crypto::content::{Cipher, ContentCipher};
 use ivcsd::crypto::identity::CipherTarget;
 

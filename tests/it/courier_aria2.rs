@@ -7,14 +7,13 @@
 //! CI installs aria2 (`.ci/run`). Where `aria2c` is missing and `CI` is not set, the test says
 //! so and passes, so a developer without aria2 can still run the suite.
 
-mod common_peer;
-mod common_tracker;
+use crate::common_tracker;
 
 use std::path::Path;
 use std::process::Stdio;
 
-use common_peer::*;
-use common_tracker::{TestTracker, free_port, fresh_nonce, key2048, now, password};
+use crate::common_peer::*;
+use crate::common_tracker::{TestTracker, free_port, fresh_nonce, key2048, now, password};
 use ivcsd::crypto::identity::CipherTarget;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;

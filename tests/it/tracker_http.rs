@@ -1,11 +1,9 @@
 //! The tracker's HTTP limits over raw sockets: header size, idle keep-alive connections,
 //! the connection limit and graceful shutdown with open connections.
 
-mod common_tracker;
-
 use std::time::Duration;
 
-use common_tracker::*;
+use crate::common_tracker::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -5,18 +5,18 @@
 //! verifies afterwards (docs/security.md, "Audit log").
 //!
 //! The tracker runs in its own user and mount namespace (`unshare -rm`, as the full-disk test
-//! of tests/faults.rs does). A shell in that namespace mounts the tmpfs, starts the tracker,
+//! of tests/it/faults.rs does). A shell in that namespace mounts the tmpfs, starts the tracker,
 //! and then takes commands on its stdin (`fill`, `free`, `stop`); when the tracker has
 //! stopped it copies the data directory to the real disk for the checks.
 
-mod common_tracker;
+use crate::common_tracker;
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use std::sync::Arc;
 
-use common_tracker::*;
+use crate::common_tracker::*;
 use hyper::Method;
 use ivcsd::crypto::identity::{CipherTarget, Identity};
 use ivcsd::metainfo::Metainfo;

@@ -1,7 +1,6 @@
 //! A real tracker in-process for integration tests: a temporary data directory, a temporary
 //! authority.xml, a listener on 127.0.0.1:0, and plain HTTP requests through
 //! `ivcsd::http_client`. Each test gets its own tracker and directories.
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
