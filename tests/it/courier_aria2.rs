@@ -35,7 +35,8 @@ fn aria2c(tracker: &TestTracker, user: &str, torrent: &Path, dir: &Path) -> Comm
     std::fs::write(&hook, "#!/bin/sh\necho \"bt-download-complete $1\"\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-    // Stock clients append their parameters to a URL that carries the credentials (SPEC 4.1).
+    // Stock clients append their parameters to a URL that carries the credentials
+    // (docs/protocol.md 4.1).
     let tracker_url = format!(
         "http://{}/announce?username={}&psw={}",
         tracker.addr,

@@ -1,5 +1,5 @@
-//! RSA identities (SPEC 4.3): keys, PSS signatures, OAEP wrapping, identity files, the signed
-//! getcipher message and lenient base64. Keys are the PEM fixtures of tests/data/keys (made with
+//! RSA identities (docs/protocol.md 4.3): keys, PSS signatures, OAEP wrapping, identity files,
+//! the signed getcipher message and lenient base64. Keys are the PEM fixtures of tests/data/keys (made with
 //! OpenSSL, which also made the interop signature and wrapped keys); the only key generated here
 //! is one 2048-bit key, shared through a `OnceLock`.
 
@@ -125,7 +125,8 @@ fn verify_refuses_changed_message_signature_or_key() {
 
 #[test]
 fn verifies_an_openssl_pss_signature() {
-    // SPEC 4.3's parameters exactly: SHA-256, MGF1-SHA-256, salt 32, as OpenSSL makes them.
+    // docs/protocol.md 4.3's parameters exactly: SHA-256, MGF1-SHA-256, salt 32, as OpenSSL
+    // makes them.
     let msg = fixture("message.txt");
     let sig = fixture("message.rsa2048.pss.sig");
     key2048()
@@ -605,7 +606,7 @@ fn rsa_crate_wraps_unwrap_under_aws_lc() {
 
 #[test]
 fn pss_salt_must_be_32_bytes() {
-    // SPEC 4.3 fixes the salt at 32 bytes (SHA-256's length). aws-lc's
+    // docs/protocol.md 4.3 fixes the salt at 32 bytes (SHA-256's length). aws-lc's
     // RSA_PSS_2048_8192_SHA256 checks exactly that, as the rsa crate's pss_verify did.
     use rsa::sha2::Digest as _;
     let (rsa_key, _) = both_private_keys(&fixture_text("rsa2048.pem"));

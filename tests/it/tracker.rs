@@ -9,7 +9,7 @@ use ivcsd::types::InfoHash;
 const NOT_FOUND: &str = "torrent not found or not permitted";
 const BAD_CREDENTIALS: &str = "invalid credentials";
 
-/// SPEC 2, the paper's Table II, step by step.
+/// docs/protocol.md 2, the paper's Table II, step by step.
 #[tokio::test]
 async fn table_ii() {
     let t = TestTracker::start(&standard_users()).await;
@@ -1017,7 +1017,7 @@ async fn restart_keeps_torrents_keys_authorities_and_relays() {
     assert!(ivcsd::tracker::audit::verify_chain(&t.audit_log()).is_ok());
 }
 
-/// SPEC 4.3: a pending key that no torrent claims in time cannot be published with.
+/// docs/protocol.md 4.3: a pending key that no torrent claims in time cannot be published with.
 /// (Real time: the store and the HTTP stack run on threads that tokio's paused clock would
 /// race; the TTL is one second.)
 #[tokio::test]

@@ -299,7 +299,7 @@ async fn spawn_tracker(
     (child, addr)
 }
 
-/// SPEC 4.4: a publish that was answered survives the process being killed at once.
+/// docs/protocol.md 4.4: a publish that was answered survives the process being killed at once.
 #[tokio::test]
 async fn answered_publish_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
