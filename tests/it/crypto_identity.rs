@@ -1,7 +1,7 @@
 //! RSA identities (docs/protocol.md 4.3): keys, PSS signatures, OAEP wrapping, identity files,
-//! the signed getcipher message and lenient base64. Keys are the PEM fixtures of tests/data/keys (made with
-//! OpenSSL, which also made the interop signature and wrapped keys); the only key generated here
-//! is one 2048-bit key, shared through a `OnceLock`.
+//! the signed getcipher message and lenient base64. Keys are the PEM fixtures of tests/data/keys
+//! (made with OpenSSL, which also made the interop signature and wrapped keys); the only key
+//! generated here is one 2048-bit key, shared through a `OnceLock`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
