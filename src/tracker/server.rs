@@ -332,7 +332,8 @@ async fn handle(
     remote: SocketAddr,
     req: hyper::Request<Incoming>,
 ) -> Response<Body> {
-    let span = tracing::info_span!(
+    // At the `error` level, so that a warning under `--quiet` still names its request.
+    let span = tracing::error_span!(
         "request",
         method = %req.method(),
         endpoint = tracing::field::Empty,

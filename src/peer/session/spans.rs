@@ -1,7 +1,9 @@
 //! The tracing spans of a session: `torrent` (the info hash in short hex) around every task
 //! of the session, and `peer` (the peer's address) inside it around each connection and dial,
 //! so that a log line of a seeder of many torrents, or of a relay, says which torrent and
-//! which peer it is about.
+//! which peer it is about. The spans are at the `error` level so that they stay on under any
+//! filter: at `info`, `--quiet` (warnings only) would drop them and warnings would lose their
+//! torrent and peer.
 
 use std::net::SocketAddr;
 
@@ -17,13 +19,13 @@ const SHORT_HASH_HEX_DIGITS: usize = 12;
 pub(super) fn torrent_span(info_hash: InfoHash) -> Span {
     let hex = info_hash.to_hex();
     let short = &hex[..SHORT_HASH_HEX_DIGITS.min(hex.len())];
-    tracing::info_span!("torrent", info_hash = %short)
+    tracing::error_span!("torrent", info_hash = %short)
 }
 
 /// The `peer` span of the connection to (or the dial of) the peer at `addr`, inside
 /// `torrent`. An address that is not known is left out.
 pub(super) fn peer_span(torrent: &Span, addr: Option<SocketAddr>) -> Span {
-    let span = tracing::info_span!(parent: torrent, "peer", addr = tracing::field::Empty);
+    let span = tracing::error_span!(parent: torrent, "peer", addr = tracing::field::Empty);
     if let Some(addr) = addr {
         span.record("addr", tracing::field::display(addr));
     }
@@ -56,11 +58,13 @@ mod tests {
 
     #[test]
     fn a_warning_names_the_torrent_and_the_peer() {
+        // As `--quiet` logs: warnings and errors only. The spans must survive that filter.
         let output = Output::default();
         let writer = output.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
             .with_target(false)
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
             .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, || {
