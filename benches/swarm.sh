@@ -63,9 +63,10 @@
 # - relays: when each had a full copy and their upload utilisation; late joiners: when each had
 #   its first verified piece and its copy, from its own start.
 # Files in OUT: summary.txt (what it printed), params.env, progress.tsv (every 0.5 s per host:
-# the fraction complete as the client reports verified data, ivcsd through its GET /metrics
-# `ivcsd_peer_content_bytes`, libtorrent through compare_lt.py --progress, and the bytes and
-# packets received and sent at its switch port), events.tsv (completions), cpu.tsv, and
+# the bytes and packets received and sent at its switch port, and the fraction complete as the
+# client reports verified data: ivcsd through its GET /metrics `ivcsd_peer_content_bytes` every
+# 1 s, since it renders that page at most once a second; libtorrent through compare_lt.py
+# --progress every 0.5 s), events.tsv (completions), cpu.tsv, and
 # swarm.svg: each downloader's completed fraction over time, one panel per client.
 #
 # Needs root (namespaces), iproute2 (ip, tc) and, for the libtorrent clients, python3-libtorrent,
@@ -161,6 +162,9 @@ swarm_cleanup() {
   # The tracker host last, so that the others' `stopped` announces reach it.
   for ((i = ${#namespaces[@]} - 1; i >= 0; i--)); do stop_ns "${namespaces[$i]}"; done
   for ((i = ${#namespaces[@]} - 1; i >= 0; i--)); do ip netns del "${namespaces[$i]}" 2>/dev/null || true; done
+  # The tee of summary.txt ends once nothing writes to it: before bench_cleanup waits for every
+  # child, which could include it.
+  exec >&2
   bench_cleanup
 }
 
@@ -421,6 +425,7 @@ done
 echo
 /usr/bin/python3 "$repo/benches/swarm_report.py" --summary "$out"
 if [ -n "$plot" ]; then
-  "$plot" "$out/progress.tsv" "$out/swarm.svg" --params "$out/params.env"
+  "$plot" "$out/progress.tsv" "$out/swarm.svg" --t-min "$(/usr/bin/python3 "$repo/benches/swarm_report.py" --t-min "$out")" \
+    --title "$(/usr/bin/python3 "$repo/benches/swarm_report.py" --title "$out")"
   echo "# plot: ${out#"$repo"/}/swarm.svg"
 fi

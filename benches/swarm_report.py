@@ -3,6 +3,7 @@
 
     swarm_report.py --case CLIENT RUN DIR   one case, printed as soon as it has run
     swarm_report.py --summary DIR           every case: a table, and a row in the form of issue 18
+    swarm_report.py --t-min DIR | --title DIR   the bound and the case in a line, for the figure
 
 It reads DIR/params.env, progress.tsv, events.tsv and cpu.tsv (described in swarm.sh's header);
 the bounds and the measures are defined there too.
@@ -212,12 +213,22 @@ def print_summary(d):
         print(f"{client:<10} {len(cases):>4} {fmt_range(lasts, 1):>13} {eff:>11.3f} {fmt_range(spreads, 1):>9} "
               f"{sum(payload) / len(payload):>10.3f} {max(payload):>6.3f} {cpu:>7.1f}")
         row.append(f"{fmt_range(lasts, 1).replace('-', '–')} ({eff:.2f})")
-    n, mib = int(p["DOWNLOADERS"]), p["SIZE_BYTES"] / 2**20
-    case = (f"1 seeder {p['SEEDER_UP']:g} Mbit/s up, {n} downloaders {p['DOWNLOADER_UP']:g} up, {mib:g} MiB"
-            + (f", {int(p['RELAYS'])} relays {p['RELAY_UP']:g} up" if p["RELAYS"] > 0 else ""))
     print()
     print(f"# as a row of issue 18's table (clients {', '.join(p['CLIENTS'])}):")
-    print(f"| {case} | {t_min:.1f} | " + " | ".join(row) + " |")
+    print(f"| {describe(p)} | {t_min:.1f} | " + " | ".join(row) + " |")
+
+
+def describe(p):
+    """The case in the words of issue 18's table."""
+    n, mib = int(p["DOWNLOADERS"]), p["SIZE_BYTES"] / 2**20
+    text = f"1 seeder {p['SEEDER_UP']:g} Mbit/s up, {n} downloaders {p['DOWNLOADER_UP']:g} up, {mib:g} MiB"
+    if p["DOWNLOADER_DOWN"] > 0:
+        text += f", {p['DOWNLOADER_DOWN']:g} down"
+    if p["RELAYS"] > 0:
+        text += f", {int(p['RELAYS'])} relays {p['RELAY_UP']:g} up"
+    if p["LATE"] > 0:
+        text += f", {int(p['LATE'])} late joiners after {p['LATE_DELAY']:g} s"
+    return text
 
 
 def main():
@@ -225,6 +236,10 @@ def main():
         print_case(sys.argv[4], sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "--summary":
         print_summary(sys.argv[2])
+    elif sys.argv[1] == "--t-min":
+        print(f"{bounds(read_params(sys.argv[2]))[0]:.3f}")
+    elif sys.argv[1] == "--title":
+        print(describe(read_params(sys.argv[2])))
     else:
         sys.exit(__doc__)
 

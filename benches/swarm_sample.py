@@ -13,7 +13,8 @@ verified wanted bytes; `-`: none), the log whose line containing MARKER means "c
 (`-`: not watched), MARKER, and the pid whose death before that line fails the case.
 
 Every 0.5 s it appends to --progress one line per host: the label, host, role, seconds since t0,
-fraction complete (`-` when the client did not answer) and the bytes and packets the host
+fraction complete (`-` when the client did not answer, or for ivcsd on every other sample: see
+METRICS_FRESH_AFTER; the last sample has every fraction) and the bytes and packets the host
 received and sent, read from the host's port on the switch (/proc/net/dev inside the switch
 namespace, where the port's tx is what the host received after its download limit, and its rx
 what the host sent after its upload limit), counted from --base, the switch's /proc/net/dev at
@@ -33,6 +34,10 @@ import time
 CLONE_NEWNET = 0x40000000
 SAMPLE_EVERY = 0.5
 TICK = 0.1
+# An ivcsd process renders its metrics page at most once a second and serves that page to every
+# scrape in between (src/metrics.rs, RENDER_INTERVAL), so its fraction is read on every second
+# sample, each time at least this long after the last read of that host: always a fresh page.
+METRICS_FRESH_AFTER = 1.02
 
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -45,6 +50,7 @@ class Host:
         self.log = None if log == "-" else log
         self.marker = marker
         self.pid = None if pid == "-" else int(pid)
+        self.last_scrape = -1e9
         self.log_offset = 0
         self.log_rest = ""
         self.completed = None
@@ -94,8 +100,11 @@ def file_fraction(path):
         return None
 
 
-def fraction_of(host):
+def fraction_of(host, metrics_due):
     if host.progress.startswith("metrics:"):
+        if not metrics_due:
+            return None
+        host.last_scrape = time.time()
         enter(host.ns_fd)
         return scrape_fraction(int(host.progress.split(":", 1)[1]))
     if host.progress.startswith("file:"):
@@ -143,18 +152,25 @@ def main():
     progress = open(args.progress, "a", buffering=1)
     events = open(args.events, "a", buffering=1)
 
-    def sample(t):
+    def sample(metrics_due):
+        if metrics_due:
+            # Waits (rarely more than a few ms) so that every page read is a fresh one.
+            wait = max((h.last_scrape + METRICS_FRESH_AFTER for h in hosts), default=0) - time.time()
+            if wait > 0:
+                time.sleep(wait)
+        t = time.time() - args.t0
         enter(switch_fd)
         with open("/proc/self/net/dev") as f:
             now = read_net_dev(f.read())
         for h in hosts:
             # The port's tx is what the host received; its rx what the host sent.
             rx_b, rx_p, tx_b, tx_p = (a - b for a, b in zip(now[h.port], base[h.port]))
-            fraction = fraction_of(h)
+            fraction = fraction_of(h, metrics_due)
             shown = "-" if fraction is None else f"{fraction:.5f}"
             progress.write(f"{label}\t{h.name}\t{h.role}\t{t:.3f}\t{shown}\t{tx_b}\t{tx_p}\t{rx_b}\t{rx_p}\n")
 
     next_sample = args.t0
+    samples = 0
     status = 0
     while True:
         t = time.time() - args.t0
@@ -164,10 +180,11 @@ def main():
                 if h.completed is not None:
                     events.write(f"{label}\t{h.name}\t{h.role}\tcomplete\t{t:.3f}\n")
         if time.time() >= next_sample:
-            sample(t)
+            sample(samples % 2 == 0)
+            samples += 1
             next_sample += SAMPLE_EVERY
         if all(h.completed is not None for h in watched):
-            sample(time.time() - args.t0)
+            sample(True)
             break
         dead = [h for h in watched if h.completed is None and h.pid and died(h.pid)]
         if dead:
