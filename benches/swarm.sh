@@ -34,7 +34,10 @@
 # the downloaders, the late joiners) is a namespace with one veth to it and an address in
 # SWARM_NET.0/24 (tracker .1, seeder .2, relays .11-, downloaders .51-, late joiners .201-). A
 # host's upload limit is a tbf qdisc on its side of the veth, its download limit a tbf qdisc on
-# the switch's side; no delay is added (netem is not in this kernel). Nothing is made outside
+# the switch's side; no delay is added (netem is not in this kernel). The veths send one TCP
+# segment per frame (gso_max_segs 1), as a real link does: without it, TCP would hand them up to
+# 64 KiB at a time with one set of headers, and tbf and the counters would see fewer, larger
+# frames than any Ethernet carries. Nothing is made outside
 # these namespaces, whose names start with ivs<pid>-; at exit every process in them is stopped
 # and they are removed. The trackers (ivcsd's, and Debian's opentracker for libtorrent) run on
 # the tracker host for the whole run; each case starts its seeder and waits until the tracker
@@ -189,7 +192,7 @@ ns_make() {
 add_host() {
   local name=$1 ns=$nsp-$1 port=p-$1
   ns_make "$ns"
-  ip -n "$ns" link add eth0 type veth peer name "$port" netns "$nsp-sw"
+  ip -n "$ns" link add eth0 gso_max_segs 1 type veth peer name "$port" gso_max_segs 1 netns "$nsp-sw"
   ip -n "$ns" addr add "$SWARM_NET.$3/24" dev eth0
   ip -n "$ns" link set eth0 up
   ip -n "$nsp-sw" link set "$port" master br0 up

@@ -19,7 +19,8 @@ received and sent, read from the host's port on the switch (/proc/net/dev inside
 namespace, where the port's tx is what the host received after its download limit, and its rx
 what the host sent after its upload limit), counted from --base, the switch's /proc/net/dev at
 t0. Every 0.1 s it reads the new lines of each watched log; the first marker line gives a
-`complete` event in --events (so completion times are to 0.1 s).
+`complete` event in --events (so completion times are to 0.1 s), and a --progress line for that
+host with fraction 1 at that time.
 
 Exit status: 0 every watched host completed, 2 --timeout passed first, 3 a watched process died
 before completing (its log's last lines are printed on stderr).
@@ -152,6 +153,17 @@ def main():
     progress = open(args.progress, "a", buffering=1)
     events = open(args.events, "a", buffering=1)
 
+    def write_row(h, t, counters, fraction):
+        # The port's tx is what the host received; its rx what the host sent.
+        rx_b, rx_p, tx_b, tx_p = (a - b for a, b in zip(counters[h.port], base[h.port]))
+        shown = "-" if fraction is None else f"{fraction:.5f}"
+        progress.write(f"{label}\t{h.name}\t{h.role}\t{t:.3f}\t{shown}\t{tx_b}\t{tx_p}\t{rx_b}\t{rx_p}\n")
+
+    def switch_counters():
+        enter(switch_fd)
+        with open("/proc/self/net/dev") as f:
+            return read_net_dev(f.read())
+
     def sample(metrics_due):
         if metrics_due:
             # Waits (rarely more than a few ms) so that every page read is a fresh one.
@@ -159,15 +171,9 @@ def main():
             if wait > 0:
                 time.sleep(wait)
         t = time.time() - args.t0
-        enter(switch_fd)
-        with open("/proc/self/net/dev") as f:
-            now = read_net_dev(f.read())
+        counters = switch_counters()
         for h in hosts:
-            # The port's tx is what the host received; its rx what the host sent.
-            rx_b, rx_p, tx_b, tx_p = (a - b for a, b in zip(now[h.port], base[h.port]))
-            fraction = fraction_of(h, metrics_due)
-            shown = "-" if fraction is None else f"{fraction:.5f}"
-            progress.write(f"{label}\t{h.name}\t{h.role}\t{t:.3f}\t{shown}\t{tx_b}\t{tx_p}\t{rx_b}\t{rx_p}\n")
+            write_row(h, t, counters, fraction_of(h, metrics_due))
 
     next_sample = args.t0
     samples = 0
@@ -179,6 +185,8 @@ def main():
                 check_log(h, t)
                 if h.completed is not None:
                     events.write(f"{label}\t{h.name}\t{h.role}\tcomplete\t{t:.3f}\n")
+                    # The client has verified every piece: the curve's end, to 0.1 s.
+                    write_row(h, t, switch_counters(), 1.0)
         if time.time() >= next_sample:
             sample(samples % 2 == 0)
             samples += 1
