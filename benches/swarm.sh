@@ -390,9 +390,13 @@ run_case() {
         ;;
     esac >>"$work/sample-hosts.tsv"
   done
+  # In the background, so that a signal to this script ends the case at once (bash runs a trap
+  # only once the foreground command has returned, but interrupts `wait`).
   /usr/bin/python3 "$repo/benches/swarm_sample.py" --hosts "$work/sample-hosts.tsv" --switch "$nsp-sw" \
     --t0 "$t0" --base "$work/net-base" --label "$c\t$run" --progress "$out/progress.tsv" \
-    --events "$out/events.tsv" --timeout "$timeout" || sampler_status=$?
+    --events "$out/events.tsv" --timeout "$timeout" &
+  pids+=($!)
+  wait $! || sampler_status=$?
   for h in "${hosts[@]}"; do
     printf '%s\t%s\t%s\t%s\t%s\n' "$c" "$run" "$h" "${role_of[$h]}" \
       "$(awk -v a="${cpu0[$h]}" -v b="$(ns_cpu "$h")" 'BEGIN {printf "%.2f", b - a}')" >>"$out/cpu.tsv"
