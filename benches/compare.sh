@@ -45,30 +45,19 @@ command -v aria2c >/dev/null || need+=(aria2)
 command -v opentracker >/dev/null || need+=(opentracker)
 command -v mktorrent >/dev/null || need+=(mktorrent)
 [ -x /usr/bin/time ] || need+=(time)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing from Debian: ${need[*]}" >&2
-  for p in "${need[@]}"; do
-    apt-cache policy "$p" | grep -q 'Candidate: (none)' && { echo "no Debian package $p" >&2; exit 1; }
-  done
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >&2
-fi
+. "$repo/benches/lib.sh"
+bench_apt_install "${need[@]}"
 
 cargo build --release --quiet --bin ivcsd
 bin=${CARGO_TARGET_DIR:-$repo/target}/release/ivcsd
 gtime=/usr/bin/time
 tck=$(getconf CLK_TCK)
 
-. "$repo/benches/lib.sh"
 bench_workdir compare
 cpu_of() { awk -v t="$tck" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 hwm_of() { awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$1/status"; }
 
-# Piece length as ivcsd chooses it (docs/protocol.md 5): the smallest power of two from 256 KiB to
-# 16 MiB that keeps the piece count at or below 65,536.
-piece_log=18
-while [ $piece_log -lt 24 ] && [ $(((size + (1 << piece_log) - 1) >> piece_log)) -gt 65536 ]; do
-  piece_log=$((piece_log + 1))
-done
+piece_log=$(bench_piece_log "$size")
 
 mkdir -p "$work/src"
 head -c "$size" /dev/urandom >"$work/src/data.bin"
@@ -185,13 +174,7 @@ if [[ $skip != *,aria2c,* || $skip != *,lt-plain,* || $skip != *,lt-rc4,* ]]; th
   chmod 755 "$work/ot"
   mktorrent -p -l "$piece_log" -a "http://127.0.0.1:$oport/announce" -o "$work/plain.torrent" \
     "$work/src/data.bin" >/dev/null
-  /usr/bin/python3 - "$work/plain.torrent" >"$work/ot/whitelist.txt" <<'EOF'
-import hashlib, sys
-data = open(sys.argv[1], "rb").read()
-# The info dictionary is the last value of the top-level dictionary that mktorrent writes.
-start = data.index(b"4:infod") + 6
-print(hashlib.sha1(data[start:-1]).hexdigest())
-EOF
+  bench_plain_info_hash "$work/plain.torrent" >"$work/ot/whitelist.txt"
   chmod 644 "$work/ot/whitelist.txt"
   printf 'access.whitelist /whitelist.txt\n' >"$work/ot/opentracker.conf"
   opentracker -i 127.0.0.1 -p "$oport" -P "$oport" -d "$work/ot" -u nobody \

@@ -88,6 +88,39 @@ bench_users() {
   done
 }
 
+# Installs the Debian packages named (none: nothing), after checking that each one exists.
+bench_apt_install() {
+  [ $# -gt 0 ] || return 0
+  echo "installing from Debian: $*" >&2
+  local p
+  for p in "$@"; do
+    apt-cache policy "$p" | grep -q 'Candidate: (none)' && { echo "no Debian package $p" >&2; exit 1; }
+  done
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2
+}
+
+# log2 of the piece length ivcsd picks for $1 bytes (docs/protocol.md section 5): the smallest
+# power of two from 256 KiB to 16 MiB that keeps the piece count at or below 65,536. The plain
+# torrents of the stock clients use it too, so that every client moves the same pieces.
+bench_piece_log() {
+  local log=18
+  while [ $log -lt 24 ] && [ $((($1 + (1 << log) - 1) >> log)) -gt 65536 ]; do
+    log=$((log + 1))
+  done
+  echo $log
+}
+
+# The hex info hash of a torrent that mktorrent wrote (for opentracker's whitelist).
+bench_plain_info_hash() {
+  /usr/bin/python3 - "$1" <<'EOF'
+import hashlib, sys
+data = open(sys.argv[1], "rb").read()
+# The info dictionary is the last value of the top-level dictionary that mktorrent writes.
+start = data.index(b"4:infod") + 6
+print(hashlib.sha1(data[start:-1]).hexdigest())
+EOF
+}
+
 # A port of 127.0.0.1 that was free a moment ago.
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

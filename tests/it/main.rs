@@ -30,6 +30,7 @@ mod peer_session;
 mod peer_wire_connection;
 mod relay;
 mod seed_many;
+mod swarm_bench;
 mod tls;
 mod torrent_show;
 mod tracker;
