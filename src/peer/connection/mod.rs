@@ -26,12 +26,12 @@
 //! timers are branches of one `select!`, so there is no lock and no second task.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -40,10 +40,14 @@ use tokio_util::sync::CancellationToken;
 use crate::peer::bitfield::Bitfield;
 use crate::peer::geometry::PeerGeometry;
 use crate::peer::wire::{
-    self, BlockRequest, Extended, ExtendedHandshake, HANDSHAKE_LEN, Handshake, Message, WireError,
-    WireLimits,
+    self, BlockRequest, Extended, ExtendedHandshake, Handshake, Message, WireError, WireLimits,
 };
 use crate::types::{InfoHash, PeerId};
+
+mod handshake;
+mod io_buffers;
+pub use handshake::{accept, connect};
+use io_buffers::{ReadBuf, SendQueue, write_some};
 
 /// Most bytes queued for sending before the connection stops reading and taking commands.
 pub const SEND_HIGH_WATER: usize = 256 * 1024;
@@ -222,104 +226,6 @@ impl Handshaken {
     }
 }
 
-/// Opens our side: sends our handshake for `info_hash`, reads the peer's and checks it.
-///
-/// # Errors
-/// A timeout, an I/O error, a malformed handshake, another info hash, or our own peer id.
-pub async fn connect(
-    mut stream: TcpStream,
-    info_hash: InfoHash,
-    config: &ConnectionConfig,
-) -> Result<Handshaken, ConnectionError> {
-    let exchange = async {
-        let ours = Handshake::new(info_hash, config.peer_id);
-        stream
-            .write_all(&ours.encode())
-            .await
-            .map_err(io_error("writing the handshake"))?;
-        let remote = read_handshake(&mut stream).await?;
-        if remote.info_hash != info_hash {
-            return Err(ConnectionError::InfoHashMismatch {
-                expected: info_hash,
-                received: remote.info_hash,
-            });
-        }
-        check_peer_id(&remote, config)?;
-        Ok(remote)
-    };
-    let remote = tokio::time::timeout(config.handshake_timeout, exchange)
-        .await
-        .map_err(|_| ConnectionError::Timeout("waiting for the handshake"))??;
-    Ok(Handshaken {
-        peer_addr: stream.peer_addr().ok(),
-        stream,
-        remote,
-    })
-}
-
-/// Answers an incoming connection: reads the peer's handshake, checks that we serve its
-/// info hash (`serves`), then sends ours.
-///
-/// # Errors
-/// A timeout, an I/O error, a malformed handshake, an info hash we do not serve, or our own
-/// peer id.
-pub async fn accept(
-    mut stream: TcpStream,
-    serves: impl FnOnce(&InfoHash) -> bool,
-    config: &ConnectionConfig,
-) -> Result<Handshaken, ConnectionError> {
-    let exchange = async {
-        let remote = read_handshake(&mut stream).await?;
-        if !serves(&remote.info_hash) {
-            return Err(ConnectionError::UnknownInfoHash(remote.info_hash));
-        }
-        check_peer_id(&remote, config)?;
-        let ours = Handshake::new(remote.info_hash, config.peer_id);
-        stream
-            .write_all(&ours.encode())
-            .await
-            .map_err(io_error("writing the handshake"))?;
-        Ok(remote)
-    };
-    let remote = tokio::time::timeout(config.handshake_timeout, exchange)
-        .await
-        .map_err(|_| ConnectionError::Timeout("waiting for the handshake"))??;
-    Ok(Handshaken {
-        peer_addr: stream.peer_addr().ok(),
-        stream,
-        remote,
-    })
-}
-
-fn check_peer_id(remote: &Handshake, config: &ConnectionConfig) -> Result<(), ConnectionError> {
-    if remote.peer_id == config.peer_id {
-        return Err(ConnectionError::OwnPeerId);
-    }
-    Ok(())
-}
-
-/// Reads exactly the 68 handshake bytes (nothing of what follows), checking them as they
-/// arrive so garbage is refused at once.
-async fn read_handshake(stream: &mut TcpStream) -> Result<Handshake, ConnectionError> {
-    let mut buf = [0u8; HANDSHAKE_LEN];
-    let mut filled = 0;
-    loop {
-        let n = stream
-            .read(&mut buf[filled..])
-            .await
-            .map_err(io_error("reading the handshake"))?;
-        if n == 0 {
-            return Err(ConnectionError::ClosedByPeer);
-        }
-        filled += n;
-        if let Some((handshake, _)) =
-            Handshake::decode(&buf[..filled]).map_err(ConnectionError::Handshake)?
-        {
-            return Ok(handshake);
-        }
-    }
-}
-
 /// What a peer told us, checked against the torrent. Borrowed data is valid during the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -441,127 +347,6 @@ pub struct Connection<H> {
     read_buf: ReadBuf,
     core: Core<H>,
     commands: mpsc::Receiver<Command>,
-}
-
-/// A fixed-size read buffer: bytes `start..end` are received and not yet decoded.
-struct ReadBuf {
-    buf: Box<[u8]>,
-    start: usize,
-    end: usize,
-}
-
-impl ReadBuf {
-    fn new(capacity: usize) -> Self {
-        ReadBuf {
-            buf: vec![0; capacity].into_boxed_slice(),
-            start: 0,
-            end: 0,
-        }
-    }
-
-    fn data(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
-    }
-
-    fn spare(&mut self) -> &mut [u8] {
-        &mut self.buf[self.end..]
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.start += n;
-    }
-
-    /// Called once every whole frame is decoded. Moves the undecoded tail (part of one frame)
-    /// to the front only when the rest of that frame would not fit after it, so most blocks
-    /// are never moved. Afterwards there is room for the rest of the frame, because decoding
-    /// refuses a length over the limit the buffer is sized for.
-    fn compact(&mut self) {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-            return;
-        }
-        // The whole frame's length when its prefix is in; else assume the largest.
-        let frame_len = match self.data() {
-            [a, b, c, d, ..] => {
-                4usize.saturating_add(u32::from_be_bytes([*a, *b, *c, *d]) as usize)
-            }
-            _ => self.buf.len(),
-        };
-        if self.start.saturating_add(frame_len) > self.buf.len() {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-    }
-}
-
-/// Bytes waiting to be written: small messages are encoded into `staging`, which is moved
-/// (not copied) into the queue before a block or a write.
-#[derive(Default)]
-struct SendQueue {
-    queue: VecDeque<Bytes>,
-    staging: Vec<u8>,
-    /// Bytes in `queue` and `staging`.
-    len: usize,
-}
-
-impl SendQueue {
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn push_message(&mut self, message: &Message<'_>) {
-        let before = self.staging.len();
-        message.encode_into(&mut self.staging);
-        self.len += self.staging.len() - before;
-    }
-
-    fn push_block(&mut self, index: u32, begin: u32, data: Bytes) {
-        // Blocks are at most 16 KiB: Command::Piece is checked against a request first.
-        let header = wire::encode_piece_header(index, begin, data.len() as u32);
-        self.staging.extend_from_slice(&header);
-        self.len += header.len() + data.len();
-        self.flush_staging();
-        self.queue.push_back(data);
-    }
-
-    fn flush_staging(&mut self) {
-        if !self.staging.is_empty() {
-            self.queue
-                .push_back(Bytes::from(std::mem::take(&mut self.staging)));
-        }
-    }
-
-    fn advance(&mut self, mut n: usize) {
-        self.len -= n;
-        while n > 0 {
-            // `n` never exceeds the queued bytes: it is what a write of them reported.
-            let Some(front) = self.queue.front_mut() else {
-                break;
-            };
-            if n >= front.len() {
-                n -= front.len();
-                self.queue.pop_front();
-            } else {
-                front.advance(n);
-                n = 0;
-            }
-        }
-    }
-}
-
-async fn write_some(
-    writer: &mut tokio::net::tcp::WriteHalf<'_>,
-    queue: &VecDeque<Bytes>,
-) -> io::Result<usize> {
-    let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
-    let mut count = 0;
-    for (slot, bytes) in slices.iter_mut().zip(queue) {
-        *slot = IoSlice::new(bytes);
-        count += 1;
-    }
-    writer.write_vectored(&slices[..count]).await
 }
 
 /// Everything but the socket and the read buffer, so a decoded message (which borrows the
