@@ -14,18 +14,24 @@ fn main() -> ExitCode {
         eprintln!("error: {err}");
         return ExitCode::FAILURE;
     }
-    let (kernel, how) = Rc4PlusKernel::active();
-    let long_version = format!(
-        "{}\nrc4+ kernel: {kernel} ({how})",
-        env!("CARGO_PKG_VERSION")
-    );
-    let matches = cli::Cli::command().long_version(long_version).get_matches();
-    let args = match cli::Cli::from_arg_matches(&matches) {
+    // The kernel is measured only where it is shown; a peer measures it at its first keystream.
+    let mut command = cli::Cli::command();
+    if std::env::args_os().any(|arg| arg == "--version") {
+        let (kernel, how) = Rc4PlusKernel::active();
+        command = command.long_version(format!(
+            "{}\nrc4+ kernel: {kernel} ({how})",
+            env!("CARGO_PKG_VERSION")
+        ));
+    }
+    let args = match cli::Cli::from_arg_matches(&command.get_matches()) {
         Ok(args) => args,
         Err(err) => err.exit(),
     };
     cli::init_logging(&args.global);
-    tracing::debug!(%kernel, %how, "rc4+ kernel");
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let (kernel, how) = Rc4PlusKernel::active();
+        tracing::debug!(%kernel, %how, "rc4+ kernel");
+    }
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
